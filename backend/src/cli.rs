@@ -1,0 +1,212 @@
+//! The `shardscope` command line: `serve`, `node`, and the client commands.
+//!
+//! Client commands talk to a running backend over HTTP (`--addr`, default
+//! `$SHARDSCOPE_ADDR`, then `http://127.0.0.1:8080`), or with `--direct
+//! tcp://HOST:PORT` straight to one node over ZeroMQ. `get` exits 0 when the
+//! key is found, 2 when it is not, 1 on any other failure (seed 004).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use shardscope_shared::placement::PlacementSpec;
+use shardscope_shared::protocol::{ErrorCode, NodeReply, NodeRequest};
+
+use crate::node_client::NodeClient;
+use crate::server::ServeOptions;
+
+#[derive(Parser, Debug)]
+#[command(name = "shardscope", version, about = "A sharded key-value store you can watch")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the backend, its storage nodes and the page.
+    Serve(ServeArgs),
+    /// Run one storage node.
+    Node(NodeArgs),
+    /// Store VALUE under KEY.
+    Put { key: String, value: String, #[command(flatten)] target: Target },
+    /// Print the value of KEY (exit 0 found, 2 not found, 1 failure).
+    Get { key: String, #[command(flatten)] target: Target },
+    /// Delete KEY.
+    Delete { key: String, #[command(flatten)] target: Target },
+    /// Print every key-value pair as JSON.
+    GetAll { #[command(flatten)] target: Target },
+    /// List the cluster's nodes.
+    Nodes { #[command(flatten)] target: Target },
+}
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// HTTP port of the page and API (0 picks a free one).
+    #[arg(long, default_value_t = 8080)]
+    pub port: u16,
+    /// Address to bind; loopback unless you say otherwise.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub bind: String,
+    /// Storage nodes to launch.
+    #[arg(long, default_value_t = 3)]
+    pub nodes: usize,
+    /// Placement algorithm.
+    #[arg(long, default_value = "ring", value_parser = ["ring"])]
+    pub placement: String,
+    /// Virtual nodes per node (ring).
+    #[arg(long, default_value_t = 160)]
+    pub vnodes: u32,
+    /// Where the nodes keep their files (one sub-directory each).
+    #[arg(long, default_value = "./data")]
+    pub data_dir: PathBuf,
+    /// The built page (Trunk's dist/).
+    #[arg(long, default_value = "./dist")]
+    pub static_dir: PathBuf,
+}
+
+#[derive(Args, Debug)]
+pub struct NodeArgs {
+    /// ZeroMQ ROUTER port.
+    #[arg(long)]
+    pub port: u16,
+    /// Directory for this node's files.
+    #[arg(long)]
+    pub data_dir: PathBuf,
+    /// Address to bind; loopback unless you say otherwise.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub bind: String,
+}
+
+#[derive(Args, Debug)]
+pub struct Target {
+    /// The backend's URL.
+    #[arg(long, env = "SHARDSCOPE_ADDR", default_value = "http://127.0.0.1:8080")]
+    pub addr: String,
+    /// Talk to one node directly, e.g. tcp://127.0.0.1:5601.
+    #[arg(long)]
+    pub direct: Option<String>,
+}
+
+pub fn main(cli: Cli) -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(run(cli.command)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn run(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Serve(a) => {
+            let placement = PlacementSpec::Ring { vnodes: a.vnodes };
+            crate::server::serve(ServeOptions {
+                bind: a.bind,
+                port: a.port,
+                nodes: a.nodes,
+                placement,
+                data_dir: a.data_dir,
+                static_dir: a.static_dir,
+            })
+            .await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Node(a) => {
+            let config = shardscope_node::NodeConfig { bind: a.bind, port: a.port, data_dir: a.data_dir };
+            shardscope_node::run(config, crate::server::shutdown_signal()).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Put { key, value, target } => {
+            let req = NodeRequest::Put { key: key.as_str().into(), value: value.into() };
+            report(send(&target, &key, req).await?)
+        }
+        Command::Get { key, target } => {
+            let req = NodeRequest::GetOne { key: key.as_str().into() };
+            report(send(&target, &key, req).await?)
+        }
+        Command::Delete { key, target } => {
+            let req = NodeRequest::Delete { key: key.as_str().into() };
+            report(send(&target, &key, req).await?)
+        }
+        Command::GetAll { target } => report(send(&target, "", NodeRequest::GetAll).await?),
+        Command::Nodes { target } => {
+            let body = reqwest::get(format!("{}/nodes", target.addr.trim_end_matches('/'))).await?.text().await?;
+            println!("{body}");
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Sends a request to one node (`--direct`) or through the backend's REST API.
+async fn send(target: &Target, key: &str, req: NodeRequest) -> anyhow::Result<NodeReply> {
+    if let Some(endpoint) = &target.direct {
+        let client = NodeClient::connect(endpoint).await?;
+        return Ok(client.request(&req).await);
+    }
+    let base = target.addr.trim_end_matches('/');
+    let http = reqwest::Client::new();
+    let url = format!("{base}/kv/{}", urlencode(key));
+    let resp = match &req {
+        NodeRequest::Put { value, .. } => http.put(&url).body(value.0.clone()).send().await?,
+        NodeRequest::GetOne { .. } => http.get(&url).send().await?,
+        NodeRequest::Delete { .. } => http.delete(&url).send().await?,
+        NodeRequest::GetAll => http.get(format!("{base}/kv")).send().await?,
+    };
+    let status = resp.status();
+    let body = resp.bytes().await?;
+    if matches!(req, NodeRequest::GetOne { .. }) && status.is_success() {
+        return Ok(NodeReply::Value { key: key.into(), value: body.to_vec().into() });
+    }
+    serde_json::from_slice(&body)
+        .map_err(|e| anyhow::anyhow!("unexpected answer from {base} ({status}): {e}"))
+}
+
+/// Prints a reply; the exit code follows seed 004.
+fn report(reply: NodeReply) -> anyhow::Result<ExitCode> {
+    match reply {
+        NodeReply::Value { value, .. } => {
+            println!("{}", value.to_text_lossy());
+            Ok(ExitCode::SUCCESS)
+        }
+        NodeReply::Error { error: ErrorCode::NotFound, message } => {
+            eprintln!("not found: {message}");
+            Ok(ExitCode::from(2))
+        }
+        NodeReply::Error { message, .. } => {
+            eprintln!("error: {message}");
+            Ok(ExitCode::from(1))
+        }
+        other => {
+            println!("{}", serde_json::to_string_pretty(&other)?);
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Percent-encodes a key for use as one URL path segment.
+fn urlencode(key: &str) -> String {
+    let mut out = String::with_capacity(key.len());
+    for b in key.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}

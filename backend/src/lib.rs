@@ -1,0 +1,19 @@
+//! ShardScope's backend and the `shardscope` command line.
+//!
+//! - [`cli`]: the `shardscope` subcommands (`serve`, `node`, and the client
+//!   commands `put`, `get`, `delete`, `get-all`, `nodes`).
+//! - [`node_client`]: a pipelined ZeroMQ DEALER connection to one storage node.
+//! - [`cluster`]: the live view of the nodes and the placement; routes a key
+//!   to the client of its owner and broadcasts changes to pages.
+//! - [`supervisor`]: launches and stops the node processes `serve` owns.
+//! - [`rest`], [`ws`]: the HTTP API (`/kv`, `/nodes`, `/healthz`) and the
+//!   page's WebSocket (`/ws`).
+//! - [`server`]: wires the above into one axum app and runs `serve`.
+
+pub mod cli;
+pub mod cluster;
+pub mod node_client;
+pub mod rest;
+pub mod server;
+pub mod supervisor;
+pub mod ws;

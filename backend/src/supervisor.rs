@@ -1,0 +1,101 @@
+//! Launches and stops the storage node processes that `shardscope serve` owns.
+//!
+//! Each node is this same binary run as `shardscope node --port P --data-dir
+//! D`. Children get `PR_SET_PDEATHSIG`, so they stop even if `serve` is
+//! killed outright; on a clean exit `serve` stops them itself with SIGTERM.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use shardscope_shared::protocol::NodeInfo;
+use tokio::process::{Child, Command};
+
+/// A node process started by this backend.
+pub struct ManagedNode {
+    pub info: NodeInfo,
+    child: Child,
+}
+
+/// Owns the node processes of one `serve`.
+pub struct Supervisor {
+    exe: PathBuf,
+    data_dir: PathBuf,
+    bind: String,
+    nodes: Vec<ManagedNode>,
+}
+
+impl Supervisor {
+    pub fn new(data_dir: &Path, bind: &str) -> anyhow::Result<Self> {
+        Ok(Supervisor {
+            exe: std::env::current_exe()?,
+            data_dir: data_dir.to_path_buf(),
+            bind: bind.to_string(),
+            nodes: Vec::new(),
+        })
+    }
+
+    /// Starts the next node (`node-1`, `node-2`, ...) on a free port and waits
+    /// until it accepts connections.
+    pub async fn launch(&mut self) -> anyhow::Result<NodeInfo> {
+        let n = self.nodes.len() + 1;
+        let id = format!("node-{n}");
+        let port = free_port(&self.bind)?;
+        let dir = self.data_dir.join(&id);
+        let mut cmd = Command::new(&self.exe);
+        cmd.arg("node")
+            .args(["--port", &port.to_string(), "--bind", &self.bind])
+            .arg("--data-dir")
+            .arg(&dir)
+            .kill_on_drop(true);
+        // SAFETY: prctl is async-signal-safe; it only sets this child's
+        // parent-death signal between fork and exec.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) == -1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let child = cmd.spawn()?;
+        let info = NodeInfo { id, addr: format!("tcp://{}:{port}", self.bind) };
+        wait_until_listening(&self.bind, port).await?;
+        tracing::info!(id = %info.id, addr = %info.addr, pid = child.id(), "node started");
+        self.nodes.push(ManagedNode { info: info.clone(), child });
+        Ok(info)
+    }
+
+    /// Stops every node: SIGTERM, then SIGKILL for any still alive after 5 s.
+    pub async fn stop_all(&mut self) {
+        for node in &self.nodes {
+            if let Some(pid) = node.child.id() {
+                // SAFETY: plain kill(2) on a child we own.
+                unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+            }
+        }
+        for node in &mut self.nodes {
+            if tokio::time::timeout(Duration::from_secs(5), node.child.wait()).await.is_err() {
+                let _ = node.child.kill().await;
+            }
+        }
+        self.nodes.clear();
+    }
+}
+
+/// A port the OS reports free on `bind` right now.
+fn free_port(bind: &str) -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind((bind, 0))?.local_addr()?.port())
+}
+
+async fn wait_until_listening(host: &str, port: u16) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        if tokio::net::TcpStream::connect((host, port)).await.is_ok() {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() > deadline {
+            anyhow::bail!("node on port {port} did not start listening within 15 s");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

@@ -1,0 +1,15 @@
+//! ShardScope's shared crate: everything both sides of the wire must agree on.
+//!
+//! - [`hash`]: the one fixed 64-bit hash (XXH3-64, seed 0) every placement uses.
+//! - [`placement`]: the [`placement::Placement`] trait and its algorithms; the
+//!   backend routes with it and the page draws with it, so both give the same
+//!   answer for the same key.
+//! - [`protocol`]: serde types for the storage node's ZeroMQ JSON messages (the
+//!   seeds' `PUT` / `GET_ONE` / `GET_ALL`, plus `DELETE`) and for the page's
+//!   WebSocket messages.
+//!
+//! This crate never does I/O and compiles for x86_64 and wasm32.
+
+pub mod hash;
+pub mod placement;
+pub mod protocol;
