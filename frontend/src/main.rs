@@ -1,1 +1,16 @@
-fn main() {}
+//! ShardScope's page: a Leptos CSR app compiled to WebAssembly.
+//!
+//! - [`ws`]: the one WebSocket to the backend and the state it feeds.
+//! - [`components`]: the views (ring, lookup, cluster panel, key-value form).
+//!
+//! Placement is never re-implemented here: every owner shown is computed with
+//! `shardscope-shared`, the crate the backend routes with.
+
+mod components;
+mod ws;
+
+
+fn main() {
+    console_error_panic_hook::set_once();
+    leptos::mount::mount_to_body(components::App);
+}

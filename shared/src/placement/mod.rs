@@ -58,13 +58,17 @@ pub trait Placement: Send + Sync {
     }
 }
 
-/// Builds the placement `spec` describes over `members`. Members are
-/// deduplicated by id and ordered by id, so the result does not depend on the
-/// order they were given in.
-pub fn build(spec: &PlacementSpec, members: &[Member]) -> Box<dyn Placement> {
+/// Members ordered by id with duplicate ids dropped: every algorithm starts
+/// from this, so no placement depends on the order members were given in.
+pub fn normalize(members: &[Member]) -> Vec<Member> {
     let mut members: Vec<Member> = members.to_vec();
     members.sort_by(|a, b| a.id.cmp(&b.id));
     members.dedup_by(|a, b| a.id == b.id);
+    members
+}
+
+/// Builds the placement `spec` describes over `members`.
+pub fn build(spec: &PlacementSpec, members: &[Member]) -> Box<dyn Placement> {
     match spec {
         PlacementSpec::Ring { vnodes } => Box::new(ring::Ring::new(members, *vnodes)),
     }

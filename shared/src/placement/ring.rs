@@ -5,7 +5,7 @@
 //! the top). Points that collide are ordered by member id, so the ring does
 //! not depend on the order members joined.
 
-use super::{Member, Placement};
+use super::{normalize, Member, Placement};
 use crate::hash::key_hash;
 
 /// A consistent-hashing ring with virtual nodes.
@@ -23,7 +23,8 @@ pub fn vnode_point(id: &str, i: u32) -> u64 {
 }
 
 impl Ring {
-    pub fn new(members: Vec<Member>, vnodes: u32) -> Self {
+    pub fn new(members: &[Member], vnodes: u32) -> Self {
+        let members = normalize(members);
         let mut pairs: Vec<(u64, u32)> = Vec::new();
         for (m, member) in members.iter().enumerate() {
             for i in 0..vnodes.saturating_mul(member.weight) {
@@ -72,7 +73,7 @@ mod tests {
 
     #[test]
     fn a_key_belongs_to_the_next_point_clockwise() {
-        let ring = Ring::new(members(3), 8);
+        let ring = Ring::new(&members(3), 8);
         let pts: Vec<_> = ring.points().collect();
         let (p, owner) = pts[5];
         assert_eq!(ring.owner_index(p), Some(owner));
@@ -106,7 +107,7 @@ mod tests {
     fn weight_scales_the_share() {
         let mut ms = members(2);
         ms[0].weight = 3;
-        let ring = Ring::new(ms, 100);
+        let ring = Ring::new(&ms, 100);
         let heavy = (0..20_000)
             .filter(|i| ring.owner_of(format!("k{i}").as_bytes()) == Some("node-1"))
             .count();

@@ -1,0 +1,44 @@
+//! The page's views and the shell that lays them out.
+
+mod cluster;
+mod kv;
+mod lookup;
+mod ring;
+
+use leptos::prelude::*;
+
+use crate::ws::Backend;
+
+/// Okabe-Ito: eight colours told apart with every common colour-vision
+/// deficiency. Node `i` (in id order) gets colour `i % 8`.
+pub const PALETTE: [&str; 8] =
+    ["#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7", "#6b6b6b"];
+
+pub fn node_colour(index: usize) -> &'static str {
+    PALETTE[index % PALETTE.len()]
+}
+
+#[component]
+pub fn App() -> impl IntoView {
+    let backend = Backend::connect();
+    let lookup_key = RwSignal::new(String::new());
+    let stored_keys = RwSignal::new(Vec::<String>::new());
+    view! {
+        <header class="top">
+            <h1>"ShardScope"</h1>
+            <span class="status" data-testid="ws-status">
+                {move || if backend.connected.get() { "connected" } else { "connecting…" }}
+            </span>
+        </header>
+        <main class="layout">
+            <section class="panel ring-panel">
+                <ring::RingView backend lookup_key stored_keys />
+            </section>
+            <section class="panel side">
+                <lookup::Lookup backend lookup_key />
+                <kv::KvForm backend stored_keys />
+                <cluster::NodeList backend />
+            </section>
+        </main>
+    }
+}

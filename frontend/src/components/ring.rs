@@ -1,0 +1,91 @@
+//! The ring: the hash circle with every virtual node as a tick, arcs coloured
+//! by owner, and keys as dots. Positions come from `shardscope-shared`.
+
+use std::f64::consts::TAU;
+
+use leptos::prelude::*;
+use shardscope_shared::hash::{key_hash, ring_fraction};
+use shardscope_shared::placement::ring::Ring;
+use shardscope_shared::placement::{Member, Placement, PlacementSpec};
+
+use super::node_colour;
+use crate::ws::Backend;
+
+const R: f64 = 100.0;
+
+/// (x, y) of a ring fraction, clockwise from the top.
+fn at(fraction: f64, radius: f64) -> (f64, f64) {
+    let a = fraction * TAU - TAU / 4.0;
+    (radius * a.cos(), radius * a.sin())
+}
+
+/// SVG path of the arc from `from` to `to` (fractions, clockwise).
+fn arc(from: f64, to: f64) -> String {
+    let span = (to - from).rem_euclid(1.0);
+    let (x0, y0) = at(from, R);
+    let (x1, y1) = at(to, R);
+    let large = if span > 0.5 { 1 } else { 0 };
+    format!("M{x0:.3},{y0:.3} A{R},{R} 0 {large} 1 {x1:.3},{y1:.3}")
+}
+
+#[component]
+pub fn RingView(backend: Backend, lookup_key: RwSignal<String>, stored_keys: RwSignal<Vec<String>>) -> impl IntoView {
+    let ring = move || {
+        let members: Vec<Member> = backend.nodes.get().iter().map(|n| Member::new(&n.id)).collect();
+        match backend.placement.get()? {
+            PlacementSpec::Ring { vnodes } => Some(Ring::new(&members, vnodes)),
+        }
+    };
+    let drawing = move || {
+        let ring = ring()?;
+        let points: Vec<(u64, usize)> = ring.points().collect();
+        let mut arcs = Vec::with_capacity(points.len());
+        for (i, &(p, owner)) in points.iter().enumerate() {
+            let prev = points[(i + points.len() - 1) % points.len()].0;
+            arcs.push(view! {
+                <path class="arc" d=arc(ring_fraction(prev), ring_fraction(p)) stroke=node_colour(owner) />
+            });
+        }
+        let ticks = points
+            .iter()
+            .map(|&(p, owner)| {
+                let (x0, y0) = at(ring_fraction(p), R - 4.0);
+                let (x1, y1) = at(ring_fraction(p), R + 4.0);
+                view! {
+                    <line class="vnode" x1=x0 y1=y0 x2=x1 y2=y1 stroke=node_colour(owner)
+                        data-owner=ring.members()[owner].id.clone() data-hash=format!("{p:016x}") />
+                }
+            })
+            .collect_view();
+        let keys = stored_keys
+            .get()
+            .into_iter()
+            .map(|k| key_dot(&ring, &k, "key"))
+            .collect_view();
+        let looked_up = {
+            let k = lookup_key.get();
+            (!k.is_empty()).then(|| key_dot(&ring, &k, "key lookup"))
+        };
+        Some(view! { <g>{arcs}</g> <g>{ticks}</g> <g>{keys}</g> {looked_up} })
+    };
+    view! {
+        <svg class="ring" viewBox="-130 -130 260 260" data-testid="ring" role="img"
+            aria-label="Consistent-hashing ring: arcs coloured by owning node">
+            <circle class="track" r=R />
+            {drawing}
+        </svg>
+    }
+}
+
+fn key_dot(ring: &Ring, key: &str, class: &'static str) -> impl IntoView {
+    let hash = key_hash(key.as_bytes());
+    let owner = ring.owner_index(hash);
+    let (x, y) = at(ring_fraction(hash), R - 14.0);
+    let colour = owner.map(node_colour).unwrap_or("#999");
+    let owner_id = owner.map(|o| ring.members()[o].id.clone()).unwrap_or_default();
+    view! {
+        <circle class=class cx=x cy=y r="4" fill=colour data-key=key.to_string() data-owner=owner_id.clone()>
+            <title>{format!("{key}\nhash {hash:016x}\nowner {owner_id}")}</title>
+        </circle>
+    }
+}

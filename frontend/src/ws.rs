@@ -1,0 +1,96 @@
+//! The page's WebSocket to the backend: it owns the connection, keeps the
+//! cluster view (nodes + placement) current from pushed messages, and sends
+//! requests whose replies come back by id.
+
+use std::collections::HashMap;
+
+use futures::channel::mpsc;
+use futures::{SinkExt, StreamExt};
+use gloo_net::websocket::{futures::WebSocket, Message};
+use leptos::prelude::*;
+use leptos::task::spawn_local;
+use shardscope_shared::placement::PlacementSpec;
+use shardscope_shared::protocol::{ClientMsg, NodeInfo, NodeReply, ServerMsg};
+
+/// A reply from the backend: the node that served it, and the node's answer.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Answer {
+    pub node: Option<String>,
+    pub reply: NodeReply,
+}
+
+/// The connection state the views read.
+#[derive(Clone, Copy)]
+pub struct Backend {
+    pub connected: RwSignal<bool>,
+    pub nodes: RwSignal<Vec<NodeInfo>>,
+    pub placement: RwSignal<Option<PlacementSpec>>,
+    /// Replies by request id.
+    pub answers: RwSignal<HashMap<u64, Answer>>,
+    outbox: StoredValue<Option<mpsc::UnboundedSender<ClientMsg>>>,
+    next_id: StoredValue<u64>,
+}
+
+impl Backend {
+    /// Opens the WebSocket at `/ws` on the page's own host.
+    pub fn connect() -> Self {
+        let backend = Backend {
+            connected: RwSignal::new(false),
+            nodes: RwSignal::new(Vec::new()),
+            placement: RwSignal::new(None),
+            answers: RwSignal::new(HashMap::new()),
+            outbox: StoredValue::new(None),
+            next_id: StoredValue::new(1),
+        };
+        let Some(url) = ws_url() else { return backend };
+        let Ok(socket) = WebSocket::open(&url) else { return backend };
+        let (mut sink, mut stream) = socket.split();
+        let (tx, mut rx) = mpsc::unbounded::<ClientMsg>();
+        backend.outbox.set_value(Some(tx));
+        spawn_local(async move {
+            while let Some(msg) = rx.next().await {
+                let text = serde_json::to_string(&msg).expect("client messages serialize");
+                if sink.send(Message::Text(text)).await.is_err() {
+                    break;
+                }
+            }
+        });
+        spawn_local(async move {
+            while let Some(Ok(Message::Text(text))) = stream.next().await {
+                backend.connected.set(true);
+                match serde_json::from_str::<ServerMsg>(&text) {
+                    Ok(ServerMsg::Cluster { nodes, placement }) => {
+                        backend.nodes.set(nodes);
+                        backend.placement.set(Some(placement));
+                    }
+                    Ok(ServerMsg::Reply { id, node, reply }) => {
+                        backend.answers.update(|a| {
+                            a.insert(id, Answer { node, reply });
+                        });
+                    }
+                    Err(e) => leptos::logging::warn!("unreadable message from backend: {e}"),
+                }
+            }
+            backend.connected.set(false);
+        });
+        backend
+    }
+
+    /// Sends a request built from a fresh id; returns that id.
+    pub fn send(&self, make: impl FnOnce(u64) -> ClientMsg) -> u64 {
+        let id = self.next_id.get_value();
+        self.next_id.set_value(id + 1);
+        self.outbox.with_value(|tx| {
+            if let Some(tx) = tx {
+                let _ = tx.unbounded_send(make(id));
+            }
+        });
+        id
+    }
+}
+
+fn ws_url() -> Option<String> {
+    let location = web_sys::window()?.location();
+    let scheme = if location.protocol().ok()? == "https:" { "wss" } else { "ws" };
+    Some(format!("{scheme}://{}/ws", location.host().ok()?))
+}
