@@ -34,18 +34,19 @@ if [ "${#want_pkgs[@]}" -gt 0 ]; then
 fi
 
 # ---- cargo-installed tools -------------------------------------------------
-WB_VERSION=$(sed -n 's/^wasm-bindgen = { version = "=\([0-9.]*\)".*/\1/p; s/^wasm-bindgen = "=\([0-9.]*\)"/\1/p' frontend/Cargo.toml | head -n1)
+# wasm-bindgen-cli must equal the wasm-bindgen crate the page is built with.
+WB_VERSION=$(sed -n 's/^wasm-bindgen = "=\([0-9.]*\)"/\1/p' frontend/Cargo.toml)
 if ! command -v wasm-bindgen >/dev/null 2>&1 || [ "$(wasm-bindgen --version | awk '{print $2}')" != "$WB_VERSION" ]; then
   log "cargo install wasm-bindgen-cli $WB_VERSION"
-  cargo install wasm-bindgen-cli --version "$WB_VERSION"
+  env -u CARGO_TARGET_DIR cargo install wasm-bindgen-cli --version "$WB_VERSION"
 fi
 if ! command -v trunk >/dev/null 2>&1; then
   if rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
     log "cargo +nightly install trunk 0.22.1"
-    cargo +nightly install trunk --version 0.22.1 --locked
+    env -u CARGO_TARGET_DIR cargo +nightly install trunk --version 0.22.1 --locked
   else
     log "cargo install trunk 0.21.14"
-    cargo install trunk --version 0.21.14 --locked
+    env -u CARGO_TARGET_DIR cargo install trunk --version 0.21.14 --locked
   fi
 fi
 

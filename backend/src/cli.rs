@@ -16,7 +16,11 @@ use crate::node_client::NodeClient;
 use crate::server::ServeOptions;
 
 #[derive(Parser, Debug)]
-#[command(name = "shardscope", version, about = "A sharded key-value store you can watch")]
+#[command(
+    name = "shardscope",
+    version,
+    about = "A sharded key-value store you can watch"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -29,15 +33,34 @@ pub enum Command {
     /// Run one storage node.
     Node(NodeArgs),
     /// Store VALUE under KEY.
-    Put { key: String, value: String, #[command(flatten)] target: Target },
+    Put {
+        key: String,
+        value: String,
+        #[command(flatten)]
+        target: Target,
+    },
     /// Print the value of KEY (exit 0 found, 2 not found, 1 failure).
-    Get { key: String, #[command(flatten)] target: Target },
+    Get {
+        key: String,
+        #[command(flatten)]
+        target: Target,
+    },
     /// Delete KEY.
-    Delete { key: String, #[command(flatten)] target: Target },
+    Delete {
+        key: String,
+        #[command(flatten)]
+        target: Target,
+    },
     /// Print every key-value pair as JSON.
-    GetAll { #[command(flatten)] target: Target },
+    GetAll {
+        #[command(flatten)]
+        target: Target,
+    },
     /// List the cluster's nodes.
-    Nodes { #[command(flatten)] target: Target },
+    Nodes {
+        #[command(flatten)]
+        target: Target,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -127,25 +150,39 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Node(a) => {
-            let config = shardscope_node::NodeConfig { bind: a.bind, port: a.port, data_dir: a.data_dir };
+            let config = shardscope_node::NodeConfig {
+                bind: a.bind,
+                port: a.port,
+                data_dir: a.data_dir,
+            };
             shardscope_node::run(config, crate::server::shutdown_signal()).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Put { key, value, target } => {
-            let req = NodeRequest::Put { key: key.as_str().into(), value: value.into() };
+            let req = NodeRequest::Put {
+                key: key.as_str().into(),
+                value: value.into(),
+            };
             report(send(&target, &key, req).await?)
         }
         Command::Get { key, target } => {
-            let req = NodeRequest::GetOne { key: key.as_str().into() };
+            let req = NodeRequest::GetOne {
+                key: key.as_str().into(),
+            };
             report(send(&target, &key, req).await?)
         }
         Command::Delete { key, target } => {
-            let req = NodeRequest::Delete { key: key.as_str().into() };
+            let req = NodeRequest::Delete {
+                key: key.as_str().into(),
+            };
             report(send(&target, &key, req).await?)
         }
         Command::GetAll { target } => report(send(&target, "", NodeRequest::GetAll).await?),
         Command::Nodes { target } => {
-            let body = reqwest::get(format!("{}/nodes", target.addr.trim_end_matches('/'))).await?.text().await?;
+            let body = reqwest::get(format!("{}/nodes", target.addr.trim_end_matches('/')))
+                .await?
+                .text()
+                .await?;
             println!("{body}");
             Ok(ExitCode::SUCCESS)
         }
@@ -170,7 +207,10 @@ async fn send(target: &Target, key: &str, req: NodeRequest) -> anyhow::Result<No
     let status = resp.status();
     let body = resp.bytes().await?;
     if matches!(req, NodeRequest::GetOne { .. }) && status.is_success() {
-        return Ok(NodeReply::Value { key: key.into(), value: body.to_vec().into() });
+        return Ok(NodeReply::Value {
+            key: key.into(),
+            value: body.to_vec().into(),
+        });
     }
     serde_json::from_slice(&body)
         .map_err(|e| anyhow::anyhow!("unexpected answer from {base} ({status}): {e}"))
@@ -183,7 +223,10 @@ fn report(reply: NodeReply) -> anyhow::Result<ExitCode> {
             println!("{}", value.to_text_lossy());
             Ok(ExitCode::SUCCESS)
         }
-        NodeReply::Error { error: ErrorCode::NotFound, message } => {
+        NodeReply::Error {
+            error: ErrorCode::NotFound,
+            message,
+        } => {
             eprintln!("not found: {message}");
             Ok(ExitCode::from(2))
         }

@@ -46,15 +46,24 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         supervisor.stop_all().await;
         return Err(e);
     }
-    println!("ShardScope serving at http://{addr}/ with {} nodes (Ctrl-C stops everything)", opts.nodes);
+    println!(
+        "ShardScope serving at http://{addr}/ with {} nodes (Ctrl-C stops everything)",
+        opts.nodes
+    );
     let app = app(cluster, &opts.static_dir);
-    let result = axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await;
+    let result = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await;
     tracing::info!("stopping nodes");
     supervisor.stop_all().await;
     Ok(result?)
 }
 
-async fn start_nodes(supervisor: &mut Supervisor, cluster: &Cluster, n: usize) -> anyhow::Result<()> {
+async fn start_nodes(
+    supervisor: &mut Supervisor,
+    cluster: &Cluster,
+    n: usize,
+) -> anyhow::Result<()> {
     for _ in 0..n {
         let info = supervisor.launch().await?;
         cluster.add_node(info).await?;

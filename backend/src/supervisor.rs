@@ -58,10 +58,16 @@ impl Supervisor {
             });
         }
         let child = cmd.spawn()?;
-        let info = NodeInfo { id, addr: format!("tcp://{}:{port}", self.bind) };
+        let info = NodeInfo {
+            id,
+            addr: format!("tcp://{}:{port}", self.bind),
+        };
         wait_until_listening(&self.bind, port).await?;
         tracing::info!(id = %info.id, addr = %info.addr, pid = child.id(), "node started");
-        self.nodes.push(ManagedNode { info: info.clone(), child });
+        self.nodes.push(ManagedNode {
+            info: info.clone(),
+            child,
+        });
         Ok(info)
     }
 
@@ -74,7 +80,10 @@ impl Supervisor {
             }
         }
         for node in &mut self.nodes {
-            if tokio::time::timeout(Duration::from_secs(5), node.child.wait()).await.is_err() {
+            if tokio::time::timeout(Duration::from_secs(5), node.child.wait())
+                .await
+                .is_err()
+            {
                 let _ = node.child.kill().await;
             }
         }

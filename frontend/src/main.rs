@@ -9,7 +9,6 @@
 mod components;
 mod ws;
 
-
 fn main() {
     console_error_panic_hook::set_once();
     leptos::mount::mount_to_body(components::App);

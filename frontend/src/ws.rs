@@ -43,7 +43,9 @@ impl Backend {
             next_id: StoredValue::new(1),
         };
         let Some(url) = ws_url() else { return backend };
-        let Ok(socket) = WebSocket::open(&url) else { return backend };
+        let Ok(socket) = WebSocket::open(&url) else {
+            return backend;
+        };
         let (mut sink, mut stream) = socket.split();
         let (tx, mut rx) = mpsc::unbounded::<ClientMsg>();
         backend.outbox.set_value(Some(tx));
@@ -91,6 +93,10 @@ impl Backend {
 
 fn ws_url() -> Option<String> {
     let location = web_sys::window()?.location();
-    let scheme = if location.protocol().ok()? == "https:" { "wss" } else { "ws" };
+    let scheme = if location.protocol().ok()? == "https:" {
+        "wss"
+    } else {
+        "ws"
+    };
     Some(format!("{scheme}://{}/ws", location.host().ok()?))
 }

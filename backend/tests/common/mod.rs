@@ -15,7 +15,10 @@ pub fn shardscope_exe() -> PathBuf {
 
 /// The workspace root (where dist/ is built).
 pub fn workspace_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 /// A running `shardscope serve`.
@@ -35,7 +38,10 @@ impl Stack {
             .arg("--data-dir")
             .arg(data.path())
             .args(extra)
-            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()))
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -45,7 +51,12 @@ impl Stack {
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
                 if let Some(rest) = line.strip_prefix("ShardScope serving at ") {
-                    let url = rest.split_whitespace().next().unwrap().trim_end_matches('/').to_string();
+                    let url = rest
+                        .split_whitespace()
+                        .next()
+                        .unwrap()
+                        .trim_end_matches('/')
+                        .to_string();
                     let _ = tx.send(url);
                 }
             }
@@ -57,7 +68,11 @@ impl Stack {
                 panic!("shardscope serve did not report its URL within 60 s");
             }
         };
-        Stack { child, url, _data: data }
+        Stack {
+            child,
+            url,
+            _data: data,
+        }
     }
 
     pub fn pid(&self) -> u32 {
@@ -96,10 +111,16 @@ pub fn terminate(child: &mut Child) -> std::process::ExitStatus {
 pub fn children_of(pid: u32) -> Vec<u32> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(child) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{child}/stat")) else { continue };
+        let Ok(child) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{child}/stat")) else {
+            continue;
+        };
         // Field 4 (after the parenthesised name) is the parent pid.
-        let Some(after) = stat.rsplit_once(") ") else { continue };
+        let Some(after) = stat.rsplit_once(") ") else {
+            continue;
+        };
         let fields: Vec<&str> = after.1.split_whitespace().collect();
         if fields.first() == Some(&"Z") {
             continue;
@@ -113,6 +134,10 @@ pub fn children_of(pid: u32) -> Vec<u32> {
 
 pub fn pid_alive(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| s.rsplit_once(") ").map(|(_, rest)| !rest.starts_with('Z')).unwrap_or(false))
+        .map(|s| {
+            s.rsplit_once(") ")
+                .map(|(_, rest)| !rest.starts_with('Z'))
+                .unwrap_or(false)
+        })
         .unwrap_or(false)
 }

@@ -15,7 +15,11 @@ pub fn KvForm(backend: Backend, stored_keys: RwSignal<Vec<String>>) -> impl Into
         if k.is_empty() {
             return;
         }
-        let id = backend.send(|id| ClientMsg::Put { id, key: k.as_str().into(), value: v.into() });
+        let id = backend.send(|id| ClientMsg::Put {
+            id,
+            key: k.as_str().into(),
+            value: v.into(),
+        });
         pending.set(Some((id, "PUT", k)));
     };
     let get = move |_| {
@@ -23,25 +27,36 @@ pub fn KvForm(backend: Backend, stored_keys: RwSignal<Vec<String>>) -> impl Into
         if k.is_empty() {
             return;
         }
-        let id = backend.send(|id| ClientMsg::Get { id, key: k.as_str().into() });
+        let id = backend.send(|id| ClientMsg::Get {
+            id,
+            key: k.as_str().into(),
+        });
         pending.set(Some((id, "GET", k)));
     };
     let outcome = move || {
         let (id, op, k) = pending.get()?;
         let answer = backend.answers.with(|a| a.get(&id).cloned());
-        let Some(answer) = answer else { return Some(format!("{op} {k}: waiting…")) };
+        let Some(answer) = answer else {
+            return Some(format!("{op} {k}: waiting…"));
+        };
         let node = answer.node.unwrap_or_else(|| "no node".into());
         Some(match answer.reply {
             NodeReply::Ok { .. } => format!("PUT {k}: stored on {node}"),
-            NodeReply::Value { value, .. } => format!("GET {k} = {:?} (from {node})", value.to_text_lossy()),
+            NodeReply::Value { value, .. } => {
+                format!("GET {k} = {:?} (from {node})", value.to_text_lossy())
+            }
             NodeReply::Error { message, .. } => format!("{op} {k} failed: {message}"),
             NodeReply::Collection { collection } => format!("{} pairs", collection.len()),
         })
     };
     // Keys stored from this page are drawn on the ring.
     Effect::new(move || {
-        let Some((id, "PUT", k)) = pending.get() else { return };
-        let stored = backend.answers.with(|a| matches!(a.get(&id), Some(ans) if matches!(ans.reply, NodeReply::Ok { .. })));
+        let Some((id, "PUT", k)) = pending.get() else {
+            return;
+        };
+        let stored = backend
+            .answers
+            .with(|a| matches!(a.get(&id), Some(ans) if matches!(ans.reply, NodeReply::Ok { .. })));
         if stored {
             stored_keys.update(|keys| {
                 if !keys.contains(&k) {
@@ -52,7 +67,9 @@ pub fn KvForm(backend: Backend, stored_keys: RwSignal<Vec<String>>) -> impl Into
     });
     let served_by = move || {
         let (id, _, _) = pending.get()?;
-        backend.answers.with(|a| a.get(&id).and_then(|ans| ans.node.clone()))
+        backend
+            .answers
+            .with(|a| a.get(&id).and_then(|ans| ans.node.clone()))
     };
     view! {
         <h2>"Put and get"</h2>

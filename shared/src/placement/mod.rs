@@ -24,7 +24,10 @@ fn default_weight() -> u32 {
 
 impl Member {
     pub fn new(id: impl Into<String>) -> Self {
-        Member { id: id.into(), weight: 1 }
+        Member {
+            id: id.into(),
+            weight: 1,
+        }
     }
 }
 

@@ -34,7 +34,12 @@ impl Ring {
         // Members are sorted by id, so index order is id order.
         pairs.sort_unstable();
         let (points, owners) = pairs.into_iter().unzip();
-        Ring { members, vnodes, points, owners }
+        Ring {
+            members,
+            vnodes,
+            points,
+            owners,
+        }
     }
 
     pub fn vnodes(&self) -> u32 {
@@ -43,7 +48,10 @@ impl Ring {
 
     /// Every virtual node as (position, member index), in ring order.
     pub fn points(&self) -> impl Iterator<Item = (u64, usize)> + '_ {
-        self.points.iter().zip(&self.owners).map(|(&p, &o)| (p, o as usize))
+        self.points
+            .iter()
+            .zip(&self.owners)
+            .map(|(&p, &o)| (p, o as usize))
     }
 }
 
@@ -112,6 +120,9 @@ mod tests {
             .filter(|i| ring.owner_of(format!("k{i}").as_bytes()) == Some("node-1"))
             .count();
         let share = heavy as f64 / 20_000.0;
-        assert!((0.65..0.85).contains(&share), "share of weight-3 node: {share}");
+        assert!(
+            (0.65..0.85).contains(&share),
+            "share of weight-3 node: {share}"
+        );
     }
 }

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Sets up what is missing and runs every test: formatting and lints, unit and
+# property tests, real-process integration tests, and the browser test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SHARDSCOPE_SETUP_TESTS=1 bash scripts/setup.sh
+bash scripts/build-page.sh
+. scripts/env.sh
+cargo fmt --all --check
+cargo clippy --all-targets -q -- -D warnings
+cargo test
