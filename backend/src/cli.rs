@@ -74,18 +74,48 @@ pub struct ServeArgs {
     /// Storage nodes to launch.
     #[arg(long, default_value_t = 3)]
     pub nodes: usize,
-    /// Placement algorithm.
-    #[arg(long, default_value = "ring", value_parser = ["ring"])]
-    pub placement: String,
+    /// Placement algorithm (`bounded` needs a key directory and is, for now,
+    /// shown on the page only).
+    #[arg(long, value_enum, default_value_t = Algorithm::Ring)]
+    pub placement: Algorithm,
     /// Virtual nodes per node (ring).
     #[arg(long, default_value_t = 160)]
     pub vnodes: u32,
+    /// Lookup table size (maglev; rounded up to a prime).
+    #[arg(long, default_value_t = shardscope_shared::placement::maglev::DEFAULT_TABLE_SIZE)]
+    pub table_size: u64,
     /// Where the nodes keep their files (one sub-directory each).
     #[arg(long, default_value = "./data")]
     pub data_dir: PathBuf,
     /// The built page (Trunk's dist/).
     #[arg(long, default_value = "./dist")]
     pub static_dir: PathBuf,
+}
+
+/// The algorithms `serve` can route with.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Algorithm {
+    Modulo,
+    Ring,
+    Rendezvous,
+    Jump,
+    Maglev,
+}
+
+impl ServeArgs {
+    pub fn placement_spec(&self) -> PlacementSpec {
+        match self.placement {
+            Algorithm::Modulo => PlacementSpec::Modulo,
+            Algorithm::Ring => PlacementSpec::Ring {
+                vnodes: self.vnodes,
+            },
+            Algorithm::Rendezvous => PlacementSpec::Rendezvous,
+            Algorithm::Jump => PlacementSpec::Jump,
+            Algorithm::Maglev => PlacementSpec::Maglev {
+                table_size: self.table_size,
+            },
+        }
+    }
 }
 
 #[derive(Args, Debug)]
@@ -137,7 +167,7 @@ pub fn main(cli: Cli) -> ExitCode {
 async fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Serve(a) => {
-            let placement = PlacementSpec::Ring { vnodes: a.vnodes };
+            let placement = a.placement_spec();
             crate::server::serve(ServeOptions {
                 bind: a.bind,
                 port: a.port,

@@ -44,14 +44,16 @@ impl Cluster {
     /// Connects to `node` and makes it a placement member.
     pub async fn add_node(&self, node: NodeInfo) -> anyhow::Result<()> {
         let client = NodeClient::connect(&node.addr).await?;
+        let id = node.id.clone();
         {
             let mut view = self.view.write().unwrap();
             view.nodes.retain(|n| n.id != node.id);
             view.clients.insert(node.id.clone(), client);
             view.nodes.push(node);
             view.nodes.sort_by(|a, b| a.id.cmp(&b.id));
-            let members: Vec<Member> = view.nodes.iter().map(|n| Member::new(&n.id)).collect();
-            view.placement = build(&self.spec, &members);
+            // A join changes the live placement, so algorithms with history
+            // (jump's buckets) keep it.
+            view.placement.add_member(Member::new(id));
         }
         let _ = self.events.send(self.snapshot());
         Ok(())

@@ -25,6 +25,8 @@ pub struct Backend {
     pub connected: RwSignal<bool>,
     pub nodes: RwSignal<Vec<NodeInfo>>,
     pub placement: RwSignal<Option<PlacementSpec>>,
+    /// Jump's slot table from the backend, when the algorithm has one.
+    pub slots: RwSignal<Option<Vec<Option<String>>>>,
     /// Replies by request id.
     pub answers: RwSignal<HashMap<u64, Answer>>,
     outbox: StoredValue<Option<mpsc::UnboundedSender<ClientMsg>>>,
@@ -38,6 +40,7 @@ impl Backend {
             connected: RwSignal::new(false),
             nodes: RwSignal::new(Vec::new()),
             placement: RwSignal::new(None),
+            slots: RwSignal::new(None),
             answers: RwSignal::new(HashMap::new()),
             outbox: StoredValue::new(None),
             next_id: StoredValue::new(1),
@@ -61,9 +64,14 @@ impl Backend {
             while let Some(Ok(Message::Text(text))) = stream.next().await {
                 backend.connected.set(true);
                 match serde_json::from_str::<ServerMsg>(&text) {
-                    Ok(ServerMsg::Cluster { nodes, placement }) => {
+                    Ok(ServerMsg::Cluster {
+                        nodes,
+                        placement,
+                        slots,
+                    }) => {
                         backend.nodes.set(nodes);
                         backend.placement.set(Some(placement));
+                        backend.slots.set(slots);
                     }
                     Ok(ServerMsg::Reply { id, node, reply }) => {
                         backend.answers.update(|a| {

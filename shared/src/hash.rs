@@ -22,9 +22,15 @@ mod tests {
 
     #[test]
     fn xxh3_test_vectors_are_pinned() {
-        // Reference values of XXH3-64 (seed 0) from the xxHash project.
+        // Reference values from the xxHash C library (python-xxhash's
+        // xxh3_64_intdigest), covering its short, medium and long paths.
         assert_eq!(key_hash(b""), 0x2d06_8005_38d3_94c2);
         assert_eq!(key_hash(b"a"), 0xe6c6_32b6_1e96_4e1f);
+        assert_eq!(key_hash(b"abc"), 0x78af_5f94_892f_3950);
+        assert_eq!(key_hash(b"key-0"), 0x819f_6b51_706f_0178);
+        let sixteen: Vec<u8> = (0..16).collect();
+        assert_eq!(key_hash(&sixteen), 0x8355_e3a6_f617_70db);
+        assert_eq!(key_hash(&[b'x'; 300]), 0xa5d1_b460_7dc8_3554);
     }
 
     #[test]

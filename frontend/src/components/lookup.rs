@@ -3,7 +3,7 @@
 
 use leptos::prelude::*;
 use shardscope_shared::hash::{key_hash, ring_fraction};
-use shardscope_shared::placement::{build, Member};
+use shardscope_shared::placement::{restore, Member};
 
 use crate::ws::Backend;
 

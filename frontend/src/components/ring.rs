@@ -42,7 +42,10 @@ pub fn RingView(
             .map(|n| Member::new(&n.id))
             .collect();
         match backend.placement.get()? {
-            PlacementSpec::Ring { vnodes } => Some(Ring::new(&members, vnodes)),
+            PlacementSpec::Ring { vnodes } | PlacementSpec::Bounded { vnodes, .. } => {
+                Some(Ring::new(&members, vnodes))
+            }
+            _ => None,
         }
     };
     let drawing = move || {

@@ -1,14 +1,33 @@
 //! Placement: which node owns a key.
 //!
-//! One trait, [`Placement`], answers `owner_of(key)` for a fixed membership.
-//! A placement is built from a [`PlacementSpec`] (the algorithm and its
-//! settings) and a list of [`Member`]s with [`build`]; a membership change
-//! builds a new placement, and [`crate::placement::analysis`] compares two.
-//! Every algorithm hashes keys with [`crate::hash::key_hash`] only.
+//! One trait, [`Placement`], answers `owner_of(key)` and the first R distinct
+//! owners (replicas) for a membership. A placement is built from a
+//! [`PlacementSpec`] (the algorithm and its settings) and a list of
+//! [`Member`]s with [`build`]; [`analysis`] measures balance and, for a
+//! membership change, exactly which keys move. Every algorithm hashes keys
+//! with [`crate::hash::key_hash`] only, and gives the same answer on x86_64
+//! and wasm32 (floating point goes through `libm`, never the platform's).
+//!
+//! | algorithm | module | join moves | notes |
+//! |---|---|---|---|
+//! | `modulo` | [`modulo`] | ~N/(N+1) of keys | the seeds' phase-1 baseline |
+//! | `ring` | [`ring`] | only keys to the new node | V virtual nodes x weight |
+//! | `rendezvous` | [`rendezvous`] | only keys to the new node | HRW, weighted by `-w/ln(u)` |
+//! | `jump` | [`jump`] | only keys to the new node | stable id -> bucket slots |
+//! | `maglev` | [`maglev`] | mostly to the new node | table of prime size M |
+//! | `bounded` | [`bounded`] | cascades | ring with capacity c x mean |
 
+pub mod analysis;
+pub mod bounded;
+pub mod jump;
+pub mod maglev;
+pub mod modulo;
+pub mod rendezvous;
 pub mod ring;
 
 use serde::{Deserialize, Serialize};
+
+use crate::hash::key_hash;
 
 /// A node taking part in placement: its id (e.g. `node-3`) and relative weight.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -29,6 +48,13 @@ impl Member {
             weight: 1,
         }
     }
+
+    pub fn weighted(id: impl Into<String>, weight: u32) -> Self {
+        Member {
+            id: id.into(),
+            weight,
+        }
+    }
 }
 
 /// The algorithm and its settings, as chosen at `shardscope serve` and sent to
@@ -36,8 +62,19 @@ impl Member {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "algorithm", rename_all = "snake_case")]
 pub enum PlacementSpec {
+    /// `hash % N` over the members (weight = number of slots).
+    Modulo,
     /// Consistent hashing with `vnodes` virtual nodes per unit of weight.
     Ring { vnodes: u32 },
+    /// Highest random weight: every member scores the key, the highest wins.
+    Rendezvous,
+    /// Lamping & Veach jump consistent hash over stable buckets.
+    Jump,
+    /// Maglev lookup table of prime size `table_size`.
+    Maglev { table_size: u64 },
+    /// Consistent hashing with bounded loads: no member holds more than
+    /// `capacity` x the mean.
+    Bounded { vnodes: u32, capacity: f64 },
 }
 
 impl Default for PlacementSpec {
@@ -46,18 +83,101 @@ impl Default for PlacementSpec {
     }
 }
 
+impl PlacementSpec {
+    /// The algorithm's name, as on the command line.
+    pub fn name(&self) -> &'static str {
+        match self {
+            PlacementSpec::Modulo => "modulo",
+            PlacementSpec::Ring { .. } => "ring",
+            PlacementSpec::Rendezvous => "rendezvous",
+            PlacementSpec::Jump => "jump",
+            PlacementSpec::Maglev { .. } => "maglev",
+            PlacementSpec::Bounded { .. } => "bounded",
+        }
+    }
+
+    /// Every algorithm with its default settings, in the order the page shows them.
+    pub fn all_defaults() -> Vec<PlacementSpec> {
+        vec![
+            PlacementSpec::Modulo,
+            PlacementSpec::Ring { vnodes: 160 },
+            PlacementSpec::Rendezvous,
+            PlacementSpec::Jump,
+            PlacementSpec::Maglev {
+                table_size: maglev::DEFAULT_TABLE_SIZE,
+            },
+            PlacementSpec::Bounded {
+                vnodes: 160,
+                capacity: 1.25,
+            },
+        ]
+    }
+}
+
 /// Maps keys to members.
 pub trait Placement: Send + Sync {
-    /// The members this placement distributes keys over.
+    /// The members, ordered by id.
     fn members(&self) -> &[Member];
+
     /// The index (into [`Placement::members`]) of the member owning a key
     /// hash, or `None` when there are no members.
     fn owner_index(&self, hash: u64) -> Option<usize>;
 
+    /// Up to `r` distinct member indices for a key hash, the owner first:
+    /// where replicas of the key go.
+    fn owner_indices(&self, hash: u64, r: usize) -> Vec<usize>;
+
+    /// Replaces the membership. Algorithms with history (jump's stable
+    /// buckets) keep it for members that stay.
+    fn set_members(&mut self, members: &[Member]);
+
     /// The id of the member that owns `key`.
     fn owner_of(&self, key: &[u8]) -> Option<&str> {
-        let i = self.owner_index(crate::hash::key_hash(key))?;
+        let i = self.owner_index(key_hash(key))?;
         Some(self.members()[i].id.as_str())
+    }
+
+    /// The ids of up to `r` distinct owners of `key`, the owner first.
+    fn owners_of(&self, key: &[u8], r: usize) -> Vec<&str> {
+        let members = self.members();
+        self.owner_indices(key_hash(key), r)
+            .into_iter()
+            .map(|i| members[i].id.as_str())
+            .collect()
+    }
+
+    /// State beyond the member list that another party needs to rebuild this
+    /// exact placement: jump's slot table (see [`jump`]); `None` for the rest.
+    fn slots(&self) -> Option<Vec<Option<String>>> {
+        None
+    }
+
+    /// Adds (or re-weights) one member.
+    fn add_member(&mut self, member: Member) {
+        let mut members: Vec<Member> = self
+            .members()
+            .iter()
+            .filter(|m| m.id != member.id)
+            .cloned()
+            .collect();
+        members.push(member);
+        self.set_members(&members);
+    }
+
+    /// Removes a member; `false` when it was not there.
+    fn remove_member(&mut self, id: &str) -> bool {
+        let before = self.members().len();
+        let members: Vec<Member> = self
+            .members()
+            .iter()
+            .filter(|m| m.id != id)
+            .cloned()
+            .collect();
+        if members.len() == before {
+            return false;
+        }
+        self.set_members(&members);
+        true
     }
 }
 
@@ -71,8 +191,55 @@ pub fn normalize(members: &[Member]) -> Vec<Member> {
 }
 
 /// Builds the placement `spec` describes over `members`.
+///
+/// `bounded` places keys as they are asked for; to place a known key set
+/// exactly as the cluster would, use [`build_for_keys`].
 pub fn build(spec: &PlacementSpec, members: &[Member]) -> Box<dyn Placement> {
     match spec {
+        PlacementSpec::Modulo => Box::new(modulo::Modulo::new(members)),
         PlacementSpec::Ring { vnodes } => Box::new(ring::Ring::new(members, *vnodes)),
+        PlacementSpec::Rendezvous => Box::new(rendezvous::Rendezvous::new(members)),
+        PlacementSpec::Jump => Box::new(jump::Jump::new(members)),
+        PlacementSpec::Maglev { table_size } => Box::new(maglev::Maglev::new(members, *table_size)),
+        PlacementSpec::Bounded { vnodes, capacity } => {
+            Box::new(bounded::Bounded::new(members, *vnodes, *capacity, &[]))
+        }
     }
+}
+
+/// Rebuilds a placement another party exported: `slots` is its
+/// [`Placement::slots`] (used by jump), `members` its member list.
+pub fn restore(
+    spec: &PlacementSpec,
+    members: &[Member],
+    slots: Option<&[Option<String>]>,
+) -> Box<dyn Placement> {
+    match (spec, slots) {
+        (PlacementSpec::Jump, Some(slots)) => Box::new(jump::Jump::from_slots(slots)),
+        _ => build(spec, members),
+    }
+}
+
+/// Like [`build`], but `bounded` first places exactly the keys in `hashes`
+/// (the others ignore them).
+pub fn build_for_keys(
+    spec: &PlacementSpec,
+    members: &[Member],
+    hashes: &[u64],
+) -> Box<dyn Placement> {
+    match spec {
+        PlacementSpec::Bounded { vnodes, capacity } => {
+            Box::new(bounded::Bounded::new(members, *vnodes, *capacity, hashes))
+        }
+        other => build(other, members),
+    }
+}
+
+/// A strong 64-bit mixer (the SplitMix64 finaliser): spreads a hash combined
+/// with a member's hash into an independent-looking score.
+#[inline]
+pub fn mix64(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
 }

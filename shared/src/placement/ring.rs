@@ -3,7 +3,8 @@
 //! Each member gets `vnodes x weight` points at `key_hash("{id}#{i}")`; a key
 //! belongs to the first point at or clockwise after its hash (wrapping past
 //! the top). Points that collide are ordered by member id, so the ring does
-//! not depend on the order members joined.
+//! not depend on the order members joined. Lookups go through a small index of
+//! the points by their top bits, then a search within one bucket.
 
 use super::{normalize, Member, Placement};
 use crate::hash::key_hash;
@@ -15,6 +16,9 @@ pub struct Ring {
     /// Sorted point positions, and beside them the owning member's index.
     points: Vec<u64>,
     owners: Vec<u32>,
+    /// `starts[p]`: index of the first point whose top `bits` bits are >= p.
+    starts: Vec<u32>,
+    shift: u32,
 }
 
 /// The ring position of virtual node `i` of member `id`.
@@ -24,22 +28,16 @@ pub fn vnode_point(id: &str, i: u32) -> u64 {
 
 impl Ring {
     pub fn new(members: &[Member], vnodes: u32) -> Self {
-        let members = normalize(members);
-        let mut pairs: Vec<(u64, u32)> = Vec::new();
-        for (m, member) in members.iter().enumerate() {
-            for i in 0..vnodes.saturating_mul(member.weight) {
-                pairs.push((vnode_point(&member.id, i), m as u32));
-            }
-        }
-        // Members are sorted by id, so index order is id order.
-        pairs.sort_unstable();
-        let (points, owners) = pairs.into_iter().unzip();
-        Ring {
-            members,
+        let mut ring = Ring {
+            members: Vec::new(),
             vnodes,
-            points,
-            owners,
-        }
+            points: Vec::new(),
+            owners: Vec::new(),
+            starts: Vec::new(),
+            shift: 63,
+        };
+        ring.set_members(members);
+        ring
     }
 
     pub fn vnodes(&self) -> u32 {
@@ -53,6 +51,48 @@ impl Ring {
             .zip(&self.owners)
             .map(|(&p, &o)| (p, o as usize))
     }
+
+    /// How many virtual nodes the ring has.
+    pub fn point_count(&self) -> usize {
+        self.points.len()
+    }
+
+    /// The member index owning point `i` (in ring order).
+    #[inline]
+    pub fn owner_at(&self, i: usize) -> usize {
+        self.owners[i] as usize
+    }
+
+    /// Index of the first point at or after `hash`, wrapping to 0.
+    #[inline]
+    pub fn successor(&self, hash: u64) -> usize {
+        let bucket = (hash >> self.shift) as usize;
+        let lo = self.starts[bucket] as usize;
+        let hi = self.starts[bucket + 1] as usize;
+        let i = lo + self.points[lo..hi].partition_point(|&p| p < hash);
+        if i == self.points.len() {
+            0
+        } else {
+            i
+        }
+    }
+
+    fn build_index(&mut self) {
+        // About two points per bucket keeps the in-bucket search to a step or two.
+        let bits = (usize::BITS - self.points.len().max(1).leading_zeros()).clamp(1, 20);
+        self.shift = 64 - bits;
+        let buckets = 1usize << bits;
+        let mut starts = Vec::with_capacity(buckets + 1);
+        let mut i = 0;
+        for b in 0..buckets as u64 {
+            while i < self.points.len() && (self.points[i] >> self.shift) < b {
+                i += 1;
+            }
+            starts.push(i as u32);
+        }
+        starts.push(self.points.len() as u32);
+        self.starts = starts;
+    }
 }
 
 impl Placement for Ring {
@@ -60,13 +100,44 @@ impl Placement for Ring {
         &self.members
     }
 
+    #[inline]
     fn owner_index(&self, hash: u64) -> Option<usize> {
         if self.points.is_empty() {
             return None;
         }
-        let i = self.points.partition_point(|&p| p < hash);
-        let i = if i == self.points.len() { 0 } else { i };
-        Some(self.owners[i] as usize)
+        Some(self.owners[self.successor(hash)] as usize)
+    }
+
+    fn owner_indices(&self, hash: u64, r: usize) -> Vec<usize> {
+        let mut out = Vec::new();
+        if self.points.is_empty() {
+            return out;
+        }
+        let start = self.successor(hash);
+        for step in 0..self.points.len() {
+            if out.len() == r.min(self.members.len()) {
+                break;
+            }
+            let m = self.owners[(start + step) % self.points.len()] as usize;
+            if !out.contains(&m) {
+                out.push(m);
+            }
+        }
+        out
+    }
+
+    fn set_members(&mut self, members: &[Member]) {
+        self.members = normalize(members);
+        let mut pairs: Vec<(u64, u32)> = Vec::new();
+        for (m, member) in self.members.iter().enumerate() {
+            for i in 0..self.vnodes.saturating_mul(member.weight) {
+                pairs.push((vnode_point(&member.id, i), m as u32));
+            }
+        }
+        // Members are sorted by id, so index order is id order.
+        pairs.sort_unstable();
+        (self.points, self.owners) = pairs.into_iter().unzip();
+        self.build_index();
     }
 }
 
@@ -83,32 +154,24 @@ mod tests {
     fn a_key_belongs_to_the_next_point_clockwise() {
         let ring = Ring::new(&members(3), 8);
         let pts: Vec<_> = ring.points().collect();
-        let (p, owner) = pts[5];
-        assert_eq!(ring.owner_index(p), Some(owner));
-        assert_eq!(ring.owner_index(p - 1), Some(owner));
-        assert_eq!(ring.owner_index(p + 1), Some(pts[6].1));
+        for w in 0..pts.len() {
+            let (p, owner) = pts[w];
+            let next = pts[(w + 1) % pts.len()].1;
+            assert_eq!(ring.owner_index(p), Some(owner));
+            assert_eq!(ring.owner_index(p - 1), Some(owner));
+            assert_eq!(ring.owner_index(p + 1), Some(next));
+        }
         // Past the last point the walk wraps to the first.
         let (last, _) = *pts.last().unwrap();
         assert_eq!(ring.owner_index(last + 1), Some(pts[0].1));
+        assert_eq!(ring.owner_index(u64::MAX), Some(pts[0].1));
+        assert_eq!(ring.owner_index(0), Some(pts[0].1));
     }
 
     #[test]
     fn empty_ring_owns_nothing() {
         let spec = PlacementSpec::Ring { vnodes: 160 };
         assert_eq!(build(&spec, &[]).owner_of(b"k"), None);
-    }
-
-    #[test]
-    fn member_order_does_not_matter() {
-        let spec = PlacementSpec::Ring { vnodes: 50 };
-        let mut ms = members(5);
-        let a = build(&spec, &ms);
-        ms.reverse();
-        let b = build(&spec, &ms);
-        for i in 0..2000 {
-            let k = format!("key-{i}");
-            assert_eq!(a.owner_of(k.as_bytes()), b.owner_of(k.as_bytes()));
-        }
     }
 
     #[test]
@@ -124,5 +187,20 @@ mod tests {
             (0.65..0.85).contains(&share),
             "share of weight-3 node: {share}"
         );
+    }
+
+    #[test]
+    fn replicas_walk_clockwise_to_distinct_members() {
+        let ring = Ring::new(&members(4), 16);
+        let pts: Vec<_> = ring.points().collect();
+        let h = pts[10].0 - 1;
+        let got = ring.owner_indices(h, 3);
+        let mut want = Vec::new();
+        for (_, o) in pts[10..].iter().chain(&pts[..10]) {
+            if want.len() < 3 && !want.contains(o) {
+                want.push(*o);
+            }
+        }
+        assert_eq!(got, want);
     }
 }

@@ -1,0 +1,172 @@
+//! Analysis of a placement over a key set: keys per member, mean, standard
+//! deviation, max/mean; and for a membership change, exactly which keys move
+//! where, next to the ideal fraction.
+//!
+//! Functions take key *hashes* (`key_hash` of each key), so a key set is
+//! hashed once and analysed under any number of placements.
+
+use super::{Member, Placement};
+
+/// How a key set spreads over the members of one placement.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Distribution {
+    /// Keys per member, in [`Placement::members`] order.
+    pub counts: Vec<u64>,
+    pub total: u64,
+    pub mean: f64,
+    /// Population standard deviation of `counts`.
+    pub std_dev: f64,
+    /// Largest count over the mean (1.0 is perfect balance).
+    pub max_over_mean: f64,
+}
+
+/// Counts the keys each member owns.
+pub fn distribution(placement: &dyn Placement, hashes: &[u64]) -> Distribution {
+    let mut counts = vec![0u64; placement.members().len()];
+    for &h in hashes {
+        if let Some(i) = placement.owner_index(h) {
+            counts[i] += 1;
+        }
+    }
+    Distribution::from_counts(counts)
+}
+
+impl Distribution {
+    pub fn from_counts(counts: Vec<u64>) -> Self {
+        let total: u64 = counts.iter().sum();
+        let n = counts.len().max(1) as f64;
+        let mean = total as f64 / n;
+        let var = counts
+            .iter()
+            .map(|&c| (c as f64 - mean) * (c as f64 - mean))
+            .sum::<f64>()
+            / n;
+        let max = counts.iter().copied().max().unwrap_or(0) as f64;
+        let max_over_mean = if mean > 0.0 { max / mean } else { 0.0 };
+        Distribution {
+            counts,
+            total,
+            mean,
+            std_dev: libm::sqrt(var),
+            max_over_mean,
+        }
+    }
+
+    /// Standard deviation over the mean (coefficient of variation).
+    pub fn relative_std_dev(&self) -> f64 {
+        if self.mean > 0.0 {
+            self.std_dev / self.mean
+        } else {
+            0.0
+        }
+    }
+}
+
+/// One key that changes owner.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Move {
+    /// Index of the key in the analysed slice.
+    pub key: usize,
+    /// Owner before, as an index into the *before* placement's members.
+    pub from: usize,
+    /// Owner after, as an index into the *after* placement's members.
+    pub to: usize,
+}
+
+/// The keys a membership change moves.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Movement {
+    pub moves: Vec<Move>,
+    pub total: usize,
+    /// `moves.len() / total`.
+    pub fraction: f64,
+    /// The least fraction any placement must move, see [`ideal_fraction`].
+    pub ideal: f64,
+    /// Keys moved per (from id, to id), sorted by ids.
+    pub flows: Vec<(String, String, u64)>,
+}
+
+/// Exactly which keys change owner between two placements of the same key set.
+pub fn moved_keys(before: &dyn Placement, after: &dyn Placement, hashes: &[u64]) -> Movement {
+    let mut moves = Vec::new();
+    let (bm, am) = (before.members(), after.members());
+    for (key, &h) in hashes.iter().enumerate() {
+        let (Some(from), Some(to)) = (before.owner_index(h), after.owner_index(h)) else {
+            continue;
+        };
+        if bm[from].id != am[to].id {
+            moves.push(Move { key, from, to });
+        }
+    }
+    let mut flows: std::collections::BTreeMap<(String, String), u64> = Default::default();
+    for m in &moves {
+        *flows
+            .entry((bm[m.from].id.clone(), am[m.to].id.clone()))
+            .or_default() += 1;
+    }
+    let total = hashes.len();
+    Movement {
+        fraction: if total > 0 {
+            moves.len() as f64 / total as f64
+        } else {
+            0.0
+        },
+        ideal: ideal_fraction(bm, am),
+        total,
+        moves,
+        flows: flows.into_iter().map(|((f, t), n)| (f, t, n)).collect(),
+    }
+}
+
+/// The least expected fraction of keys that must move when membership goes
+/// from `before` to `after`: the total variation distance between the two
+/// weight shares. One join into N equal members gives 1/(N+1); one leave
+/// out of N gives 1/N.
+pub fn ideal_fraction(before: &[Member], after: &[Member]) -> f64 {
+    let share = |ms: &[Member], id: &str| {
+        let total: u64 = ms.iter().map(|m| m.weight as u64).sum();
+        let w = ms
+            .iter()
+            .find(|m| m.id == id)
+            .map_or(0, |m| m.weight as u64);
+        if total == 0 {
+            0.0
+        } else {
+            w as f64 / total as f64
+        }
+    };
+    let mut ids: Vec<&str> = before.iter().chain(after).map(|m| m.id.as_str()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids.iter()
+        .map(|id| (share(after, id) - share(before, id)).max(0.0))
+        .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(ids: &[&str]) -> Vec<Member> {
+        ids.iter().map(|id| Member::new(*id)).collect()
+    }
+
+    #[test]
+    fn ideal_is_one_over_n_plus_one_on_join_and_one_over_n_on_leave() {
+        let four = ms(&["a", "b", "c", "d"]);
+        let five = ms(&["a", "b", "c", "d", "e"]);
+        assert!((ideal_fraction(&four, &five) - 0.2).abs() < 1e-12);
+        assert!((ideal_fraction(&five, &four) - 0.2).abs() < 1e-12);
+        assert!((ideal_fraction(&four, &ms(&["a", "b", "c"])) - 0.25).abs() < 1e-12);
+        assert_eq!(ideal_fraction(&four, &four), 0.0);
+    }
+
+    #[test]
+    fn distribution_statistics_are_exact() {
+        let d = Distribution::from_counts(vec![2, 4, 6]);
+        assert_eq!(d.total, 12);
+        assert_eq!(d.mean, 4.0);
+        assert!((d.std_dev - (8.0f64 / 3.0).sqrt()).abs() < 1e-12);
+        assert_eq!(d.max_over_mean, 1.5);
+    }
+}
