@@ -9,3 +9,4 @@ bash scripts/build-page.sh
 cargo fmt --all --check
 cargo clippy --all-targets -q -- -D warnings
 cargo test
+bash scripts/test-wasm.sh

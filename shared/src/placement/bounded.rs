@@ -97,14 +97,13 @@ impl Bounded {
                 }
             })
             .collect();
-        let keys = std::mem::take(&mut self.keys);
-        for &h in &keys {
+        for i in 0..self.keys.len() {
+            let h = self.keys[i];
             if let Some(owner) = self.walk_to_free(h) {
                 self.loads[owner] += 1;
                 self.assigned.insert(h, owner as u32);
             }
         }
-        self.keys = keys;
     }
 
     /// First member clockwise from `hash` below its capacity.
@@ -114,6 +113,10 @@ impl Bounded {
             return None;
         }
         let start = self.ring.successor(hash);
+        if self.keys.is_empty() {
+            // No key set placed: no loads, so the plain ring answer.
+            return Some(self.ring.owner_at(start));
+        }
         (0..len)
             .map(|step| self.ring.owner_at((start + step) % len))
             .find(|&m| self.loads[m] < self.caps[m])
