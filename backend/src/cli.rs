@@ -32,6 +32,14 @@ pub enum Command {
     Serve(ServeArgs),
     /// Run one storage node.
     Node(NodeArgs),
+    /// Run the embedded registry alone (a Consul HTTP API stand-in).
+    Registry {
+        #[arg(long, default_value_t = 8500)]
+        port: u16,
+        /// Address to bind; loopback unless you say otherwise.
+        #[arg(long, default_value = "127.0.0.1")]
+        bind: String,
+    },
     /// Store VALUE under KEY.
     Put {
         key: String,
@@ -90,6 +98,13 @@ pub struct ServeArgs {
     /// The built page (Trunk's dist/).
     #[arg(long, default_value = "./dist")]
     pub static_dir: PathBuf,
+    /// A Consul agent (`host:port` or URL); without one, the embedded
+    /// registry runs on --registry-port.
+    #[arg(long, env = "CONSUL_HTTP_ADDR")]
+    pub registry: Option<String>,
+    /// Port of the embedded registry (0 picks a free one).
+    #[arg(long, default_value_t = 8500)]
+    pub registry_port: u16,
 }
 
 /// The algorithms `serve` can route with.
@@ -129,6 +144,15 @@ pub struct NodeArgs {
     /// Address to bind; loopback unless you say otherwise.
     #[arg(long, default_value = "127.0.0.1")]
     pub bind: String,
+    /// Service id to register (default `node-PORT`).
+    #[arg(long)]
+    pub id: Option<String>,
+    /// Host to register for others to reach this node (default: --bind).
+    #[arg(long)]
+    pub advertise: Option<String>,
+    /// Consul agent to register with (`host:port` or URL); none: unregistered.
+    #[arg(long, env = "CONSUL_HTTP_ADDR")]
+    pub registry: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -175,17 +199,36 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 placement,
                 data_dir: a.data_dir,
                 static_dir: a.static_dir,
+                registry: a.registry,
+                registry_port: a.registry_port,
             })
             .await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Node(a) => {
             let config = shardscope_node::NodeConfig {
+                id: a.id.unwrap_or_else(|| format!("node-{}", a.port)),
+                registry: a
+                    .registry
+                    .as_deref()
+                    .map(shardscope_node::consul::Consul::new),
+                advertise: a.advertise,
                 bind: a.bind,
                 port: a.port,
                 data_dir: a.data_dir,
             };
             shardscope_node::run(config, crate::server::shutdown_signal()).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Registry { port, bind } => {
+            let listener = tokio::net::TcpListener::bind((bind.as_str(), port)).await?;
+            println!(
+                "Embedded registry (Consul HTTP API subset) at http://{}",
+                listener.local_addr()?
+            );
+            crate::registry::Registry::new()
+                .serve(listener, crate::server::shutdown_signal())
+                .await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Put { key, value, target } => {

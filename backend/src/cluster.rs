@@ -59,6 +59,23 @@ impl Cluster {
         Ok(())
     }
 
+    /// Drops `id` from routing (its node left the registry or failed its
+    /// check). Returns whether it was a member.
+    pub fn remove_node(&self, id: &str) -> bool {
+        let removed = {
+            let mut view = self.view.write().unwrap();
+            let before = view.nodes.len();
+            view.nodes.retain(|n| n.id != id);
+            view.clients.remove(id);
+            view.placement.remove_member(id);
+            view.nodes.len() != before
+        };
+        if removed {
+            let _ = self.events.send(self.snapshot());
+        }
+        removed
+    }
+
     /// The current nodes and placement, as sent to pages.
     pub fn snapshot(&self) -> ServerMsg {
         let view = self.view.read().unwrap();

@@ -5,6 +5,10 @@
 //! - [`node_client`]: a pipelined ZeroMQ DEALER connection to one storage node.
 //! - [`cluster`]: the live view of the nodes and the placement; routes a key
 //!   to the client of its owner and broadcasts changes to pages.
+//! - [`registry`]: the embedded, Consul-API-compatible registry `serve` runs
+//!   when no Consul agent is given (and `shardscope registry` runs alone).
+//! - [`membership`]: follows the registry's healthy nodes with blocking
+//!   queries and keeps the cluster view in step.
 //! - [`supervisor`]: launches and stops the node processes `serve` owns.
 //! - [`rest`], [`ws`]: the HTTP API (`/kv`, `/nodes`, `/healthz`) and the
 //!   page's WebSocket (`/ws`).
@@ -12,7 +16,9 @@
 
 pub mod cli;
 pub mod cluster;
+pub mod membership;
 pub mod node_client;
+pub mod registry;
 pub mod rest;
 pub mod server;
 pub mod supervisor;

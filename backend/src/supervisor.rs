@@ -21,21 +21,24 @@ pub struct Supervisor {
     exe: PathBuf,
     data_dir: PathBuf,
     bind: String,
+    registry: String,
     nodes: Vec<ManagedNode>,
 }
 
 impl Supervisor {
-    pub fn new(data_dir: &Path, bind: &str) -> anyhow::Result<Self> {
+    /// Nodes will register with the Consul agent at `registry`.
+    pub fn new(data_dir: &Path, bind: &str, registry: &str) -> anyhow::Result<Self> {
         Ok(Supervisor {
             exe: std::env::current_exe()?,
             data_dir: data_dir.to_path_buf(),
             bind: bind.to_string(),
+            registry: registry.to_string(),
             nodes: Vec::new(),
         })
     }
 
-    /// Starts the next node (`node-1`, `node-2`, ...) on a free port and waits
-    /// until it accepts connections.
+    /// Starts the next node (`node-1`, `node-2`, ...) on a free port; it
+    /// registers itself once it listens, and the membership watch sees it.
     pub async fn launch(&mut self) -> anyhow::Result<NodeInfo> {
         let n = self.nodes.len() + 1;
         let id = format!("node-{n}");
@@ -43,7 +46,15 @@ impl Supervisor {
         let dir = self.data_dir.join(&id);
         let mut cmd = Command::new(&self.exe);
         cmd.arg("node")
-            .args(["--port", &port.to_string(), "--bind", &self.bind])
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                &self.bind,
+                "--id",
+                &id,
+            ])
+            .args(["--registry", &self.registry])
             .arg("--data-dir")
             .arg(&dir)
             .kill_on_drop(true);
@@ -62,7 +73,6 @@ impl Supervisor {
             id,
             addr: format!("tcp://{}:{port}", self.bind),
         };
-        wait_until_listening(&self.bind, port).await?;
         tracing::info!(id = %info.id, addr = %info.addr, pid = child.id(), "node started");
         self.nodes.push(ManagedNode {
             info: info.clone(),
@@ -94,17 +104,4 @@ impl Supervisor {
 /// A port the OS reports free on `bind` right now.
 fn free_port(bind: &str) -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind((bind, 0))?.local_addr()?.port())
-}
-
-async fn wait_until_listening(host: &str, port: u16) -> anyhow::Result<()> {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-    loop {
-        if tokio::net::TcpStream::connect((host, port)).await.is_ok() {
-            return Ok(());
-        }
-        if tokio::time::Instant::now() > deadline {
-            anyhow::bail!("node on port {port} did not start listening within 15 s");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }

@@ -7,8 +7,12 @@
 //!   and sends replies back along each request's envelope, so REQ clients
 //!   (pyzmq, libzmq) and DEALER clients (the backend) both work.
 //!
+//! - [`consul`]: the Consul HTTP client a node registers itself with (the
+//!   backend uses it too, to watch membership).
+//!
 //! The node knows nothing about placement: it stores what it is sent.
 
+pub mod consul;
 pub mod server;
 pub mod store;
 

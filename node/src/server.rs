@@ -6,12 +6,15 @@
 //! `[identity, envelope.., reply]`, so each client gets its envelope back.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use bytes::Bytes;
 use shardscope_shared::protocol::{parse_request, ErrorCode, NodeReply};
 use zeromq::{Socket, SocketRecv, SocketSend, ZmqMessage};
 
+use crate::consul::Consul;
 use crate::store::Store;
+use shardscope_shared::consul::{CheckDefinition, ServiceRegistration, NODE_SERVICE};
 
 /// How to run a node.
 #[derive(Clone, Debug)]
@@ -22,6 +25,36 @@ pub struct NodeConfig {
     pub port: u16,
     /// Directory for the node's files.
     pub data_dir: PathBuf,
+    /// Service id in the registry (e.g. `node-3`).
+    pub id: String,
+    /// Host other machines reach this node at (defaults to `bind`).
+    pub advertise: Option<String>,
+    /// Where to register; `None` runs the node unregistered.
+    pub registry: Option<Consul>,
+}
+
+impl NodeConfig {
+    /// The registration this node makes: service `shardscope-node`, its id,
+    /// address and port, and a TCP check on the ZeroMQ port every second; a
+    /// node critical for 30 s is deregistered by the registry.
+    pub fn registration(&self) -> ServiceRegistration {
+        let host = self.advertise.clone().unwrap_or_else(|| self.bind.clone());
+        ServiceRegistration {
+            id: Some(self.id.clone()),
+            name: NODE_SERVICE.to_string(),
+            address: host.clone(),
+            port: self.port,
+            check: Some(CheckDefinition {
+                tcp: Some(format!("{host}:{}", self.port)),
+                interval: Some("1s".into()),
+                timeout: Some("1s".into()),
+                deregister_critical_service_after: Some("30s".into()),
+                status: Some("passing".into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
 }
 
 /// Runs a node until `shutdown` completes.
@@ -35,6 +68,10 @@ pub async fn run(
     socket.bind(&endpoint).await?;
     tracing::info!(%endpoint, data_dir = %config.data_dir.display(), "node listening");
     let mut store = Store::new();
+    if let Some(consul) = &config.registry {
+        register_with_retries(consul, &config.registration()).await?;
+        tracing::info!(id = %config.id, registry = consul.base(), "registered");
+    }
     tokio::pin!(shutdown);
     loop {
         let msg = tokio::select! {
@@ -48,8 +85,29 @@ pub async fn run(
             }
         }
     }
+    if let Some(consul) = &config.registry {
+        match consul.deregister(&config.id).await {
+            Ok(()) => tracing::info!(id = %config.id, "deregistered"),
+            Err(e) => tracing::warn!(id = %config.id, "could not deregister: {e:#}"),
+        }
+    }
     tracing::info!("node stopped");
     Ok(())
+}
+
+/// Registers, retrying for up to 5 s while the registry comes up.
+async fn register_with_retries(consul: &Consul, reg: &ServiceRegistration) -> anyhow::Result<()> {
+    let mut last = None;
+    for _ in 0..25 {
+        match consul.register(reg).await {
+            Ok(()) => return Ok(()),
+            Err(e) => last = Some(e),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    Err(last
+        .unwrap()
+        .context(format!("registering with {}", consul.base())))
 }
 
 /// Handles one ROUTER message; `None` when it carries no payload to answer.

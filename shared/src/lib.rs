@@ -1,5 +1,7 @@
 //! ShardScope's shared crate: everything both sides of the wire must agree on.
 //!
+//! - [`consul`]: the JSON of the Consul HTTP API subset we use (client and
+//!   embedded registry both speak it).
 //! - [`hash`]: the one fixed 64-bit hash (XXH3-64, seed 0) every placement uses.
 //! - [`placement`]: the [`placement::Placement`] trait and its algorithms; the
 //!   backend routes with it and the page draws with it, so both give the same
@@ -10,6 +12,7 @@
 //!
 //! This crate never does I/O and compiles for x86_64 and wasm32.
 
+pub mod consul;
 pub mod hash;
 pub mod placement;
 pub mod protocol;

@@ -25,6 +25,8 @@ pub fn workspace_root() -> PathBuf {
 pub struct Stack {
     child: Child,
     pub url: String,
+    /// The embedded registry's base URL.
+    pub registry: String,
     _data: tempfile::TempDir,
 }
 
@@ -34,7 +36,16 @@ impl Stack {
     pub fn start(nodes: usize, extra: &[&str]) -> Stack {
         let data = tempfile::tempdir().unwrap();
         let mut child = Command::new(shardscope_exe())
-            .args(["serve", "--port", "0", "--nodes", &nodes.to_string()])
+            .args([
+                "serve",
+                "--port",
+                "0",
+                "--registry-port",
+                "0",
+                "--nodes",
+                &nodes.to_string(),
+            ])
+            .env_remove("CONSUL_HTTP_ADDR")
             .arg("--data-dir")
             .arg(data.path())
             .args(extra)
@@ -57,12 +68,16 @@ impl Stack {
                         .unwrap()
                         .trim_end_matches('/')
                         .to_string();
-                    let _ = tx.send(url);
+                    let registry = rest
+                        .split(", registry ")
+                        .nth(1)
+                        .and_then(|r| r.split_whitespace().next());
+                    let _ = tx.send((url, registry.unwrap_or_default().to_string()));
                 }
             }
         });
-        let url = match rx.recv_timeout(Duration::from_secs(60)) {
-            Ok(url) => url,
+        let (url, registry) = match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(found) => found,
             Err(_) => {
                 let _ = child.kill();
                 panic!("shardscope serve did not report its URL within 60 s");
@@ -71,6 +86,7 @@ impl Stack {
         Stack {
             child,
             url,
+            registry,
             _data: data,
         }
     }

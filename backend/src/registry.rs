@@ -1,0 +1,668 @@
+//! The embedded registry: a single-machine stand-in for a Consul agent that
+//! serves the subset of Consul's HTTP API ShardScope uses, with Consul's JSON
+//! and semantics: agent service register/deregister, check pass/warn/fail,
+//! health and catalog queries, KV (with `recurse` and `cas`), status leader,
+//! `X-Consul-Index` on every read and blocking queries (`index` + `wait`).
+//! It runs the checks itself (TTL expiry, HTTP and TCP probes) and
+//! deregisters services critical for longer than
+//! `DeregisterCriticalServiceAfter`. No gossip, no Raft, no ACLs.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, put};
+use axum::{Json, Router};
+use base64::Engine as _;
+use shardscope_shared::consul::{
+    parse_duration, AgentNode, AgentService, CatalogService, HealthCheck, KvPair, ServiceEntry,
+    ServiceRegistration,
+};
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+/// Largest request body the registry accepts (Consul's KV limit is 512 KiB).
+pub const MAX_BODY: usize = 512 * 1024;
+const AGENT: &str = "shardscope-embedded";
+const DEFAULT_WAIT: Duration = Duration::from_secs(300);
+const MAX_WAIT: Duration = Duration::from_secs(600);
+
+#[derive(Clone, Debug)]
+enum Probe {
+    Ttl(Duration),
+    Http(String),
+    Tcp(String),
+}
+
+#[derive(Clone, Debug)]
+struct Check {
+    id: String,
+    name: String,
+    probe: Probe,
+    interval: Duration,
+    timeout: Duration,
+    status: String,
+    output: String,
+    deregister_after: Option<Duration>,
+    critical_since: Option<Instant>,
+    /// TTL checks: when the check turns critical unless passed again.
+    ttl_deadline: Option<Instant>,
+    next_probe: Instant,
+}
+
+#[derive(Clone, Debug)]
+struct Service {
+    reg: ServiceRegistration,
+    id: String,
+    check: Option<Check>,
+}
+
+#[derive(Clone, Debug)]
+struct KvEntry {
+    value: Vec<u8>,
+    flags: u64,
+    create_index: u64,
+    modify_index: u64,
+}
+
+#[derive(Default)]
+struct Tables {
+    index: u64,
+    services: BTreeMap<String, Service>,
+    kv: BTreeMap<String, KvEntry>,
+}
+
+/// The registry's state; cheap to clone.
+#[derive(Clone)]
+pub struct Registry {
+    tables: Arc<Mutex<Tables>>,
+    changes: watch::Sender<u64>,
+}
+
+impl Default for Registry {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Registry {
+    pub fn new() -> Self {
+        let tables = Tables {
+            index: 1,
+            ..Default::default()
+        };
+        let (changes, _) = watch::channel(1);
+        Registry {
+            tables: Arc::new(Mutex::new(tables)),
+            changes,
+        }
+    }
+
+    /// Records a write: bumps the index and wakes blocking queries.
+    fn bump(&self, tables: &mut Tables) -> u64 {
+        tables.index += 1;
+        self.changes.send_replace(tables.index);
+        tables.index
+    }
+
+    /// Serves the API on `listener` and runs the checks, until `shutdown`.
+    pub async fn serve(
+        self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let checker = tokio::spawn(self.clone().run_checks());
+        let app = self.router();
+        let result = axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await;
+        checker.abort();
+        Ok(result?)
+    }
+
+    pub fn router(self) -> Router {
+        Router::new()
+            .route("/v1/agent/service/register", put(register))
+            .route("/v1/agent/service/deregister/{id}", put(deregister))
+            .route("/v1/agent/check/{verb}/{id}", put(update_check))
+            .route("/v1/health/service/{name}", get(health_service))
+            .route("/v1/catalog/services", get(catalog_services))
+            .route("/v1/catalog/service/{name}", get(catalog_service))
+            .route("/v1/kv/{*key}", get(kv_get).put(kv_put).delete(kv_delete))
+            .route(
+                "/v1/status/leader",
+                get(|| async { Json("127.0.0.1:8300") }),
+            )
+            .fallback(|| async { (StatusCode::NOT_FOUND, "Unsupported endpoint\n") })
+            .layer(DefaultBodyLimit::max(MAX_BODY))
+            .with_state(self)
+    }
+
+    /// Runs due checks every 50 ms: TTL expiry, HTTP and TCP probes, and
+    /// deregistration of services critical for too long.
+    async fn run_checks(self) {
+        let mut tick = tokio::time::interval(Duration::from_millis(50));
+        loop {
+            tick.tick().await;
+            let now = Instant::now();
+            let mut due = Vec::new();
+            {
+                let mut t = self.tables.lock().unwrap();
+                let mut changed = false;
+                let mut expired = Vec::new();
+                for (sid, svc) in t.services.iter_mut() {
+                    let Some(check) = svc.check.as_mut() else {
+                        continue;
+                    };
+                    match &check.probe {
+                        Probe::Ttl(_) => {
+                            if check.ttl_deadline.is_some_and(|d| now >= d)
+                                && check.status != "critical"
+                            {
+                                check.status = "critical".into();
+                                check.output = "TTL expired".into();
+                                check.critical_since = Some(now);
+                                changed = true;
+                            }
+                        }
+                        Probe::Http(_) | Probe::Tcp(_) => {
+                            if now >= check.next_probe {
+                                check.next_probe = now + check.interval;
+                                due.push((sid.clone(), check.probe.clone(), check.timeout));
+                            }
+                        }
+                    }
+                    if let (Some(after), Some(since)) =
+                        (check.deregister_after, check.critical_since)
+                    {
+                        if now.duration_since(since) >= after {
+                            expired.push(sid.clone());
+                        }
+                    }
+                }
+                for sid in expired {
+                    t.services.remove(&sid);
+                    tracing::info!(service = %sid, "deregistered after being critical too long");
+                    changed = true;
+                }
+                if changed {
+                    self.bump(&mut t);
+                }
+            }
+            for (sid, probe, timeout) in due {
+                let registry = self.clone();
+                tokio::spawn(async move {
+                    let (status, output) = run_probe(&probe, timeout).await;
+                    registry.set_status(&sid, None, status, output);
+                });
+            }
+        }
+    }
+
+    /// Sets a check's status (by service id, or by check id); bumps the
+    /// index only when the status changes. Returns whether the check exists.
+    fn set_status(
+        &self,
+        service_id: &str,
+        check_id: Option<&str>,
+        status: &str,
+        output: String,
+    ) -> bool {
+        let mut t = self.tables.lock().unwrap();
+        let now = Instant::now();
+        let check = t.services.iter_mut().find_map(|(sid, svc)| {
+            let c = svc.check.as_mut()?;
+            let hit = match check_id {
+                Some(cid) => c.id == cid,
+                None => sid == service_id,
+            };
+            hit.then_some(c)
+        });
+        let Some(check) = check else { return false };
+        if let Probe::Ttl(ttl) = check.probe {
+            check.ttl_deadline = Some(now + ttl);
+        }
+        let changed = check.status != status;
+        check.status = status.to_string();
+        check.output = output;
+        if status == "critical" {
+            check.critical_since.get_or_insert(now);
+        } else {
+            check.critical_since = None;
+        }
+        if changed {
+            self.bump(&mut t);
+        }
+        true
+    }
+
+    /// Waits, for a blocking query, until the index passes `index` or
+    /// `wait` elapses.
+    async fn block(&self, params: &QueryParams) {
+        let Some(index) = params.index else { return };
+        let wait = params
+            .wait
+            .as_deref()
+            .and_then(parse_duration)
+            .unwrap_or(DEFAULT_WAIT)
+            .min(MAX_WAIT);
+        let mut rx = self.changes.subscribe();
+        let _ = tokio::time::timeout(wait, rx.wait_for(|&current| current > index)).await;
+    }
+}
+
+async fn run_probe(probe: &Probe, timeout: Duration) -> (&'static str, String) {
+    match probe {
+        Probe::Tcp(addr) => {
+            match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(addr)).await {
+                Ok(Ok(_)) => ("passing", format!("TCP connect {addr}: Success")),
+                Ok(Err(e)) => ("critical", format!("dial tcp {addr}: {e}")),
+                Err(_) => ("critical", format!("dial tcp {addr}: i/o timeout")),
+            }
+        }
+        Probe::Http(url) => {
+            let client = reqwest::Client::builder()
+                .timeout(timeout)
+                .build()
+                .expect("client builds");
+            match client.get(url).send().await {
+                Ok(r) if r.status().is_success() => {
+                    ("passing", format!("HTTP GET {url}: {}", r.status()))
+                }
+                Ok(r) if r.status().as_u16() == 429 => {
+                    ("warning", format!("HTTP GET {url}: {}", r.status()))
+                }
+                Ok(r) => ("critical", format!("HTTP GET {url}: {}", r.status())),
+                Err(e) => ("critical", format!("HTTP GET {url}: {e}")),
+            }
+        }
+        Probe::Ttl(_) => unreachable!("TTL checks are not probed"),
+    }
+}
+
+#[derive(Default)]
+struct QueryParams {
+    index: Option<u64>,
+    wait: Option<String>,
+    passing: Option<String>,
+    recurse: Option<String>,
+    raw: Option<String>,
+    cas: Option<u64>,
+    flags: Option<u64>,
+}
+
+fn bad_request(msg: impl Into<String>) -> Response {
+    (StatusCode::BAD_REQUEST, format!("{}\n", msg.into())).into_response()
+}
+
+fn with_index(index: u64, resp: impl IntoResponse) -> Response {
+    let mut resp = resp.into_response();
+    let headers: &mut HeaderMap = resp.headers_mut();
+    headers.insert("x-consul-index", HeaderValue::from(index));
+    headers.insert("x-consul-knownleader", HeaderValue::from_static("true"));
+    resp
+}
+
+/// Query strings that do not parse (e.g. `index=abc`) are a 400, as in Consul.
+fn parse_query(raw: Option<&str>) -> Result<QueryParams, Response> {
+    let Some(raw) = raw else {
+        return Ok(QueryParams::default());
+    };
+    serde_urlencoded_lite(raw).map_err(|e| bad_request(format!("Invalid query parameters: {e}")))
+}
+
+/// Parses a query string into [`QueryParams`]; flags like `?passing` have no value.
+fn serde_urlencoded_lite(raw: &str) -> Result<QueryParams, String> {
+    let mut q = QueryParams::default();
+    for pair in raw.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let num = |v: &str| {
+            v.parse::<u64>()
+                .map_err(|_| format!("{k}={v:?} is not a number"))
+        };
+        match k {
+            "index" => q.index = Some(num(v)?),
+            "cas" => q.cas = Some(num(v)?),
+            "flags" => q.flags = Some(num(v)?),
+            "wait" => {
+                parse_duration(v).ok_or_else(|| format!("wait={v:?} is not a duration"))?;
+                q.wait = Some(v.to_string());
+            }
+            "passing" => q.passing = Some(v.to_string()),
+            "recurse" => q.recurse = Some(v.to_string()),
+            "raw" => q.raw = Some(v.to_string()),
+            _ => {} // Consul ignores parameters it does not use here (dc, stale, ...).
+        }
+    }
+    Ok(q)
+}
+
+fn query(uri: &axum::http::Uri) -> Result<QueryParams, Response> {
+    parse_query(uri.query())
+}
+
+async fn register(State(reg): State<Registry>, body: Bytes) -> Response {
+    let r: ServiceRegistration = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => return bad_request(format!("Request decode failed: {e}")),
+    };
+    if r.name.is_empty() {
+        return bad_request("Missing service name");
+    }
+    let id =
+        r.id.clone()
+            .filter(|i| !i.is_empty())
+            .unwrap_or_else(|| r.name.clone());
+    let check = match r
+        .check
+        .as_ref()
+        .map(|c| build_check(&id, &r.name, c))
+        .transpose()
+    {
+        Ok(c) => c,
+        Err(e) => return bad_request(e),
+    };
+    let mut t = reg.tables.lock().unwrap();
+    t.services.insert(id.clone(), Service { reg: r, id, check });
+    reg.bump(&mut t);
+    StatusCode::OK.into_response()
+}
+
+fn build_check(
+    service_id: &str,
+    service: &str,
+    def: &shardscope_shared::consul::CheckDefinition,
+) -> Result<Check, String> {
+    let dur = |field: &str, v: &Option<String>| -> Result<Option<Duration>, String> {
+        v.as_deref()
+            .map(|s| parse_duration(s).ok_or(format!("Invalid {field} duration {s:?}")))
+            .transpose()
+    };
+    let interval = dur("Interval", &def.interval)?;
+    let probe = match (&def.ttl, &def.http, &def.tcp) {
+        (Some(ttl), None, None) => {
+            Probe::Ttl(parse_duration(ttl).ok_or(format!("Invalid TTL duration {ttl:?}"))?)
+        }
+        (None, Some(url), None) => Probe::Http(url.clone()),
+        (None, None, Some(addr)) => Probe::Tcp(addr.clone()),
+        (None, None, None) => return Err("Check must be one of TTL, HTTP or TCP".into()),
+        _ => return Err("Check has more than one of TTL, HTTP, TCP".into()),
+    };
+    if !matches!(probe, Probe::Ttl(_)) && interval.is_none() {
+        return Err("Interval must be > 0 for HTTP and TCP checks".into());
+    }
+    let status = def.status.clone().unwrap_or_else(|| "critical".into());
+    if !["passing", "warning", "critical"].contains(&status.as_str()) {
+        return Err(format!("Invalid check status {status:?}"));
+    }
+    let now = Instant::now();
+    Ok(Check {
+        id: def
+            .check_id
+            .clone()
+            .unwrap_or_else(|| format!("service:{service_id}")),
+        name: def
+            .name
+            .clone()
+            .unwrap_or_else(|| format!("Service '{service}' check")),
+        ttl_deadline: match probe {
+            Probe::Ttl(ttl) => Some(now + ttl),
+            _ => None,
+        },
+        probe,
+        interval: interval.unwrap_or(Duration::from_secs(10)),
+        timeout: dur("Timeout", &def.timeout)?.unwrap_or(Duration::from_secs(10)),
+        critical_since: (status == "critical").then_some(now),
+        status,
+        output: String::new(),
+        deregister_after: dur(
+            "DeregisterCriticalServiceAfter",
+            &def.deregister_critical_service_after,
+        )?,
+        next_probe: now,
+    })
+}
+
+async fn deregister(State(reg): State<Registry>, Path(id): Path<String>) -> Response {
+    let mut t = reg.tables.lock().unwrap();
+    if t.services.remove(&id).is_none() {
+        return (StatusCode::NOT_FOUND, format!("Unknown service ID {id:?}. Ensure that the service ID is passed, not the service name.\n")).into_response();
+    }
+    reg.bump(&mut t);
+    StatusCode::OK.into_response()
+}
+
+async fn update_check(
+    State(reg): State<Registry>,
+    Path((verb, id)): Path<(String, String)>,
+    uri: axum::http::Uri,
+) -> Response {
+    let status = match verb.as_str() {
+        "pass" => "passing",
+        "warn" => "warning",
+        "fail" => "critical",
+        _ => return (StatusCode::NOT_FOUND, "Unsupported endpoint\n").into_response(),
+    };
+    let note = uri
+        .query()
+        .and_then(|q| q.split('&').find_map(|p| p.strip_prefix("note=")))
+        .unwrap_or_default()
+        .to_string();
+    if reg.set_status("", Some(&id), status, note) {
+        StatusCode::OK.into_response()
+    } else {
+        (StatusCode::NOT_FOUND, format!("Unknown check ID {id:?}\n")).into_response()
+    }
+}
+
+fn entry(svc: &Service) -> ServiceEntry {
+    let r = &svc.reg;
+    ServiceEntry {
+        node: AgentNode {
+            id: String::new(),
+            node: AGENT.into(),
+            address: "127.0.0.1".into(),
+            datacenter: "dc1".into(),
+        },
+        service: AgentService {
+            id: svc.id.clone(),
+            service: r.name.clone(),
+            tags: Some(r.tags.clone()),
+            address: r.address.clone(),
+            port: r.port,
+            meta: Some(r.meta.clone()),
+        },
+        checks: svc
+            .check
+            .iter()
+            .map(|c| HealthCheck {
+                node: AGENT.into(),
+                check_id: c.id.clone(),
+                name: c.name.clone(),
+                status: c.status.clone(),
+                output: c.output.clone(),
+                service_id: svc.id.clone(),
+                service_name: r.name.clone(),
+            })
+            .collect(),
+    }
+}
+
+async fn health_service(
+    State(reg): State<Registry>,
+    Path(name): Path<String>,
+    uri: axum::http::Uri,
+) -> Response {
+    let params = match query(&uri) {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    reg.block(&params).await;
+    let t = reg.tables.lock().unwrap();
+    let entries: Vec<ServiceEntry> = t
+        .services
+        .values()
+        .filter(|s| s.reg.name == name)
+        .filter(|s| {
+            params.passing.is_none() || s.check.as_ref().is_none_or(|c| c.status == "passing")
+        })
+        .map(entry)
+        .collect();
+    with_index(t.index, Json(entries))
+}
+
+async fn catalog_services(State(reg): State<Registry>, uri: axum::http::Uri) -> Response {
+    let params = match query(&uri) {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    reg.block(&params).await;
+    let t = reg.tables.lock().unwrap();
+    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for s in t.services.values() {
+        let tags = out.entry(s.reg.name.clone()).or_default();
+        for tag in &s.reg.tags {
+            if !tags.contains(tag) {
+                tags.push(tag.clone());
+            }
+        }
+    }
+    with_index(t.index, Json(out))
+}
+
+async fn catalog_service(
+    State(reg): State<Registry>,
+    Path(name): Path<String>,
+    uri: axum::http::Uri,
+) -> Response {
+    let params = match query(&uri) {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    reg.block(&params).await;
+    let t = reg.tables.lock().unwrap();
+    let out: Vec<CatalogService> = t
+        .services
+        .values()
+        .filter(|s| s.reg.name == name)
+        .map(|s| CatalogService {
+            node: AGENT.into(),
+            address: "127.0.0.1".into(),
+            service_id: s.id.clone(),
+            service_name: s.reg.name.clone(),
+            service_address: s.reg.address.clone(),
+            service_port: s.reg.port,
+            service_tags: Some(s.reg.tags.clone()),
+        })
+        .collect();
+    with_index(t.index, Json(out))
+}
+
+async fn kv_get(
+    State(reg): State<Registry>,
+    Path(key): Path<String>,
+    uri: axum::http::Uri,
+) -> Response {
+    let params = match query(&uri) {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    reg.block(&params).await;
+    let t = reg.tables.lock().unwrap();
+    let pair = |k: &String, e: &KvEntry| KvPair {
+        key: k.clone(),
+        value: Some(base64::engine::general_purpose::STANDARD.encode(&e.value)),
+        flags: e.flags,
+        create_index: e.create_index,
+        modify_index: e.modify_index,
+        lock_index: 0,
+    };
+    if params.recurse.is_some() {
+        let pairs: Vec<KvPair> =
+            t.kv.range(key.clone()..)
+                .take_while(|(k, _)| k.starts_with(&key))
+                .map(|(k, e)| pair(k, e))
+                .collect();
+        if pairs.is_empty() {
+            return with_index(t.index, StatusCode::NOT_FOUND);
+        }
+        return with_index(t.index, Json(pairs));
+    }
+    match t.kv.get(&key) {
+        None => with_index(t.index, StatusCode::NOT_FOUND),
+        Some(e) if params.raw.is_some() => with_index(t.index, e.value.clone()),
+        Some(e) => with_index(t.index, Json(vec![pair(&key, e)])),
+    }
+}
+
+async fn kv_put(
+    State(reg): State<Registry>,
+    Path(key): Path<String>,
+    uri: axum::http::Uri,
+    body: Bytes,
+) -> Response {
+    let params = match query(&uri) {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let mut t = reg.tables.lock().unwrap();
+    let current = t.kv.get(&key).map(|e| e.modify_index);
+    if let Some(cas) = params.cas {
+        let ok = match (cas, current) {
+            (0, None) => true,
+            (0, Some(_)) => false,
+            (c, Some(m)) => c == m,
+            (_, None) => false,
+        };
+        if !ok {
+            return Json(false).into_response();
+        }
+    }
+    let index = reg.bump(&mut t);
+    let create_index = t.kv.get(&key).map_or(index, |e| e.create_index);
+    t.kv.insert(
+        key,
+        KvEntry {
+            value: body.to_vec(),
+            flags: params.flags.unwrap_or(0),
+            create_index,
+            modify_index: index,
+        },
+    );
+    Json(true).into_response()
+}
+
+async fn kv_delete(
+    State(reg): State<Registry>,
+    Path(key): Path<String>,
+    uri: axum::http::Uri,
+) -> Response {
+    let params = match query(&uri) {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let mut t = reg.tables.lock().unwrap();
+    if let Some(cas) = params.cas {
+        if t.kv.get(&key).map(|e| e.modify_index) != Some(cas) {
+            return Json(false).into_response();
+        }
+    }
+    let removed = if params.recurse.is_some() {
+        let keys: Vec<String> =
+            t.kv.range(key.clone()..)
+                .take_while(|(k, _)| k.starts_with(&key))
+                .map(|(k, _)| k.clone())
+                .collect();
+        keys.iter().filter(|k| t.kv.remove(*k).is_some()).count()
+    } else {
+        usize::from(t.kv.remove(&key).is_some())
+    };
+    if removed > 0 {
+        reg.bump(&mut t);
+    }
+    Json(true).into_response()
+}
