@@ -12,7 +12,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
@@ -293,6 +294,7 @@ struct QueryParams {
     raw: Option<String>,
     cas: Option<u64>,
     flags: Option<u64>,
+    note: Option<String>,
 }
 
 fn bad_request(msg: impl Into<String>) -> Response {
@@ -307,42 +309,44 @@ fn with_index(index: u64, resp: impl IntoResponse) -> Response {
     resp
 }
 
-/// Query strings that do not parse (e.g. `index=abc`) are a 400, as in Consul.
-fn parse_query(raw: Option<&str>) -> Result<QueryParams, Response> {
-    let Some(raw) = raw else {
-        return Ok(QueryParams::default());
-    };
-    serde_urlencoded_lite(raw).map_err(|e| bad_request(format!("Invalid query parameters: {e}")))
-}
-
-/// Parses a query string into [`QueryParams`]; flags like `?passing` have no value.
-fn serde_urlencoded_lite(raw: &str) -> Result<QueryParams, String> {
-    let mut q = QueryParams::default();
-    for pair in raw.split('&').filter(|p| !p.is_empty()) {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        let num = |v: &str| {
-            v.parse::<u64>()
-                .map_err(|_| format!("{k}={v:?} is not a number"))
-        };
-        match k {
-            "index" => q.index = Some(num(v)?),
-            "cas" => q.cas = Some(num(v)?),
-            "flags" => q.flags = Some(num(v)?),
-            "wait" => {
-                parse_duration(v).ok_or_else(|| format!("wait={v:?} is not a duration"))?;
-                q.wait = Some(v.to_string());
+impl QueryParams {
+    /// Parses a query string; flags like `?passing` have no value. Consul
+    /// ignores parameters it does not use here (dc, stale, ...).
+    fn parse(raw: &str) -> Result<Self, String> {
+        let mut q = QueryParams::default();
+        for pair in raw.split('&').filter(|p| !p.is_empty()) {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            let num = |v: &str| {
+                v.parse::<u64>()
+                    .map_err(|_| format!("{k}={v:?} is not a number"))
+            };
+            match k {
+                "index" => q.index = Some(num(v)?),
+                "cas" => q.cas = Some(num(v)?),
+                "flags" => q.flags = Some(num(v)?),
+                "wait" => {
+                    parse_duration(v).ok_or_else(|| format!("wait={v:?} is not a duration"))?;
+                    q.wait = Some(v.to_string());
+                }
+                "passing" => q.passing = Some(v.to_string()),
+                "recurse" => q.recurse = Some(v.to_string()),
+                "raw" => q.raw = Some(v.to_string()),
+                "note" => q.note = Some(v.to_string()),
+                _ => {}
             }
-            "passing" => q.passing = Some(v.to_string()),
-            "recurse" => q.recurse = Some(v.to_string()),
-            "raw" => q.raw = Some(v.to_string()),
-            _ => {} // Consul ignores parameters it does not use here (dc, stale, ...).
         }
+        Ok(q)
     }
-    Ok(q)
 }
 
-fn query(uri: &axum::http::Uri) -> Result<QueryParams, Response> {
-    parse_query(uri.query())
+/// Query strings that do not parse (e.g. `index=abc`) are a 400, as in Consul.
+impl<S: Send + Sync> FromRequestParts<S> for QueryParams {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Response> {
+        QueryParams::parse(parts.uri.query().unwrap_or_default())
+            .map_err(|e| bad_request(format!("Invalid query parameters: {e}")))
+    }
 }
 
 async fn register(State(reg): State<Registry>, body: Bytes) -> Response {
@@ -439,7 +443,7 @@ async fn deregister(State(reg): State<Registry>, Path(id): Path<String>) -> Resp
 async fn update_check(
     State(reg): State<Registry>,
     Path((verb, id)): Path<(String, String)>,
-    uri: axum::http::Uri,
+    params: QueryParams,
 ) -> Response {
     let status = match verb.as_str() {
         "pass" => "passing",
@@ -447,11 +451,7 @@ async fn update_check(
         "fail" => "critical",
         _ => return (StatusCode::NOT_FOUND, "Unsupported endpoint\n").into_response(),
     };
-    let note = uri
-        .query()
-        .and_then(|q| q.split('&').find_map(|p| p.strip_prefix("note=")))
-        .unwrap_or_default()
-        .to_string();
+    let note = params.note.unwrap_or_default();
     if reg.set_status("", Some(&id), status, note) {
         StatusCode::OK.into_response()
     } else {
@@ -495,12 +495,8 @@ fn entry(svc: &Service) -> ServiceEntry {
 async fn health_service(
     State(reg): State<Registry>,
     Path(name): Path<String>,
-    uri: axum::http::Uri,
+    params: QueryParams,
 ) -> Response {
-    let params = match query(&uri) {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
     reg.block(&params).await;
     let t = reg.tables.lock().unwrap();
     let entries: Vec<ServiceEntry> = t
@@ -515,11 +511,7 @@ async fn health_service(
     with_index(t.index, Json(entries))
 }
 
-async fn catalog_services(State(reg): State<Registry>, uri: axum::http::Uri) -> Response {
-    let params = match query(&uri) {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
+async fn catalog_services(State(reg): State<Registry>, params: QueryParams) -> Response {
     reg.block(&params).await;
     let t = reg.tables.lock().unwrap();
     let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
@@ -537,12 +529,8 @@ async fn catalog_services(State(reg): State<Registry>, uri: axum::http::Uri) -> 
 async fn catalog_service(
     State(reg): State<Registry>,
     Path(name): Path<String>,
-    uri: axum::http::Uri,
+    params: QueryParams,
 ) -> Response {
-    let params = match query(&uri) {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
     reg.block(&params).await;
     let t = reg.tables.lock().unwrap();
     let out: Vec<CatalogService> = t
@@ -565,12 +553,8 @@ async fn catalog_service(
 async fn kv_get(
     State(reg): State<Registry>,
     Path(key): Path<String>,
-    uri: axum::http::Uri,
+    params: QueryParams,
 ) -> Response {
-    let params = match query(&uri) {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
     reg.block(&params).await;
     let t = reg.tables.lock().unwrap();
     let pair = |k: &String, e: &KvEntry| KvPair {
@@ -602,13 +586,9 @@ async fn kv_get(
 async fn kv_put(
     State(reg): State<Registry>,
     Path(key): Path<String>,
-    uri: axum::http::Uri,
+    params: QueryParams,
     body: Bytes,
 ) -> Response {
-    let params = match query(&uri) {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
     let mut t = reg.tables.lock().unwrap();
     let current = t.kv.get(&key).map(|e| e.modify_index);
     if let Some(cas) = params.cas {
@@ -639,12 +619,8 @@ async fn kv_put(
 async fn kv_delete(
     State(reg): State<Registry>,
     Path(key): Path<String>,
-    uri: axum::http::Uri,
+    params: QueryParams,
 ) -> Response {
-    let params = match query(&uri) {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
     let mut t = reg.tables.lock().unwrap();
     if let Some(cas) = params.cas {
         if t.kv.get(&key).map(|e| e.modify_index) != Some(cas) {
