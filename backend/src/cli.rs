@@ -16,11 +16,7 @@ use crate::node_client::NodeClient;
 use crate::server::ServeOptions;
 
 #[derive(Parser, Debug)]
-#[command(
-    name = "shardscope",
-    version,
-    about = "A sharded key-value store you can watch"
-)]
+#[command(name = "shardscope", version, about = "A sharded key-value store you can watch")]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -121,14 +117,10 @@ impl ServeArgs {
     pub fn placement_spec(&self) -> PlacementSpec {
         match self.placement {
             Algorithm::Modulo => PlacementSpec::Modulo,
-            Algorithm::Ring => PlacementSpec::Ring {
-                vnodes: self.vnodes,
-            },
+            Algorithm::Ring => PlacementSpec::Ring { vnodes: self.vnodes },
             Algorithm::Rendezvous => PlacementSpec::Rendezvous,
             Algorithm::Jump => PlacementSpec::Jump,
-            Algorithm::Maglev => PlacementSpec::Maglev {
-                table_size: self.table_size,
-            },
+            Algorithm::Maglev => PlacementSpec::Maglev { table_size: self.table_size },
         }
     }
 }
@@ -167,9 +159,7 @@ pub struct Target {
 
 pub fn main(cli: Cli) -> ExitCode {
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
         .init();
     let runtime = match tokio::runtime::Runtime::new() {
@@ -208,10 +198,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Node(a) => {
             let config = shardscope_node::NodeConfig {
                 id: a.id.unwrap_or_else(|| format!("node-{}", a.port)),
-                registry: a
-                    .registry
-                    .as_deref()
-                    .map(shardscope_node::consul::Consul::new),
+                registry: a.registry.as_deref().map(shardscope_node::consul::Consul::new),
                 advertise: a.advertise,
                 bind: a.bind,
                 port: a.port,
@@ -222,40 +209,25 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Registry { port, bind } => {
             let listener = tokio::net::TcpListener::bind((bind.as_str(), port)).await?;
-            println!(
-                "Embedded registry (Consul HTTP API subset) at http://{}",
-                listener.local_addr()?
-            );
-            crate::registry::Registry::new()
-                .serve(listener, crate::server::shutdown_signal())
-                .await?;
+            println!("Embedded registry (Consul HTTP API subset) at http://{}", listener.local_addr()?);
+            crate::registry::Registry::new().serve(listener, crate::server::shutdown_signal()).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Put { key, value, target } => {
-            let req = NodeRequest::Put {
-                key: key.as_str().into(),
-                value: value.into(),
-            };
+            let req = NodeRequest::Put { key: key.as_str().into(), value: value.into() };
             report(send(&target, &key, req).await?)
         }
         Command::Get { key, target } => {
-            let req = NodeRequest::GetOne {
-                key: key.as_str().into(),
-            };
+            let req = NodeRequest::GetOne { key: key.as_str().into() };
             report(send(&target, &key, req).await?)
         }
         Command::Delete { key, target } => {
-            let req = NodeRequest::Delete {
-                key: key.as_str().into(),
-            };
+            let req = NodeRequest::Delete { key: key.as_str().into() };
             report(send(&target, &key, req).await?)
         }
         Command::GetAll { target } => report(send(&target, "", NodeRequest::GetAll).await?),
         Command::Nodes { target } => {
-            let body = reqwest::get(format!("{}/nodes", target.addr.trim_end_matches('/')))
-                .await?
-                .text()
-                .await?;
+            let body = reqwest::get(format!("{}/nodes", target.addr.trim_end_matches('/'))).await?.text().await?;
             println!("{body}");
             Ok(ExitCode::SUCCESS)
         }
@@ -280,13 +252,9 @@ async fn send(target: &Target, key: &str, req: NodeRequest) -> anyhow::Result<No
     let status = resp.status();
     let body = resp.bytes().await?;
     if matches!(req, NodeRequest::GetOne { .. }) && status.is_success() {
-        return Ok(NodeReply::Value {
-            key: key.into(),
-            value: body.to_vec().into(),
-        });
+        return Ok(NodeReply::Value { key: key.into(), value: body.to_vec().into() });
     }
-    serde_json::from_slice(&body)
-        .map_err(|e| anyhow::anyhow!("unexpected answer from {base} ({status}): {e}"))
+    serde_json::from_slice(&body).map_err(|e| anyhow::anyhow!("unexpected answer from {base} ({status}): {e}"))
 }
 
 /// Prints a reply; the exit code follows seed 004.
@@ -296,10 +264,7 @@ fn report(reply: NodeReply) -> anyhow::Result<ExitCode> {
             println!("{}", value.to_text_lossy());
             Ok(ExitCode::SUCCESS)
         }
-        NodeReply::Error {
-            error: ErrorCode::NotFound,
-            message,
-        } => {
+        NodeReply::Error { error: ErrorCode::NotFound, message } => {
             eprintln!("not found: {message}");
             Ok(ExitCode::from(2))
         }

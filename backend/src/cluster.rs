@@ -28,17 +28,9 @@ pub struct Cluster {
 impl Cluster {
     pub fn new(spec: PlacementSpec) -> Self {
         let placement = build(&spec, &[]);
-        let view = View {
-            nodes: Vec::new(),
-            clients: HashMap::new(),
-            placement,
-        };
+        let view = View { nodes: Vec::new(), clients: HashMap::new(), placement };
         let (events, _) = broadcast::channel(256);
-        Cluster {
-            spec,
-            view: Arc::new(RwLock::new(view)),
-            events,
-        }
+        Cluster { spec, view: Arc::new(RwLock::new(view)), events }
     }
 
     /// Connects to `node` and makes it a placement member.
@@ -79,10 +71,7 @@ impl Cluster {
     /// The current nodes and placement, as sent to pages.
     pub fn snapshot(&self) -> ServerMsg {
         let view = self.view.read().unwrap();
-        ServerMsg::Cluster {
-            nodes: view.nodes.clone(),
-            placement: self.spec.clone(),
-        }
+        ServerMsg::Cluster { nodes: view.nodes.clone(), placement: self.spec.clone() }
     }
 
     pub fn nodes(&self) -> Vec<NodeInfo> {
@@ -110,36 +99,21 @@ impl Cluster {
                 let reply = client.request(req).await;
                 (Some(owner), reply)
             }
-            None => (
-                None,
-                NodeReply::error(ErrorCode::Unavailable, "no storage nodes in the cluster"),
-            ),
+            None => (None, NodeReply::error(ErrorCode::Unavailable, "no storage nodes in the cluster")),
         }
     }
 
     /// Every key-value pair of every node, in key order.
     pub async fn get_all(&self) -> NodeReply {
-        let clients: Vec<NodeClient> = self
-            .view
-            .read()
-            .unwrap()
-            .clients
-            .values()
-            .cloned()
-            .collect();
-        let replies =
-            futures::future::join_all(clients.iter().map(|c| c.request(&NodeRequest::GetAll)))
-                .await;
+        let clients: Vec<NodeClient> = self.view.read().unwrap().clients.values().cloned().collect();
+        let replies = futures::future::join_all(clients.iter().map(|c| c.request(&NodeRequest::GetAll))).await;
         let mut all = Vec::new();
         for reply in replies {
             match reply {
                 NodeReply::Collection { collection } => all.extend(collection),
                 err @ NodeReply::Error { .. } => return err,
                 other => {
-                    return NodeReply::error(
-                        ErrorCode::Unavailable,
-                        format!("unexpected reply to GET_ALL: {other:?}"),
-                    )
+                    return NodeReply::error(ErrorCode::Unavailable, format!("unexpected reply to GET_ALL: {other:?}"))
                 }
             }
         }

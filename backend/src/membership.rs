@@ -7,8 +7,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use shardscope_node::consul::Consul;
-use shardscope_shared::consul::{ServiceEntry, NODE_SERVICE};
+use shardscope_node::consul::{Consul, ServiceNode};
+use shardscope_shared::consul::NODE_SERVICE;
 use shardscope_shared::protocol::NodeInfo;
 
 use crate::cluster::Cluster;
@@ -17,19 +17,12 @@ use crate::cluster::Cluster;
 const WAIT: Duration = Duration::from_secs(30);
 
 /// The nodes a health answer names, by id.
-pub fn nodes_of(entries: &[ServiceEntry]) -> BTreeMap<String, NodeInfo> {
+pub fn nodes_of(entries: &[ServiceNode]) -> BTreeMap<String, NodeInfo> {
     entries
         .iter()
         .map(|e| {
-            let host = if e.service.address.is_empty() {
-                e.node.address.clone()
-            } else {
-                e.service.address.clone()
-            };
-            let info = NodeInfo {
-                id: e.service.id.clone(),
-                addr: format!("tcp://{host}:{}", e.service.port),
-            };
+            let host = if e.service.address.is_empty() { e.node.address.clone() } else { e.service.address.clone() };
+            let info = NodeInfo { id: e.service.id.clone(), addr: format!("tcp://{host}:{}", e.service.port) };
             (info.id.clone(), info)
         })
         .collect()
@@ -44,11 +37,7 @@ pub async fn watch(consul: Consul, cluster: Cluster) {
             Ok((entries, new_index)) => {
                 backoff = Duration::from_millis(100);
                 // Consul: an index that goes backwards means start over.
-                index = Some(if index.is_some_and(|i| new_index < i) {
-                    0
-                } else {
-                    new_index
-                });
+                index = Some(if index.is_some_and(|i| new_index < i) { 0 } else { new_index });
                 apply(&cluster, nodes_of(&entries)).await;
             }
             Err(e) => {
@@ -61,11 +50,7 @@ pub async fn watch(consul: Consul, cluster: Cluster) {
 }
 
 async fn apply(cluster: &Cluster, healthy: BTreeMap<String, NodeInfo>) {
-    let current: BTreeMap<String, NodeInfo> = cluster
-        .nodes()
-        .into_iter()
-        .map(|n| (n.id.clone(), n))
-        .collect();
+    let current: BTreeMap<String, NodeInfo> = cluster.nodes().into_iter().map(|n| (n.id.clone(), n)).collect();
     for (id, node) in &current {
         if healthy.get(id) != Some(node) {
             tracing::info!(%id, "node left or is unhealthy: no more traffic");

@@ -75,11 +75,7 @@ impl NodeClient {
         let (tx, rx) = oneshot::channel();
         self.pending.lock().unwrap().insert(id, tx);
         let body = serde_json::to_vec(req).expect("requests always serialize");
-        let frames = vec![
-            Bytes::new(),
-            Bytes::copy_from_slice(&id.to_be_bytes()),
-            Bytes::from(body),
-        ];
+        let frames = vec![Bytes::new(), Bytes::copy_from_slice(&id.to_be_bytes()), Bytes::from(body)];
         let msg = ZmqMessage::try_from(frames).expect("three frames");
         let sent = self.sender.lock().await.send(msg).await;
         let outcome = match sent {
@@ -92,10 +88,7 @@ impl NodeClient {
         };
         outcome.unwrap_or_else(|why| {
             self.pending.lock().unwrap().remove(&id);
-            NodeReply::error(
-                ErrorCode::Unavailable,
-                format!("node {}: {why}", self.endpoint),
-            )
+            NodeReply::error(ErrorCode::Unavailable, format!("node {}: {why}", self.endpoint))
         })
     }
 }

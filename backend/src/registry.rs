@@ -20,8 +20,7 @@ use axum::routing::{get, put};
 use axum::{Json, Router};
 use base64::Engine as _;
 use shardscope_shared::consul::{
-    parse_duration, AgentNode, AgentService, CatalogService, HealthCheck, KvPair, ServiceEntry,
-    ServiceRegistration,
+    parse_duration, AgentNode, AgentService, CatalogService, HealthCheck, KvPair, ServiceEntry, ServiceRegistration,
 };
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -92,15 +91,9 @@ impl Default for Registry {
 
 impl Registry {
     pub fn new() -> Self {
-        let tables = Tables {
-            index: 1,
-            ..Default::default()
-        };
+        let tables = Tables { index: 1, ..Default::default() };
         let (changes, _) = watch::channel(1);
-        Registry {
-            tables: Arc::new(Mutex::new(tables)),
-            changes,
-        }
+        Registry { tables: Arc::new(Mutex::new(tables)), changes }
     }
 
     /// Records a write: bumps the index and wakes blocking queries.
@@ -118,9 +111,7 @@ impl Registry {
     ) -> anyhow::Result<()> {
         let checker = tokio::spawn(self.clone().run_checks());
         let app = self.router();
-        let result = axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await;
+        let result = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
         checker.abort();
         Ok(result?)
     }
@@ -134,10 +125,7 @@ impl Registry {
             .route("/v1/catalog/services", get(catalog_services))
             .route("/v1/catalog/service/{name}", get(catalog_service))
             .route("/v1/kv/{*key}", get(kv_get).put(kv_put).delete(kv_delete))
-            .route(
-                "/v1/status/leader",
-                get(|| async { Json("127.0.0.1:8300") }),
-            )
+            .route("/v1/status/leader", get(|| async { Json("127.0.0.1:8300") }))
             .fallback(|| async { (StatusCode::NOT_FOUND, "Unsupported endpoint\n") })
             .layer(DefaultBodyLimit::max(MAX_BODY))
             .with_state(self)
@@ -161,9 +149,7 @@ impl Registry {
                     };
                     match &check.probe {
                         Probe::Ttl(_) => {
-                            if check.ttl_deadline.is_some_and(|d| now >= d)
-                                && check.status != "critical"
-                            {
+                            if check.ttl_deadline.is_some_and(|d| now >= d) && check.status != "critical" {
                                 check.status = "critical".into();
                                 check.output = "TTL expired".into();
                                 check.critical_since = Some(now);
@@ -177,9 +163,7 @@ impl Registry {
                             }
                         }
                     }
-                    if let (Some(after), Some(since)) =
-                        (check.deregister_after, check.critical_since)
-                    {
+                    if let (Some(after), Some(since)) = (check.deregister_after, check.critical_since) {
                         if now.duration_since(since) >= after {
                             expired.push(sid.clone());
                         }
@@ -206,13 +190,7 @@ impl Registry {
 
     /// Sets a check's status (by service id, or by check id); bumps the
     /// index only when the status changes. Returns whether the check exists.
-    fn set_status(
-        &self,
-        service_id: &str,
-        check_id: Option<&str>,
-        status: &str,
-        output: String,
-    ) -> bool {
+    fn set_status(&self, service_id: &str, check_id: Option<&str>, status: &str, output: String) -> bool {
         let mut t = self.tables.lock().unwrap();
         let now = Instant::now();
         let check = t.services.iter_mut().find_map(|(sid, svc)| {
@@ -245,12 +223,7 @@ impl Registry {
     /// `wait` elapses.
     async fn block(&self, params: &QueryParams) {
         let Some(index) = params.index else { return };
-        let wait = params
-            .wait
-            .as_deref()
-            .and_then(parse_duration)
-            .unwrap_or(DEFAULT_WAIT)
-            .min(MAX_WAIT);
+        let wait = params.wait.as_deref().and_then(parse_duration).unwrap_or(DEFAULT_WAIT).min(MAX_WAIT);
         let mut rx = self.changes.subscribe();
         let _ = tokio::time::timeout(wait, rx.wait_for(|&current| current > index)).await;
     }
@@ -258,25 +231,16 @@ impl Registry {
 
 async fn run_probe(probe: &Probe, timeout: Duration) -> (&'static str, String) {
     match probe {
-        Probe::Tcp(addr) => {
-            match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(addr)).await {
-                Ok(Ok(_)) => ("passing", format!("TCP connect {addr}: Success")),
-                Ok(Err(e)) => ("critical", format!("dial tcp {addr}: {e}")),
-                Err(_) => ("critical", format!("dial tcp {addr}: i/o timeout")),
-            }
-        }
+        Probe::Tcp(addr) => match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(addr)).await {
+            Ok(Ok(_)) => ("passing", format!("TCP connect {addr}: Success")),
+            Ok(Err(e)) => ("critical", format!("dial tcp {addr}: {e}")),
+            Err(_) => ("critical", format!("dial tcp {addr}: i/o timeout")),
+        },
         Probe::Http(url) => {
-            let client = reqwest::Client::builder()
-                .timeout(timeout)
-                .build()
-                .expect("client builds");
+            let client = reqwest::Client::builder().timeout(timeout).build().expect("client builds");
             match client.get(url).send().await {
-                Ok(r) if r.status().is_success() => {
-                    ("passing", format!("HTTP GET {url}: {}", r.status()))
-                }
-                Ok(r) if r.status().as_u16() == 429 => {
-                    ("warning", format!("HTTP GET {url}: {}", r.status()))
-                }
+                Ok(r) if r.status().is_success() => ("passing", format!("HTTP GET {url}: {}", r.status())),
+                Ok(r) if r.status().as_u16() == 429 => ("warning", format!("HTTP GET {url}: {}", r.status())),
                 Ok(r) => ("critical", format!("HTTP GET {url}: {}", r.status())),
                 Err(e) => ("critical", format!("HTTP GET {url}: {e}")),
             }
@@ -289,7 +253,7 @@ async fn run_probe(probe: &Probe, timeout: Duration) -> (&'static str, String) {
 struct QueryParams {
     index: Option<u64>,
     wait: Option<String>,
-    passing: Option<String>,
+    passing: bool,
     recurse: Option<String>,
     raw: Option<String>,
     cas: Option<u64>,
@@ -316,10 +280,7 @@ impl QueryParams {
         let mut q = QueryParams::default();
         for pair in raw.split('&').filter(|p| !p.is_empty()) {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            let num = |v: &str| {
-                v.parse::<u64>()
-                    .map_err(|_| format!("{k}={v:?} is not a number"))
-            };
+            let num = |v: &str| v.parse::<u64>().map_err(|_| format!("{k}={v:?} is not a number"));
             match k {
                 "index" => q.index = Some(num(v)?),
                 "cas" => q.cas = Some(num(v)?),
@@ -328,7 +289,13 @@ impl QueryParams {
                     parse_duration(v).ok_or_else(|| format!("wait={v:?} is not a duration"))?;
                     q.wait = Some(v.to_string());
                 }
-                "passing" => q.passing = Some(v.to_string()),
+                "passing" => {
+                    q.passing = match v {
+                        "" | "1" | "true" => true,
+                        "0" | "false" => false,
+                        _ => return Err(format!("passing={v:?} is not a boolean")),
+                    }
+                }
                 "recurse" => q.recurse = Some(v.to_string()),
                 "raw" => q.raw = Some(v.to_string()),
                 "note" => q.note = Some(v.to_string()),
@@ -357,16 +324,8 @@ async fn register(State(reg): State<Registry>, body: Bytes) -> Response {
     if r.name.is_empty() {
         return bad_request("Missing service name");
     }
-    let id =
-        r.id.clone()
-            .filter(|i| !i.is_empty())
-            .unwrap_or_else(|| r.name.clone());
-    let check = match r
-        .check
-        .as_ref()
-        .map(|c| build_check(&id, &r.name, c))
-        .transpose()
-    {
+    let id = r.id.clone().filter(|i| !i.is_empty()).unwrap_or_else(|| r.name.clone());
+    let check = match r.check.as_ref().map(|c| build_check(&id, &r.name, c)).transpose() {
         Ok(c) => c,
         Err(e) => return bad_request(e),
     };
@@ -382,15 +341,11 @@ fn build_check(
     def: &shardscope_shared::consul::CheckDefinition,
 ) -> Result<Check, String> {
     let dur = |field: &str, v: &Option<String>| -> Result<Option<Duration>, String> {
-        v.as_deref()
-            .map(|s| parse_duration(s).ok_or(format!("Invalid {field} duration {s:?}")))
-            .transpose()
+        v.as_deref().map(|s| parse_duration(s).ok_or(format!("Invalid {field} duration {s:?}"))).transpose()
     };
     let interval = dur("Interval", &def.interval)?;
     let probe = match (&def.ttl, &def.http, &def.tcp) {
-        (Some(ttl), None, None) => {
-            Probe::Ttl(parse_duration(ttl).ok_or(format!("Invalid TTL duration {ttl:?}"))?)
-        }
+        (Some(ttl), None, None) => Probe::Ttl(parse_duration(ttl).ok_or(format!("Invalid TTL duration {ttl:?}"))?),
         (None, Some(url), None) => Probe::Http(url.clone()),
         (None, None, Some(addr)) => Probe::Tcp(addr.clone()),
         (None, None, None) => return Err("Check must be one of TTL, HTTP or TCP".into()),
@@ -405,14 +360,8 @@ fn build_check(
     }
     let now = Instant::now();
     Ok(Check {
-        id: def
-            .check_id
-            .clone()
-            .unwrap_or_else(|| format!("service:{service_id}")),
-        name: def
-            .name
-            .clone()
-            .unwrap_or_else(|| format!("Service '{service}' check")),
+        id: def.check_id.clone().unwrap_or_else(|| format!("service:{service_id}")),
+        name: def.name.clone().unwrap_or_else(|| format!("Service '{service}' check")),
         ttl_deadline: match probe {
             Probe::Ttl(ttl) => Some(now + ttl),
             _ => None,
@@ -423,10 +372,7 @@ fn build_check(
         critical_since: (status == "critical").then_some(now),
         status,
         output: String::new(),
-        deregister_after: dur(
-            "DeregisterCriticalServiceAfter",
-            &def.deregister_critical_service_after,
-        )?,
+        deregister_after: dur("DeregisterCriticalServiceAfter", &def.deregister_critical_service_after)?,
         next_probe: now,
     })
 }
@@ -434,7 +380,11 @@ fn build_check(
 async fn deregister(State(reg): State<Registry>, Path(id): Path<String>) -> Response {
     let mut t = reg.tables.lock().unwrap();
     if t.services.remove(&id).is_none() {
-        return (StatusCode::NOT_FOUND, format!("Unknown service ID {id:?}. Ensure that the service ID is passed, not the service name.\n")).into_response();
+        return (
+            StatusCode::NOT_FOUND,
+            format!("Unknown service ID {id:?}. Ensure that the service ID is passed, not the service name.\n"),
+        )
+            .into_response();
     }
     reg.bump(&mut t);
     StatusCode::OK.into_response()
@@ -492,20 +442,14 @@ fn entry(svc: &Service) -> ServiceEntry {
     }
 }
 
-async fn health_service(
-    State(reg): State<Registry>,
-    Path(name): Path<String>,
-    params: QueryParams,
-) -> Response {
+async fn health_service(State(reg): State<Registry>, Path(name): Path<String>, params: QueryParams) -> Response {
     reg.block(&params).await;
     let t = reg.tables.lock().unwrap();
     let entries: Vec<ServiceEntry> = t
         .services
         .values()
         .filter(|s| s.reg.name == name)
-        .filter(|s| {
-            params.passing.is_none() || s.check.as_ref().is_none_or(|c| c.status == "passing")
-        })
+        .filter(|s| !params.passing || s.check.as_ref().is_none_or(|c| c.status == "passing"))
         .map(entry)
         .collect();
     with_index(t.index, Json(entries))
@@ -526,11 +470,7 @@ async fn catalog_services(State(reg): State<Registry>, params: QueryParams) -> R
     with_index(t.index, Json(out))
 }
 
-async fn catalog_service(
-    State(reg): State<Registry>,
-    Path(name): Path<String>,
-    params: QueryParams,
-) -> Response {
+async fn catalog_service(State(reg): State<Registry>, Path(name): Path<String>, params: QueryParams) -> Response {
     reg.block(&params).await;
     let t = reg.tables.lock().unwrap();
     let out: Vec<CatalogService> = t
@@ -550,11 +490,7 @@ async fn catalog_service(
     with_index(t.index, Json(out))
 }
 
-async fn kv_get(
-    State(reg): State<Registry>,
-    Path(key): Path<String>,
-    params: QueryParams,
-) -> Response {
+async fn kv_get(State(reg): State<Registry>, Path(key): Path<String>, params: QueryParams) -> Response {
     reg.block(&params).await;
     let t = reg.tables.lock().unwrap();
     let pair = |k: &String, e: &KvEntry| KvPair {
@@ -567,10 +503,7 @@ async fn kv_get(
     };
     if params.recurse.is_some() {
         let pairs: Vec<KvPair> =
-            t.kv.range(key.clone()..)
-                .take_while(|(k, _)| k.starts_with(&key))
-                .map(|(k, e)| pair(k, e))
-                .collect();
+            t.kv.range(key.clone()..).take_while(|(k, _)| k.starts_with(&key)).map(|(k, e)| pair(k, e)).collect();
         if pairs.is_empty() {
             return with_index(t.index, StatusCode::NOT_FOUND);
         }
@@ -583,12 +516,7 @@ async fn kv_get(
     }
 }
 
-async fn kv_put(
-    State(reg): State<Registry>,
-    Path(key): Path<String>,
-    params: QueryParams,
-    body: Bytes,
-) -> Response {
+async fn kv_put(State(reg): State<Registry>, Path(key): Path<String>, params: QueryParams, body: Bytes) -> Response {
     let mut t = reg.tables.lock().unwrap();
     let current = t.kv.get(&key).map(|e| e.modify_index);
     if let Some(cas) = params.cas {
@@ -606,21 +534,12 @@ async fn kv_put(
     let create_index = t.kv.get(&key).map_or(index, |e| e.create_index);
     t.kv.insert(
         key,
-        KvEntry {
-            value: body.to_vec(),
-            flags: params.flags.unwrap_or(0),
-            create_index,
-            modify_index: index,
-        },
+        KvEntry { value: body.to_vec(), flags: params.flags.unwrap_or(0), create_index, modify_index: index },
     );
     Json(true).into_response()
 }
 
-async fn kv_delete(
-    State(reg): State<Registry>,
-    Path(key): Path<String>,
-    params: QueryParams,
-) -> Response {
+async fn kv_delete(State(reg): State<Registry>, Path(key): Path<String>, params: QueryParams) -> Response {
     let mut t = reg.tables.lock().unwrap();
     if let Some(cas) = params.cas {
         if t.kv.get(&key).map(|e| e.modify_index) != Some(cas) {
@@ -629,10 +548,7 @@ async fn kv_delete(
     }
     let removed = if params.recurse.is_some() {
         let keys: Vec<String> =
-            t.kv.range(key.clone()..)
-                .take_while(|(k, _)| k.starts_with(&key))
-                .map(|(k, _)| k.clone())
-                .collect();
+            t.kv.range(key.clone()..).take_while(|(k, _)| k.starts_with(&key)).map(|(k, _)| k.clone()).collect();
         keys.iter().filter(|k| t.kv.remove(*k).is_some()).count()
     } else {
         usize::from(t.kv.remove(&key).is_some())

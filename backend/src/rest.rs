@@ -25,34 +25,25 @@ pub fn routes() -> Router<Cluster> {
 }
 
 async fn put_one(State(cluster): State<Cluster>, Path(key): Path<String>, body: Bytes) -> Response {
-    let req = NodeRequest::Put {
-        key: key.as_str().into(),
-        value: body.to_vec().into(),
-    };
+    let req = NodeRequest::Put { key: key.as_str().into(), value: body.to_vec().into() };
     let (node, reply) = cluster.request_key(key.as_bytes(), &req).await;
     with_node(node, reply_response(reply))
 }
 
 async fn get_one(State(cluster): State<Cluster>, Path(key): Path<String>) -> Response {
-    let req = NodeRequest::GetOne {
-        key: key.as_str().into(),
-    };
+    let req = NodeRequest::GetOne { key: key.as_str().into() };
     let (node, reply) = cluster.request_key(key.as_bytes(), &req).await;
     let resp = match reply {
-        NodeReply::Value { value, .. } => (
-            [(header::CONTENT_TYPE, "application/octet-stream")],
-            value.0,
-        )
-            .into_response(),
+        NodeReply::Value { value, .. } => {
+            ([(header::CONTENT_TYPE, "application/octet-stream")], value.0).into_response()
+        }
         other => reply_response(other),
     };
     with_node(node, resp)
 }
 
 async fn delete_one(State(cluster): State<Cluster>, Path(key): Path<String>) -> Response {
-    let req = NodeRequest::Delete {
-        key: key.as_str().into(),
-    };
+    let req = NodeRequest::Delete { key: key.as_str().into() };
     let (node, reply) = cluster.request_key(key.as_bytes(), &req).await;
     with_node(node, reply_response(reply))
 }

@@ -37,10 +37,7 @@ pub struct ServeOptions {
 /// The whole HTTP surface: REST, `/ws`, and the built page as static files.
 pub fn app(cluster: Cluster, static_dir: &std::path::Path) -> Router {
     let page = ServeDir::new(static_dir).fallback(ServeFile::new(static_dir.join("index.html")));
-    crate::rest::routes()
-        .route("/ws", get(crate::ws::upgrade))
-        .fallback_service(page)
-        .with_state(cluster)
+    crate::rest::routes().route("/ws", get(crate::ws::upgrade)).fallback_service(page).with_state(cluster)
 }
 
 pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
@@ -55,8 +52,7 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     let (consul, embedded) = match &opts.registry {
         Some(agent) => (Consul::new(agent), None),
         None => {
-            let reg_listener =
-                tokio::net::TcpListener::bind((opts.bind.as_str(), opts.registry_port)).await?;
+            let reg_listener = tokio::net::TcpListener::bind((opts.bind.as_str(), opts.registry_port)).await?;
             let reg_addr = reg_listener.local_addr()?;
             let task = tokio::spawn(Registry::new().serve(reg_listener, async {
                 let _ = registry_stopped.await;
@@ -79,10 +75,7 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
                 consul.base()
             );
             let app = app(cluster, &opts.static_dir);
-            axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown_signal())
-                .await
-                .map_err(Into::into)
+            axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await.map_err(Into::into)
         }
     };
     // Nodes deregister as they stop, so the registry goes last.
@@ -98,11 +91,7 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
 
 /// Launches `n` nodes and waits until the membership watch has seen them all
 /// registered and healthy.
-async fn start_nodes(
-    supervisor: &mut Supervisor,
-    cluster: &Cluster,
-    n: usize,
-) -> anyhow::Result<()> {
+async fn start_nodes(supervisor: &mut Supervisor, cluster: &Cluster, n: usize) -> anyhow::Result<()> {
     let mut events = cluster.subscribe();
     for _ in 0..n {
         supervisor.launch().await?;
@@ -111,10 +100,7 @@ async fn start_nodes(
     while cluster.nodes().len() < n {
         match tokio::time::timeout_at(deadline, events.recv()).await {
             Ok(_) => {}
-            Err(_) => anyhow::bail!(
-                "only {} of {n} nodes registered within 30 s",
-                cluster.nodes().len()
-            ),
+            Err(_) => anyhow::bail!("only {} of {n} nodes registered within 30 s", cluster.nodes().len()),
         }
     }
     Ok(())
@@ -122,8 +108,8 @@ async fn start_nodes(
 
 /// Completes on Ctrl-C (SIGINT) or SIGTERM.
 pub async fn shutdown_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("SIGTERM handler installs");
+    let mut term =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler installs");
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}

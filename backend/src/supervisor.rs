@@ -46,14 +46,7 @@ impl Supervisor {
         let dir = self.data_dir.join(&id);
         let mut cmd = Command::new(&self.exe);
         cmd.arg("node")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                &self.bind,
-                "--id",
-                &id,
-            ])
+            .args(["--port", &port.to_string(), "--bind", &self.bind, "--id", &id])
             .args(["--registry", &self.registry])
             .arg("--data-dir")
             .arg(&dir)
@@ -69,15 +62,9 @@ impl Supervisor {
             });
         }
         let child = cmd.spawn()?;
-        let info = NodeInfo {
-            id,
-            addr: format!("tcp://{}:{port}", self.bind),
-        };
+        let info = NodeInfo { id, addr: format!("tcp://{}:{port}", self.bind) };
         tracing::info!(id = %info.id, addr = %info.addr, pid = child.id(), "node started");
-        self.nodes.push(ManagedNode {
-            info: info.clone(),
-            child,
-        });
+        self.nodes.push(ManagedNode { info: info.clone(), child });
         Ok(info)
     }
 
@@ -90,10 +77,7 @@ impl Supervisor {
             }
         }
         for node in &mut self.nodes {
-            if tokio::time::timeout(Duration::from_secs(5), node.child.wait())
-                .await
-                .is_err()
-            {
+            if tokio::time::timeout(Duration::from_secs(5), node.child.wait()).await.is_err() {
                 let _ = node.child.kill().await;
             }
         }

@@ -44,30 +44,17 @@ async fn answer(cluster: &Cluster, text: &str) -> ServerMsg {
         Ok(msg) => msg,
         Err(e) => {
             let reply = NodeReply::error(ErrorCode::BadRequest, format!("malformed message: {e}"));
-            return ServerMsg::Reply {
-                id: 0,
-                node: None,
-                reply,
-            };
+            return ServerMsg::Reply { id: 0, node: None, reply };
         }
     };
     let (id, node, reply) = match msg {
         ClientMsg::Put { id, key, value } => {
-            let (node, reply) = cluster
-                .request_key(
-                    key.as_bytes(),
-                    &NodeRequest::Put {
-                        key: key.clone(),
-                        value,
-                    },
-                )
-                .await;
+            let (node, reply) =
+                cluster.request_key(key.as_bytes(), &NodeRequest::Put { key: key.clone(), value }).await;
             (id, node, reply)
         }
         ClientMsg::Get { id, key } => {
-            let (node, reply) = cluster
-                .request_key(key.as_bytes(), &NodeRequest::GetOne { key: key.clone() })
-                .await;
+            let (node, reply) = cluster.request_key(key.as_bytes(), &NodeRequest::GetOne { key: key.clone() }).await;
             (id, node, reply)
         }
         ClientMsg::GetAll { id } => (id, None, cluster.get_all().await),

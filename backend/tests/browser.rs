@@ -22,11 +22,7 @@ struct Driver {
 
 impl Driver {
     fn start() -> Driver {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let child = Command::new("chromedriver")
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
@@ -35,17 +31,10 @@ impl Driver {
             .expect("chromedriver is installed (scripts/setup.sh installs chromium-driver)");
         let deadline = Instant::now() + Duration::from_secs(20);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "chromedriver did not listen within 20 s"
-            );
+            assert!(Instant::now() < deadline, "chromedriver did not listen within 20 s");
             std::thread::sleep(Duration::from_millis(50));
         }
-        Driver {
-            child,
-            port,
-            _profile: tempfile::tempdir().unwrap(),
-        }
+        Driver { child, port, _profile: tempfile::tempdir().unwrap() }
     }
 
     async fn browser(&self) -> Client {
@@ -61,9 +50,7 @@ impl Driver {
                 ]
             }
         });
-        let serde_json::Value::Object(caps) = caps else {
-            unreachable!()
-        };
+        let serde_json::Value::Object(caps) = caps else { unreachable!() };
         let connector = hyper_util::client::legacy::connect::HttpConnector::new();
         ClientBuilder::new(connector)
             .capabilities(caps)
@@ -108,10 +95,7 @@ pub fn screenshot_dir() -> PathBuf {
 #[tokio::test(flavor = "multi_thread")]
 async fn page_puts_a_key_and_shows_the_owner_the_backend_uses() {
     let dist = workspace_root().join("dist");
-    assert!(
-        dist.join("index.html").exists(),
-        "build the page first: scripts/build-page.sh"
-    );
+    assert!(dist.join("index.html").exists(), "build the page first: scripts/build-page.sh");
     let stack = Stack::start(3, &["--static-dir", dist.to_str().unwrap()]);
     let driver = Driver::start();
     let client = driver.browser().await;
@@ -119,92 +103,41 @@ async fn page_puts_a_key_and_shows_the_owner_the_backend_uses() {
 
     // The page lists the three nodes it got over the WebSocket.
     eventually("three nodes listed", || async {
-        let items = client
-            .find_all(Locator::Css("[data-testid=node-list] li"))
-            .await
-            .ok()?;
+        let items = client.find_all(Locator::Css("[data-testid=node-list] li")).await.ok()?;
         (items.len() == 3).then_some(())
     })
     .await;
-    let ticks = client
-        .find_all(Locator::Css("svg.ring line.vnode"))
-        .await
-        .unwrap();
+    let ticks = client.find_all(Locator::Css("svg.ring line.vnode")).await.unwrap();
     assert_eq!(ticks.len(), 3 * 160, "one tick per virtual node");
 
     // PUT through the page's form.
     let (key, value) = ("browser-key", "hello from wasm");
-    client
-        .find(Locator::Css("[data-testid=kv-key]"))
-        .await
-        .unwrap()
-        .send_keys(key)
-        .await
-        .unwrap();
-    client
-        .find(Locator::Css("[data-testid=kv-value]"))
-        .await
-        .unwrap()
-        .send_keys(value)
-        .await
-        .unwrap();
-    client
-        .find(Locator::Css("[data-testid=kv-put]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    client.find(Locator::Css("[data-testid=kv-key]")).await.unwrap().send_keys(key).await.unwrap();
+    client.find(Locator::Css("[data-testid=kv-value]")).await.unwrap().send_keys(value).await.unwrap();
+    client.find(Locator::Css("[data-testid=kv-put]")).await.unwrap().click().await.unwrap();
     let outcome = eventually("PUT acknowledged", || async {
-        text_of(&client, "[data-testid=kv-outcome]")
-            .await
-            .filter(|t| t.contains("stored on"))
+        text_of(&client, "[data-testid=kv-outcome]").await.filter(|t| t.contains("stored on"))
     })
     .await;
 
     // Read it back through REST; the backend names the owner.
-    let resp = reqwest::get(format!("{}/kv/{key}", stack.url))
-        .await
-        .unwrap();
+    let resp = reqwest::get(format!("{}/kv/{key}", stack.url)).await.unwrap();
     assert_eq!(resp.status(), 200);
-    let backend_owner = resp.headers()["x-shardscope-node"]
-        .to_str()
-        .unwrap()
-        .to_string();
+    let backend_owner = resp.headers()["x-shardscope-node"].to_str().unwrap().to_string();
     assert_eq!(resp.text().await.unwrap(), value);
-    assert!(
-        outcome.ends_with(&backend_owner),
-        "page said {outcome:?}, backend owner {backend_owner}"
-    );
+    assert!(outcome.ends_with(&backend_owner), "page said {outcome:?}, backend owner {backend_owner}");
 
     // The owner computed in the browser (shared/ in wasm) matches.
-    client
-        .find(Locator::Css("[data-testid=lookup-input]"))
-        .await
-        .unwrap()
-        .send_keys(key)
-        .await
-        .unwrap();
+    client.find(Locator::Css("[data-testid=lookup-input]")).await.unwrap().send_keys(key).await.unwrap();
     let page_owner = eventually("lookup owner", || async {
-        text_of(&client, "[data-testid=lookup-owner]")
-            .await
-            .filter(|t| t.starts_with("node-"))
+        text_of(&client, "[data-testid=lookup-owner]").await.filter(|t| t.starts_with("node-"))
     })
     .await;
     assert_eq!(page_owner, backend_owner);
     let hash = text_of(&client, "[data-testid=lookup-hash]").await.unwrap();
-    assert_eq!(
-        hash,
-        format!("{:016x}", shardscope_shared::hash::key_hash(key.as_bytes()))
-    );
-    let dot = client
-        .find(Locator::Css("svg.ring circle.key[data-key='browser-key']"))
-        .await
-        .unwrap();
-    assert_eq!(
-        dot.attr("data-owner").await.unwrap().as_deref(),
-        Some(backend_owner.as_str())
-    );
+    assert_eq!(hash, format!("{:016x}", shardscope_shared::hash::key_hash(key.as_bytes())));
+    let dot = client.find(Locator::Css("svg.ring circle.key[data-key='browser-key']")).await.unwrap();
+    assert_eq!(dot.attr("data-owner").await.unwrap().as_deref(), Some(backend_owner.as_str()));
 
     let png = client.screenshot().await.unwrap();
     std::fs::write(screenshot_dir().join("skeleton.png"), png).unwrap();

@@ -15,17 +15,11 @@ use shardscope_shared::consul::NODE_SERVICE;
 use shardscope_shared::protocol::{NodeInfo, ServerMsg};
 
 async fn next_cluster(
-    ws: &mut (impl StreamExt<
-        Item = Result<
-            tokio_tungstenite::tungstenite::Message,
-            tokio_tungstenite::tungstenite::Error,
-        >,
-    > + Unpin),
+    ws: &mut (impl StreamExt<Item = Result<tokio_tungstenite::tungstenite::Message, tokio_tungstenite::tungstenite::Error>>
+              + Unpin),
 ) -> Vec<NodeInfo> {
     loop {
-        let msg = tokio::time::timeout(Duration::from_secs(10), ws.next())
-            .await
-            .expect("an event within 10 s");
+        let msg = tokio::time::timeout(Duration::from_secs(10), ws.next()).await.expect("an event within 10 s");
         let text = msg.unwrap().unwrap().into_text().unwrap();
         if let Ok(ServerMsg::Cluster { nodes, .. }) = serde_json::from_str(&text) {
             return nodes;
@@ -41,23 +35,11 @@ async fn a_node_started_by_hand_joins_and_leaves_through_the_registry() {
     let (mut ws, _) = tokio_tungstenite::connect_async(&ws_url).await.unwrap();
     assert_eq!(next_cluster(&mut ws).await.len(), 2);
 
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let data = tempfile::tempdir().unwrap();
     let started = Instant::now();
     let mut node = Command::new(shardscope_exe())
-        .args([
-            "node",
-            "--port",
-            &port.to_string(),
-            "--id",
-            "node-by-hand",
-            "--registry",
-            &stack.registry,
-        ])
+        .args(["node", "--port", &port.to_string(), "--id", "node-by-hand", "--registry", &stack.registry])
         .arg("--data-dir")
         .arg(data.path())
         .env("RUST_LOG", "warn")
@@ -68,47 +50,26 @@ async fn a_node_started_by_hand_joins_and_leaves_through_the_registry() {
     // The page hears about it without asking.
     let nodes = next_cluster(&mut ws).await;
     println!("node start -> page event: {:?}", started.elapsed());
-    assert!(nodes
-        .iter()
-        .any(|n| n.id == "node-by-hand" && n.addr == format!("tcp://127.0.0.1:{port}")));
-    let rest: Vec<NodeInfo> = reqwest::get(format!("{}/nodes", stack.url))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    assert!(nodes.iter().any(|n| n.id == "node-by-hand" && n.addr == format!("tcp://127.0.0.1:{port}")));
+    let rest: Vec<NodeInfo> = reqwest::get(format!("{}/nodes", stack.url)).await.unwrap().json().await.unwrap();
     assert_eq!(rest.len(), 3);
 
     // Keys now reach it too.
     let mut served_by_it = false;
     for i in 0..200 {
-        let resp = reqwest::Client::new()
-            .put(format!("{}/kv/k{i}", stack.url))
-            .body("v")
-            .send()
-            .await
-            .unwrap();
+        let resp = reqwest::Client::new().put(format!("{}/kv/k{i}", stack.url)).body("v").send().await.unwrap();
         assert_eq!(resp.status(), 200);
         served_by_it |= resp.headers()["x-shardscope-node"] == "node-by-hand";
     }
-    assert!(
-        served_by_it,
-        "some of 200 keys should route to the new node"
-    );
+    assert!(served_by_it, "some of 200 keys should route to the new node");
 
     // SIGTERM: it deregisters, and the backend drops it.
     let status = terminate(&mut node);
     assert!(status.success(), "node exits 0 on SIGTERM: {status:?}");
     let nodes = next_cluster(&mut ws).await;
     assert!(nodes.iter().all(|n| n.id != "node-by-hand"));
-    let (entries, _) = consul
-        .health_service(NODE_SERVICE, false, None, Duration::from_secs(1))
-        .await
-        .unwrap();
-    assert!(
-        entries.iter().all(|e| e.service.id != "node-by-hand"),
-        "no stale registration"
-    );
+    let (entries, _) = consul.health_service(NODE_SERVICE, false, None, Duration::from_secs(1)).await.unwrap();
+    assert!(entries.iter().all(|e| e.service.id != "node-by-hand"), "no stale registration");
     assert_eq!(entries.len(), 2);
 }
 
@@ -125,11 +86,6 @@ async fn a_killed_node_turns_critical_and_stops_receiving_traffic() {
     // Its TCP check fails (every 1 s); the watch drops it from routing.
     let nodes = next_cluster(&mut ws).await;
     assert_eq!(nodes.len(), 2);
-    let rest: Vec<NodeInfo> = reqwest::get(format!("{}/nodes", stack.url))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let rest: Vec<NodeInfo> = reqwest::get(format!("{}/nodes", stack.url)).await.unwrap().json().await.unwrap();
     assert_eq!(rest, nodes);
 }

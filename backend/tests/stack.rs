@@ -11,45 +11,27 @@ use shardscope_shared::placement::{build, Member, PlacementSpec};
 use shardscope_shared::protocol::NodeInfo;
 
 fn http() -> reqwest::blocking::Client {
-    reqwest::blocking::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .unwrap()
+    reqwest::blocking::Client::builder().timeout(Duration::from_secs(10)).build().unwrap()
 }
 
 #[test]
 fn rest_put_then_get_returns_the_value_from_the_owner_shared_predicts() {
     let stack = Stack::start(3, &["--vnodes", "64"]);
     let http = http();
-    let put = http
-        .put(format!("{}/kv/k1", stack.url))
-        .body("v1")
-        .send()
-        .unwrap();
+    let put = http.put(format!("{}/kv/k1", stack.url)).body("v1").send().unwrap();
     assert_eq!(put.status(), 200);
     let get = http.get(format!("{}/kv/k1", stack.url)).send().unwrap();
     assert_eq!(get.status(), 200);
-    let owner = get.headers()["x-shardscope-node"]
-        .to_str()
-        .unwrap()
-        .to_string();
+    let owner = get.headers()["x-shardscope-node"].to_str().unwrap().to_string();
     assert_eq!(get.text().unwrap(), "v1");
 
-    let nodes: Vec<NodeInfo> = http
-        .get(format!("{}/nodes", stack.url))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let nodes: Vec<NodeInfo> = http.get(format!("{}/nodes", stack.url)).send().unwrap().json().unwrap();
     assert_eq!(nodes.len(), 3);
     let members: Vec<Member> = nodes.iter().map(|n| Member::new(&n.id)).collect();
     let predicted = build(&PlacementSpec::Ring { vnodes: 64 }, &members);
     assert_eq!(predicted.owner_of(b"k1"), Some(owner.as_str()));
 
-    let missing = http
-        .get(format!("{}/kv/never-written", stack.url))
-        .send()
-        .unwrap();
+    let missing = http.get(format!("{}/kv/never-written", stack.url)).send().unwrap();
     assert_eq!(missing.status(), 404);
 }
 
@@ -59,53 +41,28 @@ fn keys_spread_over_nodes_and_get_all_returns_every_pair() {
     let http = http();
     let mut owners = std::collections::HashSet::new();
     for i in 0..60 {
-        let resp = http
-            .put(format!("{}/kv/key-{i}", stack.url))
-            .body(format!("value-{i}"))
-            .send()
-            .unwrap();
+        let resp = http.put(format!("{}/kv/key-{i}", stack.url)).body(format!("value-{i}")).send().unwrap();
         assert_eq!(resp.status(), 200);
-        owners.insert(
-            resp.headers()["x-shardscope-node"]
-                .to_str()
-                .unwrap()
-                .to_string(),
-        );
+        owners.insert(resp.headers()["x-shardscope-node"].to_str().unwrap().to_string());
     }
     assert_eq!(owners.len(), 3, "60 keys should land on all 3 nodes");
-    let all: serde_json::Value = http
-        .get(format!("{}/kv", stack.url))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let all: serde_json::Value = http.get(format!("{}/kv", stack.url)).send().unwrap().json().unwrap();
     let collection = all["collection"].as_array().unwrap();
     assert_eq!(collection.len(), 60);
-    assert!(collection
-        .iter()
-        .any(|e| e["key"] == "key-7" && e["value"] == "value-7"));
+    assert!(collection.iter().any(|e| e["key"] == "key-7" && e["value"] == "value-7"));
 }
 
 #[test]
 fn cli_get_exit_codes_follow_seed_004() {
     let stack = Stack::start(2, &[]);
-    let cli = |args: &[&str]| {
-        Command::new(shardscope_exe())
-            .args(args)
-            .args(["--addr", &stack.url])
-            .output()
-            .unwrap()
-    };
+    let cli = |args: &[&str]| Command::new(shardscope_exe()).args(args).args(["--addr", &stack.url]).output().unwrap();
     assert!(cli(&["put", "color", "blue"]).status.success());
     let found = cli(&["get", "color"]);
     assert_eq!(found.status.code(), Some(0));
     assert_eq!(String::from_utf8_lossy(&found.stdout).trim(), "blue");
     assert_eq!(cli(&["get", "no-such-key"]).status.code(), Some(2));
     // A backend that is not there is a failure: exit 1.
-    let dead = Command::new(shardscope_exe())
-        .args(["get", "color", "--addr", "http://127.0.0.1:9"])
-        .output()
-        .unwrap();
+    let dead = Command::new(shardscope_exe()).args(["get", "color", "--addr", "http://127.0.0.1:9"]).output().unwrap();
     assert_eq!(dead.status.code(), Some(1));
 }
 
@@ -114,16 +71,9 @@ fn sigterm_stops_serve_and_every_node_it_started() {
     let stack = Stack::start(3, &[]);
     let pid = stack.pid();
     let nodes = children_of(pid);
-    assert_eq!(
-        nodes.len(),
-        3,
-        "serve should have 3 node children, has {nodes:?}"
-    );
+    assert_eq!(nodes.len(), 3, "serve should have 3 node children, has {nodes:?}");
     let status = stack.stop();
-    assert!(
-        status.success(),
-        "serve exits cleanly on SIGTERM: {status:?}"
-    );
+    assert!(status.success(), "serve exits cleanly on SIGTERM: {status:?}");
     for node in nodes {
         assert!(!pid_alive(node), "node process {node} outlived serve");
     }

@@ -64,11 +64,7 @@ impl Backend {
             while let Some(Ok(Message::Text(text))) = stream.next().await {
                 backend.connected.set(true);
                 match serde_json::from_str::<ServerMsg>(&text) {
-                    Ok(ServerMsg::Cluster {
-                        nodes,
-                        placement,
-                        slots,
-                    }) => {
+                    Ok(ServerMsg::Cluster { nodes, placement, slots }) => {
                         backend.nodes.set(nodes);
                         backend.placement.set(Some(placement));
                         backend.slots.set(slots);
@@ -101,10 +97,6 @@ impl Backend {
 
 fn ws_url() -> Option<String> {
     let location = web_sys::window()?.location();
-    let scheme = if location.protocol().ok()? == "https:" {
-        "wss"
-    } else {
-        "ws"
-    };
+    let scheme = if location.protocol().ok()? == "https:" { "wss" } else { "ws" };
     Some(format!("{scheme}://{}/ws", location.host().ok()?))
 }

@@ -1,44 +1,37 @@
-//! A small Consul HTTP API client, used by nodes (self-registration) and the
-//! backend (membership watch, KV). Talks to a real Consul agent or to the
-//! embedded registry alike. The address comes from a flag or
-//! `CONSUL_HTTP_ADDR` (with or without `http://`); `CONSUL_HTTP_TOKEN` is
-//! sent as `X-Consul-Token` when set.
+//! The Consul client, used by nodes (self-registration) and the backend
+//! (membership watch, KV). Talks to a real Consul agent or to the embedded
+//! registry alike. Health and KV go through `rs-consul`; the three agent
+//! endpoints it lacks (service register, deregister, check updates) are
+//! direct HTTP calls. The address comes from a flag or `CONSUL_HTTP_ADDR`
+//! (with or without `http://`); `CONSUL_HTTP_TOKEN` is sent when set.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{bail, Context};
-use shardscope_shared::consul::{ServiceEntry, ServiceRegistration};
+use anyhow::bail;
+/// One instance in a health answer (rs-consul's decoding of Consul's JSON).
+pub use rs_consul::types::ServiceNode;
+use rs_consul::types::{
+    CreateOrUpdateKeyRequest, DeleteKeyRequest, GetServiceNodesRequest, QueryOptions, ReadKeyRequest,
+};
+use shardscope_shared::consul::ServiceRegistration;
 
 #[derive(Clone, Debug)]
 pub struct Consul {
     base: String,
     http: reqwest::Client,
     token: Option<String>,
+    api: Arc<rs_consul::Consul>,
 }
 
 impl Consul {
     /// A client for the agent at `addr` (`host:port` or a URL).
     pub fn new(addr: &str) -> Self {
-        let base = if addr.contains("://") {
-            addr.to_string()
-        } else {
-            format!("http://{addr}")
-        };
-        Consul {
-            base: base.trim_end_matches('/').to_string(),
-            http: reqwest::Client::new(),
-            token: std::env::var("CONSUL_HTTP_TOKEN")
-                .ok()
-                .filter(|t| !t.is_empty()),
-        }
-    }
-
-    /// The agent named by `flag`, else by `CONSUL_HTTP_ADDR`, else none.
-    pub fn from_flag_or_env(flag: Option<&str>) -> Option<Self> {
-        let env = std::env::var("CONSUL_HTTP_ADDR")
-            .ok()
-            .filter(|a| !a.is_empty());
-        flag.map(str::to_string).or(env).map(|a| Consul::new(&a))
+        let base = if addr.contains("://") { addr.to_string() } else { format!("http://{addr}") };
+        let base = base.trim_end_matches('/').to_string();
+        let token = std::env::var("CONSUL_HTTP_TOKEN").ok().filter(|t| !t.is_empty());
+        let config = rs_consul::Config { address: base.clone(), token: token.clone(), ..Default::default() };
+        Consul { api: Arc::new(rs_consul::Consul::new(config)), base, http: reqwest::Client::new(), token }
     }
 
     pub fn base(&self) -> &str {
@@ -64,11 +57,7 @@ impl Consul {
 
     /// `PUT /v1/agent/service/register`.
     pub async fn register(&self, reg: &ServiceRegistration) -> anyhow::Result<()> {
-        let resp = self
-            .request(reqwest::Method::PUT, "/v1/agent/service/register")
-            .json(reg)
-            .send()
-            .await?;
+        let resp = self.request(reqwest::Method::PUT, "/v1/agent/service/register").json(reg).send().await?;
         Self::expect_ok(resp, "service register").await.map(|_| ())
     }
 
@@ -76,9 +65,7 @@ impl Consul {
     pub async fn deregister(&self, service_id: &str) -> anyhow::Result<()> {
         let path = format!("/v1/agent/service/deregister/{service_id}");
         let resp = self.request(reqwest::Method::PUT, &path).send().await?;
-        Self::expect_ok(resp, "service deregister")
-            .await
-            .map(|_| ())
+        Self::expect_ok(resp, "service deregister").await.map(|_| ())
     }
 
     /// `PUT /v1/agent/check/{pass|warn|fail}/{check_id}`.
@@ -90,7 +77,7 @@ impl Consul {
 
     /// `GET /v1/health/service/{name}`, optionally only passing instances,
     /// as a blocking query when `index` is given: returns once the data
-    /// changes past `index` or `wait` passes. Returns the entries and the
+    /// changes past `index` or `wait` passes. Returns the instances and the
     /// new `X-Consul-Index`.
     pub async fn health_service(
         &self,
@@ -98,71 +85,47 @@ impl Consul {
         passing: bool,
         index: Option<u64>,
         wait: Duration,
-    ) -> anyhow::Result<(Vec<ServiceEntry>, u64)> {
-        let mut path = format!("/v1/health/service/{name}?wait={}ms", wait.as_millis());
-        if passing {
-            path.push_str("&passing=1");
-        }
-        if let Some(i) = index {
-            path.push_str(&format!("&index={i}"));
-        }
-        let resp = self
-            .request(reqwest::Method::GET, &path)
-            // Consul may add up to wait/16 of jitter; leave room for it.
-            .timeout(wait + wait / 8 + Duration::from_secs(5))
-            .send()
-            .await?;
-        let resp = Self::expect_ok(resp, "health service").await?;
-        let index = consul_index(&resp)?;
-        let entries = resp.json().await.context("decoding health entries")?;
-        Ok((entries, index))
+    ) -> anyhow::Result<(Vec<ServiceNode>, u64)> {
+        let request = GetServiceNodesRequest { service: name, passing, ..Default::default() };
+        // Consul may add up to wait/16 of jitter; the timeout leaves room for it.
+        let opts = QueryOptions {
+            index,
+            wait: Some(wait),
+            timeout: Some(wait + wait / 8 + Duration::from_secs(5)),
+            ..Default::default()
+        };
+        let meta = self.api.get_service_nodes(request, Some(opts)).await?;
+        Ok((meta.response, meta.index))
     }
 
-    /// `GET /v1/kv/{key}`: the raw value, or `None` when the key is absent.
-    pub async fn kv_get(&self, key: &str) -> anyhow::Result<Option<Vec<u8>>> {
-        let resp = self
-            .request(reqwest::Method::GET, &format!("/v1/kv/{key}?raw=1"))
-            .send()
-            .await?;
-        if resp.status() == reqwest::StatusCode::NOT_FOUND {
-            return Ok(None);
+    /// `GET /v1/kv/{key}`: the value (UTF-8), or `None` when the key is absent.
+    pub async fn kv_get(&self, key: &str) -> anyhow::Result<Option<String>> {
+        match self.api.read_key(ReadKeyRequest { key, ..Default::default() }).await {
+            Ok(meta) => Ok(meta.response.into_iter().next().map(|r| r.value.unwrap_or_default())),
+            Err(rs_consul::ConsulError::UnexpectedResponseCode(status, _)) if status.as_u16() == 404 => Ok(None),
+            Err(e) => Err(e.into()),
         }
-        let resp = Self::expect_ok(resp, "kv get").await?;
-        Ok(Some(resp.bytes().await?.to_vec()))
     }
 
-    /// `PUT /v1/kv/{key}` (with `?cas=` when given): whether it was written.
+    /// The key's `ModifyIndex` (for `cas`), or `None` when it is absent.
+    pub async fn kv_modify_index(&self, key: &str) -> anyhow::Result<Option<u64>> {
+        match self.api.read_key(ReadKeyRequest { key, ..Default::default() }).await {
+            Ok(meta) => Ok(meta.response.first().map(|r| r.modify_index as u64)),
+            Err(rs_consul::ConsulError::UnexpectedResponseCode(status, _)) if status.as_u16() == 404 => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// `PUT /v1/kv/{key}` (check-and-set when `cas` is given): whether it was written.
     pub async fn kv_put(&self, key: &str, value: &[u8], cas: Option<u64>) -> anyhow::Result<bool> {
-        let mut path = format!("/v1/kv/{key}");
-        if let Some(c) = cas {
-            path.push_str(&format!("?cas={c}"));
-        }
-        let resp = self
-            .request(reqwest::Method::PUT, &path)
-            .body(value.to_vec())
-            .send()
-            .await?;
-        let resp = Self::expect_ok(resp, "kv put").await?;
-        Ok(resp.text().await?.trim() == "true")
+        let request = CreateOrUpdateKeyRequest { key, check_and_set: cas.map(|c| c as i64), ..Default::default() };
+        let (written, _) = self.api.create_or_update_key(request, value.to_vec()).await?;
+        Ok(written)
     }
 
     /// `DELETE /v1/kv/{key}`.
     pub async fn kv_delete(&self, key: &str) -> anyhow::Result<()> {
-        let resp = self
-            .request(reqwest::Method::DELETE, &format!("/v1/kv/{key}"))
-            .send()
-            .await?;
-        Self::expect_ok(resp, "kv delete").await.map(|_| ())
+        self.api.delete_key(DeleteKeyRequest { key, ..Default::default() }).await?;
+        Ok(())
     }
-}
-
-fn consul_index(resp: &reqwest::Response) -> anyhow::Result<u64> {
-    let header = resp
-        .headers()
-        .get("x-consul-index")
-        .context("no X-Consul-Index header")?;
-    header
-        .to_str()?
-        .parse()
-        .context("bad X-Consul-Index header")
 }

@@ -58,10 +58,7 @@ impl NodeConfig {
 }
 
 /// Runs a node until `shutdown` completes.
-pub async fn run(
-    config: NodeConfig,
-    shutdown: impl std::future::Future<Output = ()>,
-) -> anyhow::Result<()> {
+pub async fn run(config: NodeConfig, shutdown: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir)?;
     let mut socket = zeromq::RouterSocket::new();
     let endpoint = format!("tcp://{}:{}", config.bind, config.port);
@@ -105,9 +102,7 @@ async fn register_with_retries(consul: &Consul, reg: &ServiceRegistration) -> an
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    Err(last
-        .unwrap()
-        .context(format!("registering with {}", consul.base())))
+    Err(last.unwrap().context(format!("registering with {}", consul.base())))
 }
 
 /// Handles one ROUTER message; `None` when it carries no payload to answer.

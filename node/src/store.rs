@@ -31,20 +31,14 @@ impl Store {
                 NodeReply::ok()
             }
             NodeRequest::GetOne { key } => match self.map.get(key.as_bytes()) {
-                Some(v) => NodeReply::Value {
-                    value: Datum(v.clone()),
-                    key,
-                },
+                Some(v) => NodeReply::Value { value: Datum(v.clone()), key },
                 None => not_found(&key),
             },
             NodeRequest::GetAll => NodeReply::Collection {
                 collection: self
                     .map
                     .iter()
-                    .map(|(k, v)| Entry {
-                        key: Datum(k.clone()),
-                        value: Datum(v.clone()),
-                    })
+                    .map(|(k, v)| Entry { key: Datum(k.clone()), value: Datum(v.clone()) })
                     .collect(),
             },
             NodeRequest::Delete { key } => match self.map.remove(key.as_bytes()) {
@@ -56,10 +50,7 @@ impl Store {
 }
 
 fn not_found(key: &Datum) -> NodeReply {
-    NodeReply::error(
-        ErrorCode::NotFound,
-        format!("key {:?} not found", key.to_text_lossy()),
-    )
+    NodeReply::error(ErrorCode::NotFound, format!("key {:?} not found", key.to_text_lossy()))
 }
 
 #[cfg(test)]
@@ -69,19 +60,10 @@ mod tests {
     #[test]
     fn put_then_get_one_returns_the_value() {
         let mut s = Store::new();
-        assert_eq!(
-            s.apply(NodeRequest::Put {
-                key: "k".into(),
-                value: "v".into()
-            }),
-            NodeReply::ok()
-        );
+        assert_eq!(s.apply(NodeRequest::Put { key: "k".into(), value: "v".into() }), NodeReply::ok());
         assert_eq!(
             s.apply(NodeRequest::GetOne { key: "k".into() }),
-            NodeReply::Value {
-                key: "k".into(),
-                value: "v".into()
-            }
+            NodeReply::Value { key: "k".into(), value: "v".into() }
         );
     }
 
@@ -89,27 +71,12 @@ mod tests {
     fn missing_keys_are_not_found_and_delete_removes() {
         let mut s = Store::new();
         let miss = s.apply(NodeRequest::GetOne { key: "nope".into() });
-        assert!(matches!(
-            miss,
-            NodeReply::Error {
-                error: ErrorCode::NotFound,
-                ..
-            }
-        ));
-        s.apply(NodeRequest::Put {
-            key: "k".into(),
-            value: "v".into(),
-        });
-        assert_eq!(
-            s.apply(NodeRequest::Delete { key: "k".into() }),
-            NodeReply::ok()
-        );
+        assert!(matches!(miss, NodeReply::Error { error: ErrorCode::NotFound, .. }));
+        s.apply(NodeRequest::Put { key: "k".into(), value: "v".into() });
+        assert_eq!(s.apply(NodeRequest::Delete { key: "k".into() }), NodeReply::ok());
         assert!(matches!(
             s.apply(NodeRequest::Delete { key: "k".into() }),
-            NodeReply::Error {
-                error: ErrorCode::NotFound,
-                ..
-            }
+            NodeReply::Error { error: ErrorCode::NotFound, .. }
         ));
         assert!(s.is_empty());
     }
@@ -118,10 +85,7 @@ mod tests {
     fn get_all_lists_every_pair_in_key_order() {
         let mut s = Store::new();
         for k in ["b", "a", "c"] {
-            s.apply(NodeRequest::Put {
-                key: k.into(),
-                value: format!("v{k}").into(),
-            });
+            s.apply(NodeRequest::Put { key: k.into(), value: format!("v{k}").into() });
         }
         let NodeReply::Collection { collection } = s.apply(NodeRequest::GetAll) else {
             panic!("GET_ALL must answer a collection")

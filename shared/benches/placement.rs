@@ -22,13 +22,7 @@ fn ids(n: usize) -> Vec<String> {
 }
 
 /// Times `lookup` over the key set, one key per iteration.
-fn bench_lookup<F: FnMut(&str) -> R, R>(
-    c: &mut Criterion,
-    group: &str,
-    name: &str,
-    keys: &[String],
-    mut lookup: F,
-) {
+fn bench_lookup<F: FnMut(&str) -> R, R>(c: &mut Criterion, group: &str, name: &str, keys: &[String], mut lookup: F) {
     let mut g = c.benchmark_group(group);
     let mut i = 0usize;
     g.bench_function(name, |b| {
@@ -53,9 +47,7 @@ fn placement(c: &mut Criterion) {
         // ring: consistent hashing, 160 virtual nodes per node.
         let group = format!("ring/N={n}");
         let p = ours(&PlacementSpec::Ring { vnodes: VNODES }, n);
-        bench_lookup(c, &group, "shardscope", &keys, |k| {
-            p.owner_of(k.as_bytes()).map(str::len)
-        });
+        bench_lookup(c, &group, "shardscope", &keys, |k| p.owner_of(k.as_bytes()).map(str::len));
         let mut hr = hashring::HashRing::new();
         for id in &names {
             for v in 0..VNODES {
@@ -72,9 +64,7 @@ fn placement(c: &mut Criterion) {
         // rendezvous (HRW).
         let group = format!("rendezvous/N={n}");
         let p = ours(&PlacementSpec::Rendezvous, n);
-        bench_lookup(c, &group, "shardscope", &keys, |k| {
-            p.owner_of(k.as_bytes()).map(str::len)
-        });
+        bench_lookup(c, &group, "shardscope", &keys, |k| p.owner_of(k.as_bytes()).map(str::len));
         let mut hrs = hash_rings::rendezvous::Client::new();
         for id in &names {
             hrs.insert_node(id, 1);
@@ -84,16 +74,12 @@ fn placement(c: &mut Criterion) {
         for id in &names {
             rv.insert(id.as_str());
         }
-        bench_lookup(c, &group, "rendezvous_hash", &keys, |k| {
-            rv.calc_candidates(&k).next().map(|n| n.len())
-        });
+        bench_lookup(c, &group, "rendezvous_hash", &keys, |k| rv.calc_candidates(&k).next().map(|n| n.len()));
 
         // jump.
         let group = format!("jump/N={n}");
         let p = ours(&PlacementSpec::Jump, n);
-        bench_lookup(c, &group, "shardscope", &keys, |k| {
-            p.owner_of(k.as_bytes()).map(str::len)
-        });
+        bench_lookup(c, &group, "shardscope", &keys, |k| p.owner_of(k.as_bytes()).map(str::len));
         let jh = jumphash::JumpHasher::new();
         bench_lookup(c, &group, "jumphash", &keys, |k| jh.slot(&k, n as u32));
         let hrs = hash_rings::jump::Ring::new(n as u32);
@@ -102,9 +88,7 @@ fn placement(c: &mut Criterion) {
         // maglev, table size 65537.
         let group = format!("maglev/N={n}");
         let p = ours(&PlacementSpec::Maglev { table_size: 65_537 }, n);
-        bench_lookup(c, &group, "shardscope", &keys, |k| {
-            p.owner_of(k.as_bytes()).map(str::len)
-        });
+        bench_lookup(c, &group, "shardscope", &keys, |k| p.owner_of(k.as_bytes()).map(str::len));
         let mg = maglev::Maglev::with_capacity(names.clone(), 65_537);
         bench_lookup(c, &group, "maglev", &keys, |k| mg.get(k).map(|n| n.len()));
         let hrs = hash_rings::maglev::Ring::with_capacity_hint(names.iter().collect(), 65_537);
@@ -113,21 +97,14 @@ fn placement(c: &mut Criterion) {
         // modulo and bounded: ours only (no crate to compare with).
         let group = format!("modulo/N={n}");
         let p = ours(&PlacementSpec::Modulo, n);
-        bench_lookup(c, &group, "shardscope", &keys, |k| {
-            p.owner_of(k.as_bytes()).map(str::len)
-        });
+        bench_lookup(c, &group, "shardscope", &keys, |k| p.owner_of(k.as_bytes()).map(str::len));
         // bounded answers from its placement of the key set.
         let group = format!("bounded/N={n}");
         let members: Vec<Member> = names.iter().map(Member::new).collect();
         let hashes: Vec<u64> = keys.iter().map(|k| key_hash(k.as_bytes())).collect();
-        let spec = PlacementSpec::Bounded {
-            vnodes: VNODES,
-            capacity: 1.25,
-        };
+        let spec = PlacementSpec::Bounded { vnodes: VNODES, capacity: 1.25 };
         let p = build_for_keys(&spec, &members, &hashes);
-        bench_lookup(c, &group, "shardscope", &keys, |k| {
-            p.owner_of(k.as_bytes()).map(str::len)
-        });
+        bench_lookup(c, &group, "shardscope", &keys, |k| p.owner_of(k.as_bytes()).map(str::len));
     }
 }
 

@@ -12,21 +12,13 @@ fn main() {
     let mut owners = serde_json::Map::new();
     for spec in PlacementSpec::all_defaults() {
         let p = build_for_keys(&spec, &members, &hashes);
-        let o: Vec<&str> = keys
-            .iter()
-            .map(|k| p.owner_of(k.as_bytes()).unwrap())
-            .collect();
+        let o: Vec<&str> = keys.iter().map(|k| p.owner_of(k.as_bytes()).unwrap()).collect();
         owners.insert(spec.name().to_string(), serde_json::json!(o));
     }
     // Unequal weights take rendezvous' floating-point path (libm's ln).
-    let weighted: Vec<Member> = (1..=5)
-        .map(|i| Member::weighted(format!("node-{i}"), i))
-        .collect();
+    let weighted: Vec<Member> = (1..=5).map(|i| Member::weighted(format!("node-{i}"), i)).collect();
     let p = build_for_keys(&PlacementSpec::Rendezvous, &weighted, &hashes);
-    let o: Vec<&str> = keys
-        .iter()
-        .map(|k| p.owner_of(k.as_bytes()).unwrap())
-        .collect();
+    let o: Vec<&str> = keys.iter().map(|k| p.owner_of(k.as_bytes()).unwrap()).collect();
     owners.insert("rendezvous_weighted".to_string(), serde_json::json!(o));
     let doc = serde_json::json!({
         "members": members,

@@ -81,20 +81,13 @@ impl Serialize for Datum {
 impl<'de> Deserialize<'de> for Datum {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let repr = DatumRepr::deserialize(d).map_err(|_| {
-            serde::de::Error::custom(
-                "expected a string or {\"encoding\":\"string\"|\"binary\",\"data\":\"...\"}",
-            )
+            serde::de::Error::custom("expected a string or {\"encoding\":\"string\"|\"binary\",\"data\":\"...\"}")
         })?;
         match repr {
-            DatumRepr::Plain(s)
-            | DatumRepr::Encoded {
-                encoding: Encoding::String,
-                data: s,
-            } => Ok(Datum(s.into_bytes())),
-            DatumRepr::Encoded {
-                encoding: Encoding::Binary,
-                data,
-            } => base64::engine::general_purpose::STANDARD
+            DatumRepr::Plain(s) | DatumRepr::Encoded { encoding: Encoding::String, data: s } => {
+                Ok(Datum(s.into_bytes()))
+            }
+            DatumRepr::Encoded { encoding: Encoding::Binary, data } => base64::engine::general_purpose::STANDARD
                 .decode(data.as_bytes())
                 .map(Datum)
                 .map_err(|e| serde::de::Error::custom(format!("invalid base64 in \"data\": {e}"))),
@@ -154,15 +147,10 @@ pub enum OkStatus {
 
 impl NodeReply {
     pub fn ok() -> Self {
-        NodeReply::Ok {
-            status: OkStatus::Ok,
-        }
+        NodeReply::Ok { status: OkStatus::Ok }
     }
     pub fn error(error: ErrorCode, message: impl Into<String>) -> Self {
-        NodeReply::Error {
-            error,
-            message: message.into(),
-        }
+        NodeReply::Error { error, message: message.into() }
     }
 }
 
@@ -232,17 +220,10 @@ pub enum ClientMsg {
 pub enum ServerMsg {
     /// Sent on connect and on every membership change: the nodes and the
     /// placement, from which the page recomputes every owner itself.
-    Cluster {
-        nodes: Vec<NodeInfo>,
-        placement: PlacementSpec,
-    },
+    Cluster { nodes: Vec<NodeInfo>, placement: PlacementSpec },
     /// The answer to the request with the same `id`; `node` is the node that
     /// served it (the key's owner), when there is one.
-    Reply {
-        id: u64,
-        node: Option<String>,
-        reply: NodeReply,
-    },
+    Reply { id: u64, node: Option<String>, reply: NodeReply },
 }
 
 #[cfg(test)]
@@ -256,62 +237,28 @@ mod tests {
     "key": "key",
     "value": "value"
 }"#;
-        assert_eq!(
-            parse_request(put).unwrap(),
-            NodeRequest::Put {
-                key: "key".into(),
-                value: "value".into()
-            }
-        );
+        assert_eq!(parse_request(put).unwrap(), NodeRequest::Put { key: "key".into(), value: "value".into() });
         assert_eq!(
             parse_request(br#"{"op": "GET_ONE", "key": "key"}"#).unwrap(),
             NodeRequest::GetOne { key: "key".into() }
         );
         // Seed 000 writes GET_ALL with a trailing comma.
-        assert_eq!(
-            parse_request(b"{\n    \"op\": \"GET_ALL\",\n}").unwrap(),
-            NodeRequest::GetAll
-        );
+        assert_eq!(parse_request(b"{\n    \"op\": \"GET_ALL\",\n}").unwrap(), NodeRequest::GetAll);
     }
 
     #[test]
     fn commas_inside_strings_are_kept() {
         let req = parse_request(br#"{"op":"PUT","key":"a,}","value":"x,]",}"#).unwrap();
-        assert_eq!(
-            req,
-            NodeRequest::Put {
-                key: "a,}".into(),
-                value: "x,]".into()
-            }
-        );
+        assert_eq!(req, NodeRequest::Put { key: "a,}".into(), value: "x,]".into() });
     }
 
     #[test]
     fn replies_have_the_seeds_shapes() {
-        let v = NodeReply::Value {
-            key: "key".into(),
-            value: "value".into(),
-        };
-        assert_eq!(
-            serde_json::to_string(&v).unwrap(),
-            r#"{"key":"key","value":"value"}"#
-        );
-        let c = NodeReply::Collection {
-            collection: vec![Entry {
-                key: "key1".into(),
-                value: "value1".into(),
-            }],
-        };
-        assert_eq!(
-            serde_json::to_string(&c).unwrap(),
-            r#"{"collection":[{"key":"key1","value":"value1"}]}"#
-        );
-        for reply in [
-            v,
-            c,
-            NodeReply::ok(),
-            NodeReply::error(ErrorCode::NotFound, "no key"),
-        ] {
+        let v = NodeReply::Value { key: "key".into(), value: "value".into() };
+        assert_eq!(serde_json::to_string(&v).unwrap(), r#"{"key":"key","value":"value"}"#);
+        let c = NodeReply::Collection { collection: vec![Entry { key: "key1".into(), value: "value1".into() }] };
+        assert_eq!(serde_json::to_string(&c).unwrap(), r#"{"collection":[{"key":"key1","value":"value1"}]}"#);
+        for reply in [v, c, NodeReply::ok(), NodeReply::error(ErrorCode::NotFound, "no key")] {
             let text = serde_json::to_string(&reply).unwrap();
             assert_eq!(serde_json::from_str::<NodeReply>(&text).unwrap(), reply);
         }
@@ -321,10 +268,7 @@ mod tests {
     fn binary_datums_round_trip_as_base64() {
         let d: Datum = serde_json::from_str(r#"{"encoding":"binary","data":"AP8="}"#).unwrap();
         assert_eq!(d.0, vec![0x00, 0xff]);
-        assert_eq!(
-            serde_json::to_string(&d).unwrap(),
-            r#"{"encoding":"binary","data":"AP8="}"#
-        );
+        assert_eq!(serde_json::to_string(&d).unwrap(), r#"{"encoding":"binary","data":"AP8="}"#);
         let s: Datum = serde_json::from_str(r#"{"encoding":"string","data":"key1"}"#).unwrap();
         assert_eq!(s, Datum::from("key1"));
         let bad = serde_json::from_str::<Datum>(r#"{"encoding":"binary","data":"@@"}"#);

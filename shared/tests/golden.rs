@@ -24,24 +24,15 @@ fn hashes_and_owners_match_the_golden_vectors() {
     for spec in PlacementSpec::all_defaults() {
         let want: Vec<String> = serde_json::from_value(doc["owners"][spec.name()].clone()).unwrap();
         let p = build_for_keys(&spec, &members, &hashes);
-        let got: Vec<String> = keys
-            .iter()
-            .map(|k| p.owner_of(k.as_bytes()).unwrap().to_string())
-            .collect();
+        let got: Vec<String> = keys.iter().map(|k| p.owner_of(k.as_bytes()).unwrap().to_string()).collect();
         assert_eq!(got, want, "{} placement changed", spec.name());
         checked += 1;
     }
     assert_eq!(checked, 6);
 
-    let weighted: Vec<Member> = (1..=5)
-        .map(|i| Member::weighted(format!("node-{i}"), i))
-        .collect();
-    let want: Vec<String> =
-        serde_json::from_value(doc["owners"]["rendezvous_weighted"].clone()).unwrap();
+    let weighted: Vec<Member> = (1..=5).map(|i| Member::weighted(format!("node-{i}"), i)).collect();
+    let want: Vec<String> = serde_json::from_value(doc["owners"]["rendezvous_weighted"].clone()).unwrap();
     let p = build_for_keys(&PlacementSpec::Rendezvous, &weighted, &hashes);
-    let got: Vec<String> = keys
-        .iter()
-        .map(|k| p.owner_of(k.as_bytes()).unwrap().to_string())
-        .collect();
+    let got: Vec<String> = keys.iter().map(|k| p.owner_of(k.as_bytes()).unwrap().to_string()).collect();
     assert_eq!(got, want, "weighted rendezvous changed");
 }

@@ -8,9 +8,7 @@ use shardscope_shared::placement::analysis::{distribution, ideal_fraction, moved
 use shardscope_shared::placement::{build, build_for_keys, Member, PlacementSpec};
 
 fn members(ids: &[u16]) -> Vec<Member> {
-    ids.iter()
-        .map(|i| Member::new(format!("node-{i}")))
-        .collect()
+    ids.iter().map(|i| Member::new(format!("node-{i}"))).collect()
 }
 
 fn specs() -> Vec<PlacementSpec> {
@@ -20,21 +18,14 @@ fn specs() -> Vec<PlacementSpec> {
         PlacementSpec::Rendezvous,
         PlacementSpec::Jump,
         PlacementSpec::Maglev { table_size: 2053 },
-        PlacementSpec::Bounded {
-            vnodes: 40,
-            capacity: 1.25,
-        },
+        PlacementSpec::Bounded { vnodes: 40, capacity: 1.25 },
     ]
 }
 
 /// Algorithms under which a join moves keys only onto the joiner and a leave
 /// moves only the leaver's keys.
 fn minimal_movers() -> Vec<PlacementSpec> {
-    vec![
-        PlacementSpec::Ring { vnodes: 40 },
-        PlacementSpec::Rendezvous,
-        PlacementSpec::Jump,
-    ]
+    vec![PlacementSpec::Ring { vnodes: 40 }, PlacementSpec::Rendezvous, PlacementSpec::Jump]
 }
 
 fn membership() -> impl Strategy<Value = Vec<u16>> {
@@ -134,9 +125,7 @@ proptest! {
 }
 
 fn key_hashes(n: usize) -> Vec<u64> {
-    (0..n)
-        .map(|i| key_hash(format!("key-{i}").as_bytes()))
-        .collect()
+    (0..n).map(|i| key_hash(format!("key-{i}").as_bytes())).collect()
 }
 
 fn nodes(n: usize) -> Vec<Member> {
@@ -154,47 +143,23 @@ fn ring_relative_std_dev_is_close_to_one_over_sqrt_v() {
         let got = distribution(p.as_ref(), &hs).relative_std_dev();
         println!("ring V={v}: sd/mean {got:.4}");
         let theory = (1.0 / v as f64 + 50.0 / 100_000.0).sqrt();
-        assert!(
-            (got / theory - 1.0).abs() < 0.10,
-            "V={v}: sd/mean {got:.4}, theory {theory:.4}"
-        );
+        assert!((got / theory - 1.0).abs() < 0.10, "V={v}: sd/mean {got:.4}, theory {theory:.4}");
     }
 }
 
 #[test]
 fn join_moves_about_one_over_n_plus_one() {
     let hs = key_hashes(100_000);
-    for spec in [
-        PlacementSpec::Ring { vnodes: 160 },
-        PlacementSpec::Rendezvous,
-        PlacementSpec::Jump,
-    ] {
+    for spec in [PlacementSpec::Ring { vnodes: 160 }, PlacementSpec::Rendezvous, PlacementSpec::Jump] {
         // A join is `add_member` on the live placement: jump keeps its buckets.
         let before = build(&spec, &nodes(10));
         let mut after = build(&spec, &nodes(10));
         after.add_member(Member::new("node-11"));
         let mv = moved_keys(before.as_ref(), after.as_ref(), &hs);
         assert!((mv.ideal - 1.0 / 11.0).abs() < 1e-12);
-        println!(
-            "{}: join 10 -> 11 moved {:.4}, ideal {:.4}",
-            spec.name(),
-            mv.fraction,
-            mv.ideal
-        );
-        assert!(
-            mv.fraction <= 1.05 * mv.ideal,
-            "{}: moved {:.4}, ideal {:.4}",
-            spec.name(),
-            mv.fraction,
-            mv.ideal
-        );
-        assert!(
-            mv.fraction >= 0.90 * mv.ideal,
-            "{}: moved {:.4}, ideal {:.4}",
-            spec.name(),
-            mv.fraction,
-            mv.ideal
-        );
+        println!("{}: join 10 -> 11 moved {:.4}, ideal {:.4}", spec.name(), mv.fraction, mv.ideal);
+        assert!(mv.fraction <= 1.05 * mv.ideal, "{}: moved {:.4}, ideal {:.4}", spec.name(), mv.fraction, mv.ideal);
+        assert!(mv.fraction >= 0.90 * mv.ideal, "{}: moved {:.4}, ideal {:.4}", spec.name(), mv.fraction, mv.ideal);
     }
 }
 
@@ -218,16 +183,9 @@ fn maglev_moves_few_keys_between_nodes_that_stay() {
         let after = build(&spec, &nodes(n + 1));
         let mv = moved_keys(before.as_ref(), after.as_ref(), &hs);
         let joiner = format!("node-{}", n + 1);
-        let elsewhere = mv
-            .moves
-            .iter()
-            .filter(|m| after.members()[m.to].id != joiner)
-            .count();
+        let elsewhere = mv.moves.iter().filter(|m| after.members()[m.to].id != joiner).count();
         let frac = elsewhere as f64 / hs.len() as f64;
-        assert!(
-            frac < 0.02,
-            "N={n}: {frac:.4} of keys moved between staying nodes"
-        );
+        assert!(frac < 0.02, "N={n}: {frac:.4} of keys moved between staying nodes");
     }
 }
 
@@ -235,14 +193,7 @@ fn maglev_moves_few_keys_between_nodes_that_stay() {
 fn bounded_never_exceeds_capacity_times_mean() {
     let hs = key_hashes(100_000);
     for c in [1.1, 1.25, 1.5] {
-        let p = build_for_keys(
-            &PlacementSpec::Bounded {
-                vnodes: 20,
-                capacity: c,
-            },
-            &nodes(10),
-            &hs,
-        );
+        let p = build_for_keys(&PlacementSpec::Bounded { vnodes: 20, capacity: c }, &nodes(10), &hs);
         let d = distribution(p.as_ref(), &hs);
         assert!(d.max_over_mean <= c, "c={c}: max/mean {}", d.max_over_mean);
     }

@@ -15,10 +15,7 @@ pub fn shardscope_exe() -> PathBuf {
 
 /// The workspace root (where dist/ is built).
 pub fn workspace_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
 }
 
 /// A running `shardscope serve`.
@@ -36,23 +33,12 @@ impl Stack {
     pub fn start(nodes: usize, extra: &[&str]) -> Stack {
         let data = tempfile::tempdir().unwrap();
         let mut child = Command::new(shardscope_exe())
-            .args([
-                "serve",
-                "--port",
-                "0",
-                "--registry-port",
-                "0",
-                "--nodes",
-                &nodes.to_string(),
-            ])
+            .args(["serve", "--port", "0", "--registry-port", "0", "--nodes", &nodes.to_string()])
             .env_remove("CONSUL_HTTP_ADDR")
             .arg("--data-dir")
             .arg(data.path())
             .args(extra)
-            .env(
-                "RUST_LOG",
-                std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
-            )
+            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()))
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -62,16 +48,8 @@ impl Stack {
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
                 if let Some(rest) = line.strip_prefix("ShardScope serving at ") {
-                    let url = rest
-                        .split_whitespace()
-                        .next()
-                        .unwrap()
-                        .trim_end_matches('/')
-                        .to_string();
-                    let registry = rest
-                        .split(", registry ")
-                        .nth(1)
-                        .and_then(|r| r.split_whitespace().next());
+                    let url = rest.split_whitespace().next().unwrap().trim_end_matches('/').to_string();
+                    let registry = rest.split(", registry ").nth(1).and_then(|r| r.split_whitespace().next());
                     let _ = tx.send((url, registry.unwrap_or_default().to_string()));
                 }
             }
@@ -83,12 +61,7 @@ impl Stack {
                 panic!("shardscope serve did not report its URL within 60 s");
             }
         };
-        Stack {
-            child,
-            url,
-            registry,
-            _data: data,
-        }
+        Stack { child, url, registry, _data: data }
     }
 
     pub fn pid(&self) -> u32 {
@@ -150,10 +123,6 @@ pub fn children_of(pid: u32) -> Vec<u32> {
 
 pub fn pid_alive(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| {
-            s.rsplit_once(") ")
-                .map(|(_, rest)| !rest.starts_with('Z'))
-                .unwrap_or(false)
-        })
+        .map(|s| s.rsplit_once(") ").map(|(_, rest)| !rest.starts_with('Z')).unwrap_or(false))
         .unwrap_or(false)
 }

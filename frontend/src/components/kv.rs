@@ -15,11 +15,7 @@ pub fn KvForm(backend: Backend, stored_keys: RwSignal<Vec<String>>) -> impl Into
         if k.is_empty() {
             return;
         }
-        let id = backend.send(|id| ClientMsg::Put {
-            id,
-            key: k.as_str().into(),
-            value: v.into(),
-        });
+        let id = backend.send(|id| ClientMsg::Put { id, key: k.as_str().into(), value: v.into() });
         pending.set(Some((id, "PUT", k)));
     };
     let get = move |_| {
@@ -27,10 +23,7 @@ pub fn KvForm(backend: Backend, stored_keys: RwSignal<Vec<String>>) -> impl Into
         if k.is_empty() {
             return;
         }
-        let id = backend.send(|id| ClientMsg::Get {
-            id,
-            key: k.as_str().into(),
-        });
+        let id = backend.send(|id| ClientMsg::Get { id, key: k.as_str().into() });
         pending.set(Some((id, "GET", k)));
     };
     let outcome = move || {
@@ -54,9 +47,8 @@ pub fn KvForm(backend: Backend, stored_keys: RwSignal<Vec<String>>) -> impl Into
         let Some((id, "PUT", k)) = pending.get() else {
             return;
         };
-        let stored = backend
-            .answers
-            .with(|a| matches!(a.get(&id), Some(ans) if matches!(ans.reply, NodeReply::Ok { .. })));
+        let stored =
+            backend.answers.with(|a| matches!(a.get(&id), Some(ans) if matches!(ans.reply, NodeReply::Ok { .. })));
         if stored {
             stored_keys.update(|keys| {
                 if !keys.contains(&k) {
@@ -67,9 +59,7 @@ pub fn KvForm(backend: Backend, stored_keys: RwSignal<Vec<String>>) -> impl Into
     });
     let served_by = move || {
         let (id, _, _) = pending.get()?;
-        backend
-            .answers
-            .with(|a| a.get(&id).and_then(|ans| ans.node.clone()))
+        backend.answers.with(|a| a.get(&id).and_then(|ans| ans.node.clone()))
     };
     view! {
         <h2>"Put and get"</h2>

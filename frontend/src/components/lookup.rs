@@ -10,15 +10,8 @@ use crate::ws::Backend;
 /// The owner of `key` under the backend's current placement, computed here.
 pub fn owner_in_browser(backend: &Backend, key: &str) -> Option<String> {
     let spec = backend.placement.get()?;
-    let members: Vec<Member> = backend
-        .nodes
-        .get()
-        .iter()
-        .map(|n| Member::new(&n.id))
-        .collect();
-    build(&spec, &members)
-        .owner_of(key.as_bytes())
-        .map(str::to_string)
+    let members: Vec<Member> = backend.nodes.get().iter().map(|n| Member::new(&n.id)).collect();
+    build(&spec, &members).owner_of(key.as_bytes()).map(str::to_string)
 }
 
 #[component]

@@ -11,9 +11,7 @@ use crate::ws::Backend;
 
 /// Okabe-Ito: eight colours told apart with every common colour-vision
 /// deficiency. Node `i` (in id order) gets colour `i % 8`.
-pub const PALETTE: [&str; 8] = [
-    "#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7", "#6b6b6b",
-];
+pub const PALETTE: [&str; 8] = ["#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7", "#6b6b6b"];
 
 pub fn node_colour(index: usize) -> &'static str {
     PALETTE[index % PALETTE.len()]

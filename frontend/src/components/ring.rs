@@ -29,22 +29,11 @@ fn arc(from: f64, to: f64) -> String {
 }
 
 #[component]
-pub fn RingView(
-    backend: Backend,
-    lookup_key: RwSignal<String>,
-    stored_keys: RwSignal<Vec<String>>,
-) -> impl IntoView {
+pub fn RingView(backend: Backend, lookup_key: RwSignal<String>, stored_keys: RwSignal<Vec<String>>) -> impl IntoView {
     let ring = move || {
-        let members: Vec<Member> = backend
-            .nodes
-            .get()
-            .iter()
-            .map(|n| Member::new(&n.id))
-            .collect();
+        let members: Vec<Member> = backend.nodes.get().iter().map(|n| Member::new(&n.id)).collect();
         match backend.placement.get()? {
-            PlacementSpec::Ring { vnodes } | PlacementSpec::Bounded { vnodes, .. } => {
-                Some(Ring::new(&members, vnodes))
-            }
+            PlacementSpec::Ring { vnodes } | PlacementSpec::Bounded { vnodes, .. } => Some(Ring::new(&members, vnodes)),
             _ => None,
         }
     };
@@ -69,11 +58,7 @@ pub fn RingView(
                 }
             })
             .collect_view();
-        let keys = stored_keys
-            .get()
-            .into_iter()
-            .map(|k| key_dot(&ring, &k, "key"))
-            .collect_view();
+        let keys = stored_keys.get().into_iter().map(|k| key_dot(&ring, &k, "key")).collect_view();
         let looked_up = {
             let k = lookup_key.get();
             (!k.is_empty()).then(|| key_dot(&ring, &k, "key lookup"))
@@ -94,9 +79,7 @@ fn key_dot(ring: &Ring, key: &str, class: &'static str) -> impl IntoView {
     let owner = ring.owner_index(hash);
     let (x, y) = at(ring_fraction(hash), R - 14.0);
     let colour = owner.map(node_colour).unwrap_or("#999");
-    let owner_id = owner
-        .map(|o| ring.members()[o].id.clone())
-        .unwrap_or_default();
+    let owner_id = owner.map(|o| ring.members()[o].id.clone()).unwrap_or_default();
     view! {
         <circle class=class cx=x cy=y r="4" fill=colour data-key=key.to_string() data-owner=owner_id.clone()>
             <title>{format!("{key}\nhash {hash:016x}\nowner {owner_id}")}</title>

@@ -36,20 +36,10 @@ impl Distribution {
         let total: u64 = counts.iter().sum();
         let n = counts.len().max(1) as f64;
         let mean = total as f64 / n;
-        let var = counts
-            .iter()
-            .map(|&c| (c as f64 - mean) * (c as f64 - mean))
-            .sum::<f64>()
-            / n;
+        let var = counts.iter().map(|&c| (c as f64 - mean) * (c as f64 - mean)).sum::<f64>() / n;
         let max = counts.iter().copied().max().unwrap_or(0) as f64;
         let max_over_mean = if mean > 0.0 { max / mean } else { 0.0 };
-        Distribution {
-            counts,
-            total,
-            mean,
-            std_dev: libm::sqrt(var),
-            max_over_mean,
-        }
+        Distribution { counts, total, mean, std_dev: libm::sqrt(var), max_over_mean }
     }
 
     /// Standard deviation over the mean (coefficient of variation).
@@ -100,17 +90,11 @@ pub fn moved_keys(before: &dyn Placement, after: &dyn Placement, hashes: &[u64])
     }
     let mut flows: std::collections::BTreeMap<(String, String), u64> = Default::default();
     for m in &moves {
-        *flows
-            .entry((bm[m.from].id.clone(), am[m.to].id.clone()))
-            .or_default() += 1;
+        *flows.entry((bm[m.from].id.clone(), am[m.to].id.clone())).or_default() += 1;
     }
     let total = hashes.len();
     Movement {
-        fraction: if total > 0 {
-            moves.len() as f64 / total as f64
-        } else {
-            0.0
-        },
+        fraction: if total > 0 { moves.len() as f64 / total as f64 } else { 0.0 },
         ideal: ideal_fraction(bm, am),
         total,
         moves,
@@ -125,10 +109,7 @@ pub fn moved_keys(before: &dyn Placement, after: &dyn Placement, hashes: &[u64])
 pub fn ideal_fraction(before: &[Member], after: &[Member]) -> f64 {
     let share = |ms: &[Member], id: &str| {
         let total: u64 = ms.iter().map(|m| m.weight as u64).sum();
-        let w = ms
-            .iter()
-            .find(|m| m.id == id)
-            .map_or(0, |m| m.weight as u64);
+        let w = ms.iter().find(|m| m.id == id).map_or(0, |m| m.weight as u64);
         if total == 0 {
             0.0
         } else {
@@ -138,9 +119,7 @@ pub fn ideal_fraction(before: &[Member], after: &[Member]) -> f64 {
     let mut ids: Vec<&str> = before.iter().chain(after).map(|m| m.id.as_str()).collect();
     ids.sort_unstable();
     ids.dedup();
-    ids.iter()
-        .map(|id| (share(after, id) - share(before, id)).max(0.0))
-        .sum()
+    ids.iter().map(|id| (share(after, id) - share(before, id)).max(0.0)).sum()
 }
 
 #[cfg(test)]

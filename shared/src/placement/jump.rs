@@ -62,20 +62,14 @@ impl Jump {
         let members = normalize(&members);
         let slots = slots
             .iter()
-            .map(|s| {
-                s.as_ref()
-                    .map(|id| members.iter().position(|m| &m.id == id).unwrap() as u32)
-            })
+            .map(|s| s.as_ref().map(|id| members.iter().position(|m| &m.id == id).unwrap() as u32))
             .collect();
         Jump { members, slots }
     }
 
     /// The slot table: member id per bucket, `None` for a tombstone.
     pub fn slot_table(&self) -> Vec<Option<String>> {
-        self.slots
-            .iter()
-            .map(|s| s.map(|i| self.members[i as usize].id.clone()))
-            .collect()
+        self.slots.iter().map(|s| s.map(|i| self.members[i as usize].id.clone())).collect()
     }
 
     /// The buckets a key visits: its first jump, then a re-jump per
@@ -97,9 +91,7 @@ impl Jump {
         }
         // Vanishingly rare: scan forward from the last bucket to a live one.
         let last = *path.last().unwrap();
-        let live = (1..=n)
-            .map(|d| (last + d) % n)
-            .find(|&b| self.slots[b as usize].is_some());
+        let live = (1..=n).map(|d| (last + d) % n).find(|&b| self.slots[b as usize].is_some());
         path.push(live.expect("a member exists, so a live slot does"));
         path
     }
@@ -164,12 +156,9 @@ impl Placement for Jump {
         let new = normalize(members);
         // Old slot -> id, with slots of members that left (or lost weight) tombstoned.
         let mut kept: Vec<Option<String>> = self.slot_table();
-        let mut remaining: Vec<(String, u32)> =
-            new.iter().map(|m| (m.id.clone(), m.weight)).collect();
+        let mut remaining: Vec<(String, u32)> = new.iter().map(|m| (m.id.clone(), m.weight)).collect();
         for slot in kept.iter_mut() {
-            let keep = slot
-                .as_ref()
-                .and_then(|id| remaining.iter_mut().find(|(rid, _)| rid == id));
+            let keep = slot.as_ref().and_then(|id| remaining.iter_mut().find(|(rid, _)| rid == id));
             match keep {
                 Some((_, left)) if *left > 0 => *left -= 1,
                 _ => *slot = None,
@@ -209,8 +198,7 @@ mod tests {
         // From the reference C++ implementation (Lamping & Veach, fig. 1).
         assert_eq!(jump_bucket(0, 1), 0);
         assert_eq!(jump_bucket(0, 100), 0);
-        let spread: std::collections::HashSet<u32> =
-            (0..1000u64).map(|k| jump_bucket(k, 10)).collect();
+        let spread: std::collections::HashSet<u32> = (0..1000u64).map(|k| jump_bucket(k, 10)).collect();
         assert_eq!(spread.len(), 10);
         // Growing from n to n+1 buckets moves keys only into bucket n.
         for k in 0..5000u64 {
@@ -231,10 +219,7 @@ mod tests {
         let copy = Jump::from_slots(&j.slot_table());
         for h in 0..2000u64 {
             let h = mix64(h);
-            assert_eq!(
-                copy.owner_of(&h.to_le_bytes()),
-                j.owner_of(&h.to_le_bytes())
-            );
+            assert_eq!(copy.owner_of(&h.to_le_bytes()), j.owner_of(&h.to_le_bytes()));
         }
     }
 }

@@ -25,24 +25,13 @@ pub struct Maglev {
 
 /// Smallest prime >= n (n >= 2).
 pub fn next_prime(n: u64) -> u64 {
-    let is_prime = |x: u64| {
-        x >= 2
-            && (2..)
-                .take_while(|d| d * d <= x)
-                .all(|d| !x.is_multiple_of(d))
-    };
-    (n.max(2)..)
-        .find(|&x| is_prime(x))
-        .expect("primes are unbounded")
+    let is_prime = |x: u64| x >= 2 && (2..).take_while(|d| d * d <= x).all(|d| !x.is_multiple_of(d));
+    (n.max(2)..).find(|&x| is_prime(x)).expect("primes are unbounded")
 }
 
 impl Maglev {
     pub fn new(members: &[Member], table_size: u64) -> Self {
-        let mut m = Maglev {
-            members: Vec::new(),
-            size: next_prime(table_size),
-            table: Vec::new(),
-        };
+        let mut m = Maglev { members: Vec::new(), size: next_prime(table_size), table: Vec::new() };
         m.set_members(members);
         m
     }

@@ -43,17 +43,11 @@ fn default_weight() -> u32 {
 
 impl Member {
     pub fn new(id: impl Into<String>) -> Self {
-        Member {
-            id: id.into(),
-            weight: 1,
-        }
+        Member { id: id.into(), weight: 1 }
     }
 
     pub fn weighted(id: impl Into<String>, weight: u32) -> Self {
-        Member {
-            id: id.into(),
-            weight,
-        }
+        Member { id: id.into(), weight }
     }
 }
 
@@ -103,13 +97,8 @@ impl PlacementSpec {
             PlacementSpec::Ring { vnodes: 160 },
             PlacementSpec::Rendezvous,
             PlacementSpec::Jump,
-            PlacementSpec::Maglev {
-                table_size: maglev::DEFAULT_TABLE_SIZE,
-            },
-            PlacementSpec::Bounded {
-                vnodes: 160,
-                capacity: 1.25,
-            },
+            PlacementSpec::Maglev { table_size: maglev::DEFAULT_TABLE_SIZE },
+            PlacementSpec::Bounded { vnodes: 160, capacity: 1.25 },
         ]
     }
 }
@@ -140,10 +129,7 @@ pub trait Placement: Send + Sync {
     /// The ids of up to `r` distinct owners of `key`, the owner first.
     fn owners_of(&self, key: &[u8], r: usize) -> Vec<&str> {
         let members = self.members();
-        self.owner_indices(key_hash(key), r)
-            .into_iter()
-            .map(|i| members[i].id.as_str())
-            .collect()
+        self.owner_indices(key_hash(key), r).into_iter().map(|i| members[i].id.as_str()).collect()
     }
 
     /// State beyond the member list that another party needs to rebuild this
@@ -154,12 +140,7 @@ pub trait Placement: Send + Sync {
 
     /// Adds (or re-weights) one member.
     fn add_member(&mut self, member: Member) {
-        let mut members: Vec<Member> = self
-            .members()
-            .iter()
-            .filter(|m| m.id != member.id)
-            .cloned()
-            .collect();
+        let mut members: Vec<Member> = self.members().iter().filter(|m| m.id != member.id).cloned().collect();
         members.push(member);
         self.set_members(&members);
     }
@@ -167,12 +148,7 @@ pub trait Placement: Send + Sync {
     /// Removes a member; `false` when it was not there.
     fn remove_member(&mut self, id: &str) -> bool {
         let before = self.members().len();
-        let members: Vec<Member> = self
-            .members()
-            .iter()
-            .filter(|m| m.id != id)
-            .cloned()
-            .collect();
+        let members: Vec<Member> = self.members().iter().filter(|m| m.id != id).cloned().collect();
         if members.len() == before {
             return false;
         }
@@ -209,11 +185,7 @@ pub fn build(spec: &PlacementSpec, members: &[Member]) -> Box<dyn Placement> {
 
 /// Rebuilds a placement another party exported: `slots` is its
 /// [`Placement::slots`] (used by jump), `members` its member list.
-pub fn restore(
-    spec: &PlacementSpec,
-    members: &[Member],
-    slots: Option<&[Option<String>]>,
-) -> Box<dyn Placement> {
+pub fn restore(spec: &PlacementSpec, members: &[Member], slots: Option<&[Option<String>]>) -> Box<dyn Placement> {
     match (spec, slots) {
         (PlacementSpec::Jump, Some(slots)) => Box::new(jump::Jump::from_slots(slots)),
         _ => build(spec, members),
@@ -222,11 +194,7 @@ pub fn restore(
 
 /// Like [`build`], but `bounded` first places exactly the keys in `hashes`
 /// (the others ignore them).
-pub fn build_for_keys(
-    spec: &PlacementSpec,
-    members: &[Member],
-    hashes: &[u64],
-) -> Box<dyn Placement> {
+pub fn build_for_keys(spec: &PlacementSpec, members: &[Member], hashes: &[u64]) -> Box<dyn Placement> {
     match spec {
         PlacementSpec::Bounded { vnodes, capacity } => {
             Box::new(bounded::Bounded::new(members, *vnodes, *capacity, hashes))

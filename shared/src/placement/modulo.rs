@@ -10,10 +10,7 @@ pub struct Modulo {
 
 impl Modulo {
     pub fn new(members: &[Member]) -> Self {
-        let mut m = Modulo {
-            members: Vec::new(),
-            slots: Vec::new(),
-        };
+        let mut m = Modulo { members: Vec::new(), slots: Vec::new() };
         m.set_members(members);
         m
     }

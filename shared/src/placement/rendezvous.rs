@@ -18,20 +18,14 @@ pub struct Rendezvous {
 
 impl Rendezvous {
     pub fn new(members: &[Member]) -> Self {
-        let mut r = Rendezvous {
-            members: Vec::new(),
-            seeds: Vec::new(),
-            weighted: false,
-        };
+        let mut r = Rendezvous { members: Vec::new(), seeds: Vec::new(), weighted: false };
         r.set_members(members);
         r
     }
 
     /// Every member's score for a key hash (higher wins), in member order.
     pub fn scores(&self, hash: u64) -> Vec<f64> {
-        (0..self.members.len())
-            .map(|i| self.score(i, hash))
-            .collect()
+        (0..self.members.len()).map(|i| self.score(i, hash)).collect()
     }
 
     #[inline]
@@ -81,9 +75,8 @@ impl Placement for Rendezvous {
     }
 
     fn owner_indices(&self, hash: u64, r: usize) -> Vec<usize> {
-        let mut order: Vec<(f64, u64, usize)> = (0..self.members.len())
-            .map(|i| (self.score(i, hash), self.raw(i, hash), i))
-            .collect();
+        let mut order: Vec<(f64, u64, usize)> =
+            (0..self.members.len()).map(|i| (self.score(i, hash), self.raw(i, hash), i)).collect();
         // Highest score first; ties broken by the raw score, then member order.
         order.sort_by(|a, b| b.0.total_cmp(&a.0).then(b.1.cmp(&a.1)).then(a.2.cmp(&b.2)));
         order.into_iter().take(r).map(|(_, _, i)| i).collect()
@@ -91,11 +84,7 @@ impl Placement for Rendezvous {
 
     fn set_members(&mut self, members: &[Member]) {
         self.members = normalize(members);
-        self.seeds = self
-            .members
-            .iter()
-            .map(|m| key_hash(m.id.as_bytes()))
-            .collect();
+        self.seeds = self.members.iter().map(|m| key_hash(m.id.as_bytes())).collect();
         self.weighted = self.members.windows(2).any(|w| w[0].weight != w[1].weight);
     }
 }

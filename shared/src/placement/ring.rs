@@ -28,14 +28,8 @@ pub fn vnode_point(id: &str, i: u32) -> u64 {
 
 impl Ring {
     pub fn new(members: &[Member], vnodes: u32) -> Self {
-        let mut ring = Ring {
-            members: Vec::new(),
-            vnodes,
-            points: Vec::new(),
-            owners: Vec::new(),
-            starts: Vec::new(),
-            shift: 63,
-        };
+        let mut ring =
+            Ring { members: Vec::new(), vnodes, points: Vec::new(), owners: Vec::new(), starts: Vec::new(), shift: 63 };
         ring.set_members(members);
         ring
     }
@@ -46,10 +40,7 @@ impl Ring {
 
     /// Every virtual node as (position, member index), in ring order.
     pub fn points(&self) -> impl Iterator<Item = (u64, usize)> + '_ {
-        self.points
-            .iter()
-            .zip(&self.owners)
-            .map(|(&p, &o)| (p, o as usize))
+        self.points.iter().zip(&self.owners).map(|(&p, &o)| (p, o as usize))
     }
 
     /// How many virtual nodes the ring has.
@@ -179,14 +170,9 @@ mod tests {
         let mut ms = members(2);
         ms[0].weight = 3;
         let ring = Ring::new(&ms, 100);
-        let heavy = (0..20_000)
-            .filter(|i| ring.owner_of(format!("k{i}").as_bytes()) == Some("node-1"))
-            .count();
+        let heavy = (0..20_000).filter(|i| ring.owner_of(format!("k{i}").as_bytes()) == Some("node-1")).count();
         let share = heavy as f64 / 20_000.0;
-        assert!(
-            (0.65..0.85).contains(&share),
-            "share of weight-3 node: {share}"
-        );
+        assert!((0.65..0.85).contains(&share), "share of weight-3 node: {share}");
     }
 
     #[test]
