@@ -89,3 +89,35 @@ async fn a_killed_node_turns_critical_and_stops_receiving_traffic() {
     let rest: Vec<NodeInfo> = reqwest::get(format!("{}/nodes", stack.url)).await.unwrap().json().await.unwrap();
     assert_eq!(rest, nodes);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn serve_uses_the_agent_in_consul_http_addr_and_leaves_no_registration() {
+    // A standalone registry process plays the Consul agent.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut agent = Command::new(shardscope_exe())
+        .args(["registry", "--port", &port.to_string()])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let addr = format!("127.0.0.1:{port}"); // as Consul users write it: no scheme
+    let consul = Consul::new(&addr);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while consul.kv_get("probe").await.is_err() {
+        assert!(Instant::now() < deadline, "registry did not start");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let stack = Stack::start_with_env(2, &[], &[("CONSUL_HTTP_ADDR", &addr)]);
+    assert_eq!(stack.registry, format!("http://{addr}"));
+    let (entries, _) = consul.health_service(NODE_SERVICE, true, None, Duration::from_secs(1)).await.unwrap();
+    assert_eq!(entries.len(), 2, "serve's nodes registered in the agent");
+    let put = reqwest::Client::new().put(format!("{}/kv/k", stack.url)).body("v").send().await.unwrap();
+    assert_eq!(put.status(), 200);
+
+    let status = stack.stop();
+    assert!(status.success());
+    let (entries, _) = consul.health_service(NODE_SERVICE, false, None, Duration::from_secs(1)).await.unwrap();
+    assert!(entries.is_empty(), "stale registrations after serve stopped: {entries:?}");
+    assert!(terminate(&mut agent).success());
+}

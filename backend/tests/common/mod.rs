@@ -31,6 +31,11 @@ impl Stack {
     /// Starts `shardscope serve --port 0 --nodes N` with extra arguments and
     /// waits for the line that names its URL.
     pub fn start(nodes: usize, extra: &[&str]) -> Stack {
+        Self::start_with_env(nodes, extra, &[])
+    }
+
+    /// Like [`Stack::start`], with extra environment variables.
+    pub fn start_with_env(nodes: usize, extra: &[&str], env: &[(&str, &str)]) -> Stack {
         let data = tempfile::tempdir().unwrap();
         let mut child = Command::new(shardscope_exe())
             .args(["serve", "--port", "0", "--registry-port", "0", "--nodes", &nodes.to_string()])
@@ -39,6 +44,7 @@ impl Stack {
             .arg(data.path())
             .args(extra)
             .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()))
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
