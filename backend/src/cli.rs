@@ -12,6 +12,8 @@ use clap::{Args, Parser, Subcommand};
 use shardscope_shared::placement::PlacementSpec;
 use shardscope_shared::protocol::{ErrorCode, NodeReply, NodeRequest};
 
+use shardscope_node::wal::FsyncPolicy;
+
 use crate::node_client::NodeClient;
 use crate::server::ServeOptions;
 
@@ -60,6 +62,12 @@ pub enum Command {
         #[command(flatten)]
         target: Target,
     },
+    /// Key count, bytes and operations served: per node through the
+    /// backend, or of one node with --direct.
+    Stats {
+        #[command(flatten)]
+        target: Target,
+    },
     /// List the cluster's nodes.
     Nodes {
         #[command(flatten)]
@@ -101,6 +109,9 @@ pub struct ServeArgs {
     /// Port of the embedded registry (0 picks a free one).
     #[arg(long, default_value_t = 8500)]
     pub registry_port: u16,
+    /// The nodes' fsync policy (see `shardscope node --help`).
+    #[arg(long, default_value = "always")]
+    pub fsync: FsyncPolicy,
 }
 
 /// The algorithms `serve` can route with.
@@ -145,6 +156,11 @@ pub struct NodeArgs {
     /// Consul agent to register with (`host:port` or URL); none: unregistered.
     #[arg(long, env = "CONSUL_HTTP_ADDR")]
     pub registry: Option<String>,
+    /// When acknowledged writes reach the disk: `always` (fsync before every
+    /// ack, shared by concurrent requests), `periodic:10ms` (write before
+    /// ack, fsync at most that often), or `never` (write before ack).
+    #[arg(long, default_value = "always")]
+    pub fsync: FsyncPolicy,
 }
 
 #[derive(Args, Debug)]
@@ -191,6 +207,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 static_dir: a.static_dir,
                 registry: a.registry,
                 registry_port: a.registry_port,
+                fsync: a.fsync,
             })
             .await?;
             Ok(ExitCode::SUCCESS)
@@ -203,6 +220,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 bind: a.bind,
                 port: a.port,
                 data_dir: a.data_dir,
+                fsync: a.fsync,
             };
             shardscope_node::run(config, crate::server::shutdown_signal()).await?;
             Ok(ExitCode::SUCCESS)
@@ -226,6 +244,13 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             report(send(&target, &key, req).await?)
         }
         Command::GetAll { target } => report(send(&target, "", NodeRequest::GetAll).await?),
+        Command::Stats { target } if target.direct.is_some() => report(send(&target, "", NodeRequest::Stats).await?),
+        Command::Stats { target } => {
+            let body = reqwest::get(format!("{}/stats", target.addr.trim_end_matches('/'))).await?;
+            let stats: serde_json::Value = body.error_for_status()?.json().await?;
+            println!("{}", serde_json::to_string_pretty(&stats)?);
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Nodes { target } => {
             let body = reqwest::get(format!("{}/nodes", target.addr.trim_end_matches('/'))).await?.text().await?;
             println!("{body}");
@@ -248,6 +273,7 @@ async fn send(target: &Target, key: &str, req: NodeRequest) -> anyhow::Result<No
         NodeRequest::GetOne { .. } => http.get(&url).send().await?,
         NodeRequest::Delete { .. } => http.delete(&url).send().await?,
         NodeRequest::GetAll => http.get(format!("{base}/kv")).send().await?,
+        other => anyhow::bail!("{other:?} is a node operation: use --direct"),
     };
     let status = resp.status();
     let body = resp.bytes().await?;

@@ -103,6 +103,14 @@ impl Cluster {
         }
     }
 
+    /// Each node's `STATS` reply, by node id.
+    pub async fn stats(&self) -> std::collections::BTreeMap<String, NodeReply> {
+        let clients: Vec<(String, NodeClient)> =
+            self.view.read().unwrap().clients.iter().map(|(id, c)| (id.clone(), c.clone())).collect();
+        let replies = futures::future::join_all(clients.iter().map(|(_, c)| c.request(&NodeRequest::Stats))).await;
+        clients.into_iter().map(|(id, _)| id).zip(replies).collect()
+    }
+
     /// Every key-value pair of every node, in key order.
     pub async fn get_all(&self) -> NodeReply {
         let clients: Vec<NodeClient> = self.view.read().unwrap().clients.values().cloned().collect();

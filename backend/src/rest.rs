@@ -1,6 +1,7 @@
 //! The HTTP API, as curl users expect from seed 003:
 //! `PUT /kv/{key}` (body = value), `GET /kv/{key}` (body = value),
-//! `DELETE /kv/{key}`, `GET /kv` (every pair), `GET /nodes`, `GET /healthz`.
+//! `DELETE /kv/{key}`, `GET /kv` (every pair), `GET /nodes`, `GET /stats`
+//! (each node's counters), `GET /healthz`.
 //! Every per-key answer names the owner in the `X-ShardScope-Node` header.
 
 use axum::body::Bytes;
@@ -21,6 +22,7 @@ pub fn routes() -> Router<Cluster> {
         .route("/kv", get(get_all))
         .route("/kv/{*key}", get(get_one).put(put_one).delete(delete_one))
         .route("/nodes", get(nodes))
+        .route("/stats", get(stats))
         .route("/healthz", get(|| async { "ok\n" }))
 }
 
@@ -50,6 +52,11 @@ async fn delete_one(State(cluster): State<Cluster>, Path(key): Path<String>) -> 
 
 async fn get_all(State(cluster): State<Cluster>) -> Response {
     reply_response(cluster.get_all().await)
+}
+
+/// Every node's `STATS`, by node id.
+async fn stats(State(cluster): State<Cluster>) -> Response {
+    Json(cluster.stats().await).into_response()
 }
 
 async fn nodes(State(cluster): State<Cluster>) -> Response {

@@ -14,6 +14,7 @@ use shardscope_shared::placement::PlacementSpec;
 use tower_http::services::{ServeDir, ServeFile};
 
 use shardscope_node::consul::Consul;
+use shardscope_node::wal::FsyncPolicy;
 
 use crate::cluster::Cluster;
 use crate::registry::Registry;
@@ -32,6 +33,8 @@ pub struct ServeOptions {
     pub registry: Option<String>,
     /// Port of the embedded registry (0 picks a free one).
     pub registry_port: u16,
+    /// The nodes' fsync policy.
+    pub fsync: FsyncPolicy,
 }
 
 /// The whole HTTP surface: REST, `/ws`, and the built page as static files.
@@ -64,7 +67,7 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
 
     let cluster = Cluster::new(opts.placement.clone());
     let watch = tokio::spawn(crate::membership::watch(consul.clone(), cluster.clone()));
-    let mut supervisor = Supervisor::new(&opts.data_dir, &opts.bind, consul.base())?;
+    let mut supervisor = Supervisor::new(&opts.data_dir, &opts.bind, consul.base(), opts.fsync)?;
     let started = start_nodes(&mut supervisor, &cluster, opts.nodes).await;
     let result = match started {
         Err(e) => Err(e),

@@ -7,6 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use shardscope_node::wal::FsyncPolicy;
 use shardscope_shared::protocol::NodeInfo;
 use tokio::process::{Child, Command};
 
@@ -22,17 +23,19 @@ pub struct Supervisor {
     data_dir: PathBuf,
     bind: String,
     registry: String,
+    fsync: FsyncPolicy,
     nodes: Vec<ManagedNode>,
 }
 
 impl Supervisor {
     /// Nodes will register with the Consul agent at `registry`.
-    pub fn new(data_dir: &Path, bind: &str, registry: &str) -> anyhow::Result<Self> {
+    pub fn new(data_dir: &Path, bind: &str, registry: &str, fsync: FsyncPolicy) -> anyhow::Result<Self> {
         Ok(Supervisor {
             exe: std::env::current_exe()?,
             data_dir: data_dir.to_path_buf(),
             bind: bind.to_string(),
             registry: registry.to_string(),
+            fsync,
             nodes: Vec::new(),
         })
     }
@@ -48,6 +51,7 @@ impl Supervisor {
         cmd.arg("node")
             .args(["--port", &port.to_string(), "--bind", &self.bind, "--id", &id])
             .args(["--registry", &self.registry])
+            .args(["--fsync", &self.fsync.to_string()])
             .arg("--data-dir")
             .arg(&dir)
             .kill_on_drop(true);

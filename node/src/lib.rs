@@ -3,9 +3,12 @@
 //! - [`store`]: the key-value map and the one function, [`store::Store::apply`],
 //!   that turns a [`NodeRequest`](shardscope_shared::protocol::NodeRequest)
 //!   into a reply.
-//! - [`server`]: the ZeroMQ ROUTER socket loop that feeds requests to the store
-//!   and sends replies back along each request's envelope, so REQ clients
-//!   (pyzmq, libzmq) and DEALER clients (the backend) both work.
+//! - [`wal`]: the write-ahead log that makes acknowledged writes durable, and
+//!   the fsync policies.
+//! - [`server`]: the ZeroMQ ROUTER socket loop (libzmq) that feeds requests to
+//!   the store, commits them in groups, and sends replies back along each
+//!   request's envelope, so REQ clients (pyzmq, libzmq) and DEALER clients
+//!   (the backend) both work.
 //!
 //! - [`consul`]: the Consul HTTP client a node registers itself with (the
 //!   backend uses it too, to watch membership).
@@ -15,5 +18,6 @@
 pub mod consul;
 pub mod server;
 pub mod store;
+pub mod wal;
 
 pub use server::{run, NodeConfig};

@@ -95,14 +95,102 @@ impl<'de> Deserialize<'de> for Datum {
     }
 }
 
+/// Largest key a node accepts, in bytes.
+pub const MAX_KEY: usize = 64 * 1024;
+/// Largest value a node accepts, in bytes.
+pub const MAX_VALUE: usize = 4 * 1024 * 1024;
+/// Largest request message a node answers; bigger ones get `too_large`.
+pub const MAX_MESSAGE: usize = 16 * 1024 * 1024;
+/// Most entries one `SCAN` returns.
+pub const MAX_SCAN_LIMIT: usize = 10_000;
+
 /// A request to a storage node.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "SCREAMING_SNAKE_CASE")]
+#[serde(tag = "op", rename_all = "SCREAMING_SNAKE_CASE", deny_unknown_fields)]
 pub enum NodeRequest {
-    Put { key: Datum, value: Datum },
-    GetOne { key: Datum },
+    Put {
+        key: Datum,
+        value: Datum,
+    },
+    GetOne {
+        key: Datum,
+    },
     GetAll,
-    Delete { key: Datum },
+    Delete {
+        key: Datum,
+    },
+    /// Stores every entry, atomically (all or, on a rejected request, none).
+    PutBatch {
+        entries: Vec<Entry>,
+    },
+    /// Deletes every key that exists, atomically; answers how many did.
+    DeleteBatch {
+        keys: Vec<Datum>,
+    },
+    /// Up to `limit` pairs in key order after `cursor` (from the start when
+    /// absent), only keys whose `key_hash` lies in one of `ranges` (each
+    /// `[lo, hi]`, inclusive) when given: how a node hands over exactly the
+    /// keys that move.
+    Scan {
+        #[serde(default)]
+        cursor: Option<Datum>,
+        limit: usize,
+        #[serde(default)]
+        ranges: Option<Vec<(u64, u64)>>,
+    },
+    /// Key count, bytes stored and operations served.
+    Stats,
+}
+
+impl NodeRequest {
+    /// Checks sizes and arguments; a request that fails is rejected whole
+    /// and changes nothing.
+    pub fn validate(&self) -> Result<(), NodeReply> {
+        let key_ok = |k: &Datum| {
+            if k.len() > MAX_KEY {
+                Err(NodeReply::error(
+                    ErrorCode::TooLarge,
+                    format!("key of {} bytes is over the {MAX_KEY}-byte limit", k.len()),
+                ))
+            } else {
+                Ok(())
+            }
+        };
+        let value_ok = |v: &Datum| {
+            if v.len() > MAX_VALUE {
+                Err(NodeReply::error(
+                    ErrorCode::TooLarge,
+                    format!("value of {} bytes is over the {MAX_VALUE}-byte limit", v.len()),
+                ))
+            } else {
+                Ok(())
+            }
+        };
+        match self {
+            NodeRequest::Put { key, value } => key_ok(key).and(value_ok(value)),
+            NodeRequest::GetOne { key } | NodeRequest::Delete { key } => key_ok(key),
+            NodeRequest::PutBatch { entries } => {
+                entries.iter().try_for_each(|e| key_ok(&e.key).and(value_ok(&e.value)))
+            }
+            NodeRequest::DeleteBatch { keys } => keys.iter().try_for_each(key_ok),
+            NodeRequest::Scan { limit, ranges, .. } => {
+                if *limit == 0 || *limit > MAX_SCAN_LIMIT {
+                    return Err(NodeReply::error(
+                        ErrorCode::BadRequest,
+                        format!("SCAN limit must be 1..={MAX_SCAN_LIMIT}, got {limit}"),
+                    ));
+                }
+                match ranges.iter().flatten().find(|(lo, hi)| lo > hi) {
+                    Some((lo, hi)) => Err(NodeReply::error(
+                        ErrorCode::BadRequest,
+                        format!("SCAN range [{lo}, {hi}] is empty: split a wrapping range in two"),
+                    )),
+                    None => Ok(()),
+                }
+            }
+            NodeRequest::GetAll | NodeRequest::Stats => Ok(()),
+        }
+    }
 }
 
 /// One key-value pair, as in `GET_ALL`'s `collection`.
@@ -132,10 +220,43 @@ pub enum ErrorCode {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum NodeReply {
-    Error { error: ErrorCode, message: String },
-    Value { key: Datum, value: Datum },
-    Collection { collection: Vec<Entry> },
-    Ok { status: OkStatus },
+    Error {
+        error: ErrorCode,
+        message: String,
+    },
+    Value {
+        key: Datum,
+        value: Datum,
+    },
+    Collection {
+        collection: Vec<Entry>,
+    },
+    /// A `SCAN` page; `next` is the cursor for the following page, `null` at the end.
+    Page {
+        page: Vec<Entry>,
+        next: Option<Datum>,
+    },
+    Stats {
+        stats: NodeStats,
+    },
+    /// `count`: entries written by `PUT_BATCH`, keys removed by `DELETE_BATCH`.
+    Ok {
+        status: OkStatus,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        count: Option<u64>,
+    },
+}
+
+/// A node's counters, as `STATS` reports them.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeStats {
+    pub keys: u64,
+    /// Bytes of keys and values stored.
+    pub bytes: u64,
+    /// Requests answered since start, rejected ones included.
+    pub ops: u64,
+    /// Bytes in the write-ahead log on disk.
+    pub log_bytes: u64,
 }
 
 /// The `"ok"` of `{"status":"ok"}`.
@@ -147,7 +268,10 @@ pub enum OkStatus {
 
 impl NodeReply {
     pub fn ok() -> Self {
-        NodeReply::Ok { status: OkStatus::Ok }
+        NodeReply::Ok { status: OkStatus::Ok, count: None }
+    }
+    pub fn ok_count(count: u64) -> Self {
+        NodeReply::Ok { status: OkStatus::Ok, count: Some(count) }
     }
     pub fn error(error: ErrorCode, message: impl Into<String>) -> Self {
         NodeReply::Error { error, message: message.into() }
@@ -276,8 +400,39 @@ mod tests {
     }
 
     #[test]
+    fn batch_scan_and_stats_requests_parse() {
+        let batch = parse_request(br#"{"op":"PUT_BATCH","entries":[{"key":"a","value":"1"}]}"#).unwrap();
+        assert_eq!(batch, NodeRequest::PutBatch { entries: vec![Entry { key: "a".into(), value: "1".into() }] });
+        let scan = parse_request(br#"{"op":"SCAN","limit":10,"ranges":[[0,18446744073709551615]]}"#).unwrap();
+        assert_eq!(scan, NodeRequest::Scan { cursor: None, limit: 10, ranges: Some(vec![(0, u64::MAX)]) });
+        assert_eq!(parse_request(br#"{"op":"STATS"}"#).unwrap(), NodeRequest::Stats);
+        let page = NodeReply::Page { page: vec![], next: Some("k".into()) };
+        assert_eq!(serde_json::to_string(&page).unwrap(), r#"{"page":[],"next":"k"}"#);
+        let text = serde_json::to_string(&page).unwrap();
+        assert_eq!(serde_json::from_str::<NodeReply>(&text).unwrap(), page);
+        let stats = NodeReply::Stats { stats: NodeStats { keys: 1, bytes: 2, ops: 3, log_bytes: 4 } };
+        let text = serde_json::to_string(&stats).unwrap();
+        assert_eq!(serde_json::from_str::<NodeReply>(&text).unwrap(), stats);
+        assert_eq!(serde_json::to_string(&NodeReply::ok_count(2)).unwrap(), r#"{"status":"ok","count":2}"#);
+    }
+
+    #[test]
+    fn oversize_and_invalid_arguments_fail_validation() {
+        let big_key = NodeRequest::Put { key: Datum(vec![b'k'; MAX_KEY + 1]), value: "v".into() };
+        assert!(matches!(big_key.validate(), Err(NodeReply::Error { error: ErrorCode::TooLarge, .. })));
+        let big_value = NodeRequest::Put { key: "k".into(), value: Datum(vec![0; MAX_VALUE + 1]) };
+        assert!(matches!(big_value.validate(), Err(NodeReply::Error { error: ErrorCode::TooLarge, .. })));
+        let zero = NodeRequest::Scan { cursor: None, limit: 0, ranges: None };
+        assert!(matches!(zero.validate(), Err(NodeReply::Error { error: ErrorCode::BadRequest, .. })));
+        let backwards = NodeRequest::Scan { cursor: None, limit: 5, ranges: Some(vec![(9, 1)]) };
+        assert!(backwards.validate().is_err());
+        assert!(NodeRequest::Put { key: "k".into(), value: "v".into() }.validate().is_ok());
+    }
+
+    #[test]
     fn unknown_ops_and_wrong_types_are_rejected() {
         assert!(parse_request(br#"{"op":"FLY"}"#).is_err());
+        assert!(parse_request(br#"{"op":"GET_ONE","key":"k","extra":1}"#).is_err());
         assert!(parse_request(br#"{"op":"PUT","key":1,"value":"v"}"#).is_err());
         assert!(parse_request(br#"{"op":"PUT","key":"k""#).is_err());
         assert!(parse_request(b"\xff\xfe").is_err());
