@@ -7,6 +7,6 @@ SHARDSCOPE_SETUP_TESTS=1 bash scripts/setup.sh
 bash scripts/build-page.sh
 . scripts/env.sh
 cargo fmt --all --check
-cargo clippy --all-targets -q -- -D warnings
+cargo clippy --workspace --all-targets -q -- -D warnings
 cargo test
 bash scripts/test-wasm.sh

@@ -71,7 +71,7 @@ impl Cluster {
     /// The current nodes and placement, as sent to pages.
     pub fn snapshot(&self) -> ServerMsg {
         let view = self.view.read().unwrap();
-        ServerMsg::Cluster { nodes: view.nodes.clone(), placement: self.spec.clone() }
+        ServerMsg::Cluster { nodes: view.nodes.clone(), placement: self.spec.clone(), slots: view.placement.slots() }
     }
 
     pub fn nodes(&self) -> Vec<NodeInfo> {

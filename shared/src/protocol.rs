@@ -344,7 +344,14 @@ pub enum ClientMsg {
 pub enum ServerMsg {
     /// Sent on connect and on every membership change: the nodes and the
     /// placement, from which the page recomputes every owner itself.
-    Cluster { nodes: Vec<NodeInfo>, placement: PlacementSpec },
+    Cluster {
+        nodes: Vec<NodeInfo>,
+        placement: PlacementSpec,
+        /// Jump's slot table (its history), when the algorithm has one; the
+        /// page rebuilds the placement with `placement::restore`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        slots: Option<Vec<Option<String>>>,
+    },
     /// The answer to the request with the same `id`; `node` is the node that
     /// served it (the key's owner), when there is one.
     Reply { id: u64, node: Option<String>, reply: NodeReply },

@@ -39,7 +39,7 @@ pub fn KvForm(backend: Backend, stored_keys: RwSignal<Vec<String>>) -> impl Into
                 format!("GET {k} = {:?} (from {node})", value.to_text_lossy())
             }
             NodeReply::Error { message, .. } => format!("{op} {k} failed: {message}"),
-            NodeReply::Collection { collection } => format!("{} pairs", collection.len()),
+            other => format!("{op} {k}: unexpected reply {other:?}"),
         })
     };
     // Keys stored from this page are drawn on the ring.

@@ -11,7 +11,8 @@ use crate::ws::Backend;
 pub fn owner_in_browser(backend: &Backend, key: &str) -> Option<String> {
     let spec = backend.placement.get()?;
     let members: Vec<Member> = backend.nodes.get().iter().map(|n| Member::new(&n.id)).collect();
-    build(&spec, &members).owner_of(key.as_bytes()).map(str::to_string)
+    let slots = backend.slots.get();
+    restore(&spec, &members, slots.as_deref()).owner_of(key.as_bytes()).map(str::to_string)
 }
 
 #[component]
