@@ -179,7 +179,10 @@ async fn preload(endpoint: &str, redis_port: u16) {
     let value = "x".repeat(VALUE);
     for chunk in (0..KEYS).collect::<Vec<_>>().chunks(1000) {
         let entries = chunk.iter().map(|&i| Entry { key: key(i).into(), value: value.as_str().into() }).collect();
-        assert!(matches!(client.request(&NodeRequest::PutBatch { entries }).await, NodeReply::Ok { .. }));
+        assert!(matches!(
+            client.request(&NodeRequest::PutBatch { entries, if_absent: false }).await,
+            NodeReply::Ok { .. }
+        ));
         let cmds: Vec<Vec<Vec<u8>>> =
             chunk.iter().map(|&i| vec![b"SET".to_vec(), key(i).into_bytes(), vec![b'x'; VALUE]]).collect();
         redis.run(&cmds).await;

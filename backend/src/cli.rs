@@ -15,6 +15,7 @@ use shardscope_shared::protocol::{ErrorCode, NodeReply, NodeRequest};
 use shardscope_node::wal::FsyncPolicy;
 
 use crate::node_client::NodeClient;
+use crate::rebalance::Settings;
 use crate::server::ServeOptions;
 
 #[derive(Parser, Debug)]
@@ -68,6 +69,17 @@ pub enum Command {
         #[command(flatten)]
         target: Target,
     },
+    /// Launch one more node; it joins and gets its share of the keys.
+    AddNode {
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Move a node's keys to the others, then deregister and stop it.
+    RemoveNode {
+        id: String,
+        #[command(flatten)]
+        target: Target,
+    },
     /// List the cluster's nodes.
     Nodes {
         #[command(flatten)]
@@ -112,6 +124,12 @@ pub struct ServeArgs {
     /// The nodes' fsync policy (see `shardscope node --help`).
     #[arg(long, default_value = "always")]
     pub fsync: FsyncPolicy,
+    /// Keys a rebalance scans per batch (routing pauses for one batch at a time).
+    #[arg(long, default_value_t = 1000)]
+    pub rebalance_batch: usize,
+    /// Most keys a rebalance moves per second (0: as fast as it goes).
+    #[arg(long, default_value_t = 0)]
+    pub rebalance_rate: u64,
 }
 
 /// The algorithms `serve` can route with.
@@ -208,6 +226,10 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 registry: a.registry,
                 registry_port: a.registry_port,
                 fsync: a.fsync,
+                rebalance: Settings {
+                    batch: a.rebalance_batch.clamp(1, shardscope_shared::protocol::MAX_SCAN_LIMIT),
+                    max_keys_per_sec: (a.rebalance_rate > 0).then_some(a.rebalance_rate),
+                },
             })
             .await?;
             Ok(ExitCode::SUCCESS)
@@ -251,11 +273,33 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             println!("{}", serde_json::to_string_pretty(&stats)?);
             Ok(ExitCode::SUCCESS)
         }
+        Command::AddNode { target } => {
+            let resp =
+                reqwest::Client::new().post(format!("{}/nodes", target.addr.trim_end_matches('/'))).send().await?;
+            print_json(resp).await
+        }
+        Command::RemoveNode { id, target } => {
+            let url = format!("{}/nodes/{}", target.addr.trim_end_matches('/'), urlencode(&id));
+            print_json(reqwest::Client::new().delete(url).send().await?).await
+        }
         Command::Nodes { target } => {
             let body = reqwest::get(format!("{}/nodes", target.addr.trim_end_matches('/'))).await?.text().await?;
             println!("{body}");
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+/// Prints a JSON answer; a non-2xx status is a failure (exit 1).
+async fn print_json(resp: reqwest::Response) -> anyhow::Result<ExitCode> {
+    let status = resp.status();
+    let body: serde_json::Value = resp.json().await?;
+    if status.is_success() {
+        println!("{}", serde_json::to_string_pretty(&body)?);
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!("error ({status}): {}", body["message"].as_str().unwrap_or(&body.to_string()));
+        Ok(ExitCode::from(1))
     }
 }
 

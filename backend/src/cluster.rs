@@ -1,131 +1,313 @@
 //! The backend's live view of the cluster: the nodes, a connection to each,
-//! and the placement built over them with `shared/`. Routes every key to its
-//! owner's connection and tells connected pages about membership changes.
+//! their health, and the placement built over them with `shared/`. Routes
+//! every key to its owner, tells connected pages about changes, and keeps
+//! routing correct while a rebalance moves keys.
+//!
+//! During a rebalance there are two placements, the current one and the
+//! target. A key whose owner differs between them is *moving*: it lives on
+//! exactly one of the two owners, and the `gate` keeps it that way. Every
+//! request holds the gate shared; the rebalancer holds it exclusive while it
+//! moves one batch (scan the source, copy to the target, delete from the
+//! source). A moving key is written to its new owner and deleted from its old
+//! one, read from the new owner and then the old, and deleted from both.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
-use shardscope_shared::placement::{build, Member, Placement, PlacementSpec};
+use shardscope_shared::placement::{build, restore, Member, Placement, PlacementSpec};
 use shardscope_shared::protocol::{ErrorCode, NodeInfo, NodeReply, NodeRequest, ServerMsg};
 use tokio::sync::broadcast;
 
 use crate::node_client::NodeClient;
 
+struct Node {
+    info: NodeInfo,
+    client: NodeClient,
+    healthy: bool,
+}
+
 struct View {
-    nodes: Vec<NodeInfo>,
-    clients: HashMap<String, NodeClient>,
+    /// Every node the backend is connected to: members, joiners, leavers.
+    nodes: BTreeMap<String, Node>,
+    spec: PlacementSpec,
     placement: Box<dyn Placement>,
+    /// The placement a running rebalance moves keys to.
+    target: Option<(PlacementSpec, Box<dyn Placement>)>,
+}
+
+/// Where a single-key request goes.
+enum Route {
+    One { id: String, client: NodeClient, healthy: bool },
+    Moving { old: (String, NodeClient, bool), new: (String, NodeClient, bool) },
+}
+
+impl View {
+    fn node(&self, id: &str) -> Option<(String, NodeClient, bool)> {
+        self.nodes.get(id).map(|n| (id.to_string(), n.client.clone(), n.healthy))
+    }
+
+    fn route(&self, key: &[u8]) -> Option<Route> {
+        let old = self.placement.owner_of(key)?.to_string();
+        let new = match &self.target {
+            Some((_, t)) => t.owner_of(key)?.to_string(),
+            None => old.clone(),
+        };
+        if old == new {
+            let (id, client, healthy) = self.node(&old)?;
+            return Some(Route::One { id, client, healthy });
+        }
+        Some(Route::Moving { old: self.node(&old)?, new: self.node(&new)? })
+    }
+
+    /// Nodes holding keys now: members of the current and target placements.
+    fn holders(&self) -> Vec<NodeClient> {
+        let mut ids: Vec<&str> = self.placement.members().iter().map(|m| m.id.as_str()).collect();
+        if let Some((_, t)) = &self.target {
+            ids.extend(t.members().iter().map(|m| m.id.as_str()));
+        }
+        ids.sort_unstable();
+        ids.dedup();
+        ids.iter().filter_map(|id| self.nodes.get(*id)).map(|n| n.client.clone()).collect()
+    }
 }
 
 /// Shared, cheaply cloned handle on the cluster view.
 #[derive(Clone)]
 pub struct Cluster {
-    spec: PlacementSpec,
     view: Arc<RwLock<View>>,
+    gate: Arc<tokio::sync::RwLock<()>>,
     events: broadcast::Sender<ServerMsg>,
+}
+
+fn unavailable(message: String) -> NodeReply {
+    NodeReply::error(ErrorCode::Unavailable, message)
 }
 
 impl Cluster {
     pub fn new(spec: PlacementSpec) -> Self {
         let placement = build(&spec, &[]);
-        let view = View { nodes: Vec::new(), clients: HashMap::new(), placement };
-        let (events, _) = broadcast::channel(256);
-        Cluster { spec, view: Arc::new(RwLock::new(view)), events }
+        let view = View { nodes: BTreeMap::new(), spec, placement, target: None };
+        let (events, _) = broadcast::channel(1024);
+        Cluster { view: Arc::new(RwLock::new(view)), gate: Arc::default(), events }
     }
 
-    /// Connects to `node` and makes it a placement member.
-    pub async fn add_node(&self, node: NodeInfo) -> anyhow::Result<()> {
-        let client = NodeClient::connect(&node.addr).await?;
-        let id = node.id.clone();
-        {
-            let mut view = self.view.write().unwrap();
-            view.nodes.retain(|n| n.id != node.id);
-            view.clients.insert(node.id.clone(), client);
-            view.nodes.push(node);
-            view.nodes.sort_by(|a, b| a.id.cmp(&b.id));
-            // A join changes the live placement, so algorithms with history
-            // (jump's buckets) keep it.
-            view.placement.add_member(Member::new(id));
-        }
-        let _ = self.events.send(self.snapshot());
+    /// Connects to a node so it can take part in a rebalance (not yet a member).
+    pub async fn connect(&self, info: NodeInfo) -> anyhow::Result<()> {
+        let client = NodeClient::connect(&info.addr).await?;
+        let mut view = self.view.write().unwrap();
+        view.nodes.insert(info.id.clone(), Node { info, client, healthy: true });
         Ok(())
     }
 
-    /// Drops `id` from routing (its node left the registry or failed its
-    /// check). Returns whether it was a member.
-    pub fn remove_node(&self, id: &str) -> bool {
-        let removed = {
-            let mut view = self.view.write().unwrap();
-            let before = view.nodes.len();
-            view.nodes.retain(|n| n.id != id);
-            view.clients.remove(id);
-            view.placement.remove_member(id);
-            view.nodes.len() != before
-        };
-        if removed {
-            let _ = self.events.send(self.snapshot());
-        }
-        removed
+    /// Every node the backend is connected to.
+    pub fn known_ids(&self) -> Vec<String> {
+        self.view.read().unwrap().nodes.keys().cloned().collect()
     }
 
-    /// The current nodes and placement, as sent to pages.
+    /// Whether the backend knows (is connected to) node `id`.
+    pub fn knows(&self, id: &str) -> bool {
+        self.view.read().unwrap().nodes.contains_key(id)
+    }
+
+    pub fn client(&self, id: &str) -> Option<NodeClient> {
+        self.view.read().unwrap().nodes.get(id).map(|n| n.client.clone())
+    }
+
+    /// Marks a node healthy or not (its registry check); requests for keys
+    /// an unhealthy node owns fail with `unavailable` until it recovers.
+    pub fn set_health(&self, id: &str, healthy: bool) {
+        let changed = {
+            let mut view = self.view.write().unwrap();
+            match view.nodes.get_mut(id) {
+                Some(n) if n.healthy != healthy => {
+                    n.healthy = healthy;
+                    true
+                }
+                _ => false,
+            }
+        };
+        if changed {
+            tracing::info!(%id, healthy, "node health changed");
+            self.broadcast();
+        }
+    }
+
+    /// Forgets a node that vanished without a planned leave (crashed and
+    /// was deregistered): its keys are gone with it.
+    pub fn drop_node(&self, id: &str) {
+        {
+            let mut view = self.view.write().unwrap();
+            view.nodes.remove(id);
+            view.placement.remove_member(id);
+        }
+        self.broadcast();
+    }
+
+    /// Disconnects a node that has left (after its keys were moved off).
+    pub fn disconnect(&self, id: &str) {
+        self.view.write().unwrap().nodes.remove(id);
+    }
+
+    /// The current placement's members, the spec, and jump's history.
+    pub fn placement_state(&self) -> (PlacementSpec, Vec<Member>, Option<Vec<Option<String>>>) {
+        let view = self.view.read().unwrap();
+        (view.spec.clone(), view.placement.members().to_vec(), view.placement.slots())
+    }
+
+    /// A copy of the current placement (history included).
+    pub fn current_placement(&self) -> Box<dyn Placement> {
+        let (spec, members, slots) = self.placement_state();
+        restore(&spec, &members, slots.as_deref())
+    }
+
+    /// Exclusive hold on routing: no request is in flight while it is held.
+    pub async fn lock_routing(&self) -> tokio::sync::RwLockWriteGuard<'_, ()> {
+        self.gate.write().await
+    }
+
+    /// Starts routing moving keys to `target` (call with routing locked).
+    pub fn begin_rebalance(&self, spec: PlacementSpec, target: Box<dyn Placement>) {
+        self.view.write().unwrap().target = Some((spec, target));
+    }
+
+    /// Makes the target the placement (call with routing locked).
+    pub fn finish_rebalance(&self) {
+        {
+            let mut view = self.view.write().unwrap();
+            if let Some((spec, target)) = view.target.take() {
+                view.spec = spec;
+                view.placement = target;
+            }
+        }
+        self.broadcast();
+    }
+
+    /// The current members and placement, as sent to pages.
     pub fn snapshot(&self) -> ServerMsg {
         let view = self.view.read().unwrap();
-        ServerMsg::Cluster { nodes: view.nodes.clone(), placement: self.spec.clone(), slots: view.placement.slots() }
+        let nodes = view
+            .placement
+            .members()
+            .iter()
+            .filter_map(|m| view.nodes.get(&m.id))
+            .map(|n| NodeInfo { healthy: n.healthy, ..n.info.clone() })
+            .collect();
+        ServerMsg::Cluster { nodes, placement: view.spec.clone(), slots: view.placement.slots() }
     }
 
+    /// Sends the current snapshot to every page.
+    pub fn broadcast(&self) {
+        let _ = self.events.send(self.snapshot());
+    }
+
+    /// Sends any event to every page.
+    pub fn publish(&self, msg: ServerMsg) {
+        let _ = self.events.send(msg);
+    }
+
+    /// The current members, with their health.
     pub fn nodes(&self) -> Vec<NodeInfo> {
-        self.view.read().unwrap().nodes.clone()
+        match self.snapshot() {
+            ServerMsg::Cluster { nodes, .. } => nodes,
+            _ => unreachable!("snapshot is a cluster message"),
+        }
     }
 
-    /// Future membership changes, for a page's WebSocket.
+    /// Future changes and rebalance events, for a page's WebSocket.
     pub fn subscribe(&self) -> broadcast::Receiver<ServerMsg> {
         self.events.subscribe()
     }
 
-    /// The owner of `key` and a connection to it.
-    pub fn route(&self, key: &[u8]) -> Option<(String, NodeClient)> {
-        let view = self.view.read().unwrap();
-        let owner = view.placement.owner_of(key)?;
-        let client = view.clients.get(owner)?.clone();
-        Some((owner.to_string(), client))
-    }
-
-    /// Sends a single-key request to the key's owner. Returns the owner's id
-    /// (when there is one) and the reply.
+    /// Sends a single-key request (`PUT`, `GET_ONE`, `DELETE`) to the key's
+    /// owner, or both owners while the key moves. Returns the node that
+    /// answered for the key and the reply.
     pub async fn request_key(&self, key: &[u8], req: &NodeRequest) -> (Option<String>, NodeReply) {
-        match self.route(key) {
-            Some((owner, client)) => {
-                let reply = client.request(req).await;
-                (Some(owner), reply)
+        let _gate = self.gate.read().await;
+        let route = self.view.read().unwrap().route(key);
+        match route {
+            None => (None, unavailable("no storage nodes in the cluster".into())),
+            Some(Route::One { id, healthy: false, .. }) => {
+                let msg = format!("{id}, which owns this key, is failing its health check");
+                (Some(id), unavailable(msg))
             }
-            None => (None, NodeReply::error(ErrorCode::Unavailable, "no storage nodes in the cluster")),
+            Some(Route::One { id, client, .. }) => {
+                let reply = client.request(req).await;
+                (Some(id), reply)
+            }
+            Some(Route::Moving { old, new }) => {
+                for (id, _, healthy) in [&old, &new] {
+                    if !healthy {
+                        return (Some(new.0.clone()), unavailable(format!("{id} is failing its health check")));
+                    }
+                }
+                moving_request(&old, &new, req).await
+            }
         }
-    }
-
-    /// Each node's `STATS` reply, by node id.
-    pub async fn stats(&self) -> std::collections::BTreeMap<String, NodeReply> {
-        let clients: Vec<(String, NodeClient)> =
-            self.view.read().unwrap().clients.iter().map(|(id, c)| (id.clone(), c.clone())).collect();
-        let replies = futures::future::join_all(clients.iter().map(|(_, c)| c.request(&NodeRequest::Stats))).await;
-        clients.into_iter().map(|(id, _)| id).zip(replies).collect()
     }
 
     /// Every key-value pair of every node, in key order.
     pub async fn get_all(&self) -> NodeReply {
-        let clients: Vec<NodeClient> = self.view.read().unwrap().clients.values().cloned().collect();
+        let _gate = self.gate.read().await;
+        let clients = self.view.read().unwrap().holders();
         let replies = futures::future::join_all(clients.iter().map(|c| c.request(&NodeRequest::GetAll))).await;
         let mut all = Vec::new();
         for reply in replies {
             match reply {
                 NodeReply::Collection { collection } => all.extend(collection),
                 err @ NodeReply::Error { .. } => return err,
-                other => {
-                    return NodeReply::error(ErrorCode::Unavailable, format!("unexpected reply to GET_ALL: {other:?}"))
-                }
+                other => return unavailable(format!("unexpected reply to GET_ALL: {other:?}")),
             }
         }
         all.sort_by(|a, b| a.key.cmp(&b.key));
         NodeReply::Collection { collection: all }
+    }
+
+    /// Each node's `STATS` reply, by node id.
+    pub async fn stats(&self) -> BTreeMap<String, NodeReply> {
+        let clients: Vec<(String, NodeClient)> =
+            self.view.read().unwrap().nodes.iter().map(|(id, n)| (id.clone(), n.client.clone())).collect();
+        let replies = futures::future::join_all(clients.iter().map(|(_, c)| c.request(&NodeRequest::Stats))).await;
+        clients.into_iter().map(|(id, _)| id).zip(replies).collect()
+    }
+}
+
+/// A request for a key that is moving from `old` to `new`.
+async fn moving_request(
+    old: &(String, NodeClient, bool),
+    new: &(String, NodeClient, bool),
+    req: &NodeRequest,
+) -> (Option<String>, NodeReply) {
+    let not_found = |r: &NodeReply| matches!(r, NodeReply::Error { error: ErrorCode::NotFound, .. });
+    let ok = |r: &NodeReply| matches!(r, NodeReply::Ok { .. });
+    match req {
+        NodeRequest::GetOne { .. } => {
+            let reply = new.1.request(req).await;
+            if !not_found(&reply) {
+                return (Some(new.0.clone()), reply);
+            }
+            (Some(old.0.clone()), old.1.request(req).await)
+        }
+        NodeRequest::Put { key, .. } => {
+            let reply = new.1.request(req).await;
+            if !ok(&reply) {
+                return (Some(new.0.clone()), reply);
+            }
+            // Retire the old copy so the rebalance can never carry it over.
+            let retired = old.1.request(&NodeRequest::Delete { key: key.clone() }).await;
+            if ok(&retired) || not_found(&retired) {
+                (Some(new.0.clone()), reply)
+            } else {
+                (Some(new.0.clone()), unavailable(format!("stored on {}, but {} kept an old copy", new.0, old.0)))
+            }
+        }
+        NodeRequest::Delete { .. } => {
+            let (a, b) = futures::join!(new.1.request(req), old.1.request(req));
+            match (ok(&a) || not_found(&a), ok(&b) || not_found(&b)) {
+                (true, true) if not_found(&a) && not_found(&b) => (Some(new.0.clone()), a),
+                (true, true) => (Some(new.0.clone()), NodeReply::ok()),
+                _ => (Some(new.0.clone()), if ok(&a) || not_found(&a) { b } else { a }),
+            }
+        }
+        other => (None, NodeReply::error(ErrorCode::BadRequest, format!("{other:?} is not a single-key request"))),
     }
 }

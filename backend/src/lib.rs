@@ -9,15 +9,20 @@
 //!   when no Consul agent is given (and `shardscope registry` runs alone).
 //! - [`membership`]: follows the registry's healthy nodes with blocking
 //!   queries and keeps the cluster view in step.
+//! - [`rebalance`]: moves keys on a join, a leave or a change of algorithm,
+//!   one change at a time, losing no acknowledged write.
+//! - [`admin`]: add node, remove node, change placement, in the seeds' order.
 //! - [`supervisor`]: launches and stops the node processes `serve` owns.
 //! - [`rest`], [`ws`]: the HTTP API (`/kv`, `/nodes`, `/healthz`) and the
 //!   page's WebSocket (`/ws`).
 //! - [`server`]: wires the above into one axum app and runs `serve`.
 
+pub mod admin;
 pub mod cli;
 pub mod cluster;
 pub mod membership;
 pub mod node_client;
+pub mod rebalance;
 pub mod registry;
 pub mod rest;
 pub mod server;

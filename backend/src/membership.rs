@@ -1,10 +1,10 @@
 //! Follows cluster membership in the registry (embedded or a real Consul)
-//! with blocking queries on the healthy `shardscope-node` instances: every
-//! change is pushed to the backend as soon as the registry sees it, and the
-//! cluster view is brought in step (new nodes connected and added, nodes that
-//! left or turned critical dropped from routing).
+//! with blocking queries on the `shardscope-node` instances: every change is
+//! pushed to the backend as soon as the registry sees it, and the cluster
+//! view is brought in step (new nodes join through the rebalancer, failing
+//! checks mark nodes unhealthy, vanished nodes are dropped).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use shardscope_node::consul::{Consul, ServiceNode};
@@ -12,6 +12,7 @@ use shardscope_shared::consul::NODE_SERVICE;
 use shardscope_shared::protocol::NodeInfo;
 
 use crate::cluster::Cluster;
+use crate::rebalance::{Change, Rebalancer};
 
 /// How long one blocking query may wait for a change.
 const WAIT: Duration = Duration::from_secs(30);
@@ -22,23 +23,33 @@ pub fn nodes_of(entries: &[ServiceNode]) -> BTreeMap<String, NodeInfo> {
         .iter()
         .map(|e| {
             let host = if e.service.address.is_empty() { e.node.address.clone() } else { e.service.address.clone() };
-            let info = NodeInfo { id: e.service.id.clone(), addr: format!("tcp://{host}:{}", e.service.port) };
+            let addr = format!("tcp://{host}:{}", e.service.port);
+            let info = NodeInfo { id: e.service.id.clone(), addr, healthy: true };
             (info.id.clone(), info)
         })
         .collect()
 }
 
-/// Watches the registry forever, keeping `cluster` in step.
-pub async fn watch(consul: Consul, cluster: Cluster) {
+/// Watches the registry forever, keeping `cluster` in step: a node that
+/// registers and passes its check joins (the rebalancer gives it its share),
+/// a failing check marks it unhealthy, and a node that vanishes from the
+/// registry without a planned leave is dropped.
+pub async fn watch(consul: Consul, cluster: Cluster, rebalancer: Rebalancer) {
     let mut index: Option<u64> = None;
     let mut backoff = Duration::from_millis(100);
     loop {
-        match consul.health_service(NODE_SERVICE, true, index, WAIT).await {
-            Ok((entries, new_index)) => {
+        let polled = async {
+            let (all, new_index) = consul.health_service(NODE_SERVICE, false, index, WAIT).await?;
+            let (passing, _) = consul.health_service(NODE_SERVICE, true, None, Duration::from_secs(5)).await?;
+            anyhow::Ok((all, passing, new_index))
+        };
+        match polled.await {
+            Ok((all, passing, new_index)) => {
                 backoff = Duration::from_millis(100);
                 // Consul: an index that goes backwards means start over.
                 index = Some(if index.is_some_and(|i| new_index < i) { 0 } else { new_index });
-                apply(&cluster, nodes_of(&entries)).await;
+                let passing = nodes_of(&passing).into_keys().collect();
+                apply(&cluster, &rebalancer, nodes_of(&all), passing).await;
             }
             Err(e) => {
                 tracing::warn!("membership watch: {e:#}; retrying in {backoff:?}");
@@ -49,19 +60,21 @@ pub async fn watch(consul: Consul, cluster: Cluster) {
     }
 }
 
-async fn apply(cluster: &Cluster, healthy: BTreeMap<String, NodeInfo>) {
-    let current: BTreeMap<String, NodeInfo> = cluster.nodes().into_iter().map(|n| (n.id.clone(), n)).collect();
-    for (id, node) in &current {
-        if healthy.get(id) != Some(node) {
-            tracing::info!(%id, "node left or is unhealthy: no more traffic");
-            cluster.remove_node(id);
+async fn apply(cluster: &Cluster, rebalancer: &Rebalancer, all: BTreeMap<String, NodeInfo>, passing: BTreeSet<String>) {
+    for id in cluster.known_ids() {
+        if all.contains_key(&id) {
+            cluster.set_health(&id, passing.contains(&id));
+        } else {
+            tracing::info!(%id, "node left the registry");
+            cluster.drop_node(&id);
         }
     }
-    for (id, node) in healthy {
-        if current.get(&id) != Some(&node) {
-            tracing::info!(%id, addr = %node.addr, "node joined");
-            if let Err(e) = cluster.add_node(node).await {
-                tracing::warn!(%id, "cannot connect: {e:#}");
+    for (id, node) in all {
+        if passing.contains(&id) && !cluster.knows(&id) {
+            tracing::info!(%id, addr = %node.addr, "node registered: joining");
+            match cluster.connect(node.clone()).await {
+                Ok(()) => rebalancer.submit(Change::Join(node)),
+                Err(e) => tracing::warn!(%id, "cannot connect: {e:#}"),
             }
         }
     }

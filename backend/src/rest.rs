@@ -1,29 +1,84 @@
 //! The HTTP API, as curl users expect from seed 003:
 //! `PUT /kv/{key}` (body = value), `GET /kv/{key}` (body = value),
 //! `DELETE /kv/{key}`, `GET /kv` (every pair), `GET /nodes`, `GET /stats`
-//! (each node's counters), `GET /healthz`.
+//! (each node's counters), `GET /healthz`; and administration:
+//! `POST /nodes` (add a node), `DELETE /nodes/{id}` (drain and remove one),
+//! `PUT /placement` (change the algorithm; body = a placement spec).
 //! Every per-key answer names the owner in the `X-ShardScope-Node` header.
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{delete, get, put};
 use axum::{Json, Router};
+use shardscope_shared::placement::PlacementSpec;
 use shardscope_shared::protocol::{ErrorCode, NodeReply, NodeRequest};
 
+use crate::admin::Admin;
 use crate::cluster::Cluster;
+use crate::server::App;
 
 /// Header naming the node that owns (and served) a key.
 pub const NODE_HEADER: &str = "x-shardscope-node";
 
-pub fn routes() -> Router<Cluster> {
+pub fn routes() -> Router<App> {
     Router::new()
         .route("/kv", get(get_all))
         .route("/kv/{*key}", get(get_one).put(put_one).delete(delete_one))
-        .route("/nodes", get(nodes))
+        .route("/nodes", get(nodes).post(add_node))
+        .route("/nodes/{id}", delete(remove_node))
+        .route("/placement", put(change_placement))
         .route("/stats", get(stats))
         .route("/healthz", get(|| async { "ok\n" }))
+}
+
+/// `POST /nodes`: launches a node; it joins and gets its share (watch `/ws`).
+async fn add_node(State(admin): State<Admin>) -> Response {
+    match admin.add_node().await {
+        Ok(info) => (StatusCode::ACCEPTED, Json(info)).into_response(),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, format!("cannot launch a node: {e:#}")),
+    }
+}
+
+/// `DELETE /nodes/{id}`: answers once the node's keys have moved off.
+async fn remove_node(State(admin): State<Admin>, Path(id): Path<String>) -> Response {
+    if !admin.cluster.nodes().iter().any(|n| n.id == id) {
+        return error(StatusCode::NOT_FOUND, format!("no node {id:?} in the cluster"));
+    }
+    match admin.remove_node(&id).await {
+        Ok(progress) => Json(progress).into_response(),
+        Err(message) => error(StatusCode::CONFLICT, message),
+    }
+}
+
+/// `PUT /placement`: answers once every key is where the new spec puts it.
+async fn change_placement(State(admin): State<Admin>, body: Bytes) -> Response {
+    let spec: PlacementSpec = match serde_json::from_slice(&body) {
+        Ok(spec) => spec,
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("not a placement spec: {e}")),
+    };
+    if matches!(spec, PlacementSpec::Bounded { .. }) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "bounded placement depends on the key set; the cluster cannot route with it yet".into(),
+        );
+    }
+    match admin.change_placement(spec).await {
+        Ok(progress) => Json(progress).into_response(),
+        Err(message) => error(StatusCode::CONFLICT, message),
+    }
+}
+
+fn error(status: StatusCode, message: String) -> Response {
+    let code = if status == StatusCode::NOT_FOUND {
+        ErrorCode::NotFound
+    } else if status == StatusCode::BAD_REQUEST {
+        ErrorCode::BadRequest
+    } else {
+        ErrorCode::Unavailable
+    };
+    (status, Json(NodeReply::error(code, message))).into_response()
 }
 
 async fn put_one(State(cluster): State<Cluster>, Path(key): Path<String>, body: Bytes) -> Response {

@@ -8,15 +8,21 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use std::sync::Arc;
+
+use axum::extract::FromRef;
 use axum::routing::get;
 use axum::Router;
 use shardscope_shared::placement::PlacementSpec;
+use tokio::sync::Mutex;
 use tower_http::services::{ServeDir, ServeFile};
 
 use shardscope_node::consul::Consul;
 use shardscope_node::wal::FsyncPolicy;
 
+use crate::admin::Admin;
 use crate::cluster::Cluster;
+use crate::rebalance::{Rebalancer, Settings};
 use crate::registry::Registry;
 use crate::supervisor::Supervisor;
 
@@ -35,12 +41,33 @@ pub struct ServeOptions {
     pub registry_port: u16,
     /// The nodes' fsync policy.
     pub fsync: FsyncPolicy,
+    /// How fast rebalances move keys.
+    pub rebalance: Settings,
+}
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct App {
+    pub cluster: Cluster,
+    pub admin: Admin,
+}
+
+impl FromRef<App> for Cluster {
+    fn from_ref(app: &App) -> Cluster {
+        app.cluster.clone()
+    }
+}
+
+impl FromRef<App> for Admin {
+    fn from_ref(app: &App) -> Admin {
+        app.admin.clone()
+    }
 }
 
 /// The whole HTTP surface: REST, `/ws`, and the built page as static files.
-pub fn app(cluster: Cluster, static_dir: &std::path::Path) -> Router {
+pub fn app(state: App, static_dir: &std::path::Path) -> Router {
     let page = ServeDir::new(static_dir).fallback(ServeFile::new(static_dir.join("index.html")));
-    crate::rest::routes().route("/ws", get(crate::ws::upgrade)).fallback_service(page).with_state(cluster)
+    crate::rest::routes().route("/ws", get(crate::ws::upgrade)).fallback_service(page).with_state(state)
 }
 
 pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
@@ -66,9 +93,16 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     };
 
     let cluster = Cluster::new(opts.placement.clone());
-    let watch = tokio::spawn(crate::membership::watch(consul.clone(), cluster.clone()));
-    let mut supervisor = Supervisor::new(&opts.data_dir, &opts.bind, consul.base(), opts.fsync)?;
-    let started = start_nodes(&mut supervisor, &cluster, opts.nodes).await;
+    let rebalancer = Rebalancer::spawn(cluster.clone(), opts.rebalance);
+    let watch = tokio::spawn(crate::membership::watch(consul.clone(), cluster.clone(), rebalancer.clone()));
+    let supervisor = Supervisor::new(&opts.data_dir, &opts.bind, consul.base(), opts.fsync)?;
+    let admin = Admin {
+        cluster: cluster.clone(),
+        rebalancer,
+        supervisor: Arc::new(Mutex::new(supervisor)),
+        consul: consul.clone(),
+    };
+    let started = start_nodes(&admin, opts.nodes).await;
     let result = match started {
         Err(e) => Err(e),
         Ok(()) => {
@@ -77,13 +111,13 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
                 cluster.nodes().len(),
                 consul.base()
             );
-            let app = app(cluster, &opts.static_dir);
+            let app = app(App { cluster, admin: admin.clone() }, &opts.static_dir);
             axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await.map_err(Into::into)
         }
     };
     // Nodes deregister as they stop, so the registry goes last.
     tracing::info!("stopping nodes");
-    supervisor.stop_all().await;
+    admin.supervisor.lock().await.stop_all().await;
     watch.abort();
     let _ = stop_registry.send(());
     if let Some(task) = embedded {
@@ -92,12 +126,12 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     result
 }
 
-/// Launches `n` nodes and waits until the membership watch has seen them all
-/// registered and healthy.
-async fn start_nodes(supervisor: &mut Supervisor, cluster: &Cluster, n: usize) -> anyhow::Result<()> {
+/// Launches `n` nodes and waits until they have all registered and joined.
+async fn start_nodes(admin: &Admin, n: usize) -> anyhow::Result<()> {
+    let cluster = &admin.cluster;
     let mut events = cluster.subscribe();
     for _ in 0..n {
-        supervisor.launch().await?;
+        admin.add_node().await?;
     }
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     while cluster.nodes().len() < n {

@@ -25,6 +25,7 @@ pub struct Supervisor {
     registry: String,
     fsync: FsyncPolicy,
     nodes: Vec<ManagedNode>,
+    launched: usize,
 }
 
 impl Supervisor {
@@ -37,14 +38,15 @@ impl Supervisor {
             registry: registry.to_string(),
             fsync,
             nodes: Vec::new(),
+            launched: 0,
         })
     }
 
     /// Starts the next node (`node-1`, `node-2`, ...) on a free port; it
     /// registers itself once it listens, and the membership watch sees it.
     pub async fn launch(&mut self) -> anyhow::Result<NodeInfo> {
-        let n = self.nodes.len() + 1;
-        let id = format!("node-{n}");
+        self.launched += 1;
+        let id = format!("node-{}", self.launched);
         let port = free_port(&self.bind)?;
         let dir = self.data_dir.join(&id);
         let mut cmd = Command::new(&self.exe);
@@ -66,10 +68,18 @@ impl Supervisor {
             });
         }
         let child = cmd.spawn()?;
-        let info = NodeInfo { id, addr: format!("tcp://{}:{port}", self.bind) };
+        let info = NodeInfo { id, addr: format!("tcp://{}:{port}", self.bind), healthy: true };
         tracing::info!(id = %info.id, addr = %info.addr, pid = child.id(), "node started");
         self.nodes.push(ManagedNode { info: info.clone(), child });
         Ok(info)
+    }
+
+    /// Stops node `id` if this supervisor started it; `false` otherwise.
+    pub async fn stop(&mut self, id: &str) -> bool {
+        let Some(i) = self.nodes.iter().position(|n| n.info.id == id) else { return false };
+        let mut node = self.nodes.remove(i);
+        terminate(&mut node.child).await;
+        true
     }
 
     /// Stops every node: SIGTERM, then SIGKILL for any still alive after 5 s.
@@ -81,11 +91,20 @@ impl Supervisor {
             }
         }
         for node in &mut self.nodes {
-            if tokio::time::timeout(Duration::from_secs(5), node.child.wait()).await.is_err() {
-                let _ = node.child.kill().await;
-            }
+            terminate(&mut node.child).await;
         }
         self.nodes.clear();
+    }
+}
+
+/// SIGTERM (again, harmlessly, if already sent), then SIGKILL after 5 s.
+async fn terminate(child: &mut Child) {
+    if let Some(pid) = child.id() {
+        // SAFETY: plain kill(2) on a child we own.
+        unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+    }
+    if tokio::time::timeout(Duration::from_secs(5), child.wait()).await.is_err() {
+        let _ = child.kill().await;
     }
 }
 

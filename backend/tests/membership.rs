@@ -74,20 +74,41 @@ async fn a_node_started_by_hand_joins_and_leaves_through_the_registry() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_killed_node_turns_critical_and_stops_receiving_traffic() {
+async fn a_killed_node_turns_unhealthy_and_its_keys_get_503() {
     let stack = Stack::start(3, &[]);
     let ws_url = format!("{}/ws", stack.url.replace("http://", "ws://"));
     let (mut ws, _) = tokio_tungstenite::connect_async(&ws_url).await.unwrap();
     let nodes = next_cluster(&mut ws).await;
     assert_eq!(nodes.len(), 3);
-    let victim = common::children_of(stack.pid())[0];
+    let http = reqwest::Client::new();
+    let mut owner_of = std::collections::HashMap::new();
+    for i in 0..60 {
+        let resp = http.put(format!("{}/kv/k{i}", stack.url)).body("v").send().await.unwrap();
+        owner_of.insert(i, resp.headers()["x-shardscope-node"].to_str().unwrap().to_string());
+    }
+    let victim_pid = common::children_of(stack.pid())[0];
     // SAFETY: kill(2) on a node process this test's serve started.
-    unsafe { libc::kill(victim as i32, libc::SIGKILL) };
-    // Its TCP check fails (every 1 s); the watch drops it from routing.
-    let nodes = next_cluster(&mut ws).await;
-    assert_eq!(nodes.len(), 2);
-    let rest: Vec<NodeInfo> = reqwest::get(format!("{}/nodes", stack.url)).await.unwrap().json().await.unwrap();
-    assert_eq!(rest, nodes);
+    unsafe { libc::kill(victim_pid as i32, libc::SIGKILL) };
+    // Its TCP check fails (every 1 s): the page hears it is unhealthy.
+    let nodes = loop {
+        let nodes = next_cluster(&mut ws).await;
+        if nodes.iter().any(|n| !n.healthy) {
+            break nodes;
+        }
+    };
+    let victim = nodes.iter().find(|n| !n.healthy).unwrap().id.clone();
+    assert_eq!(nodes.len(), 3, "an unhealthy node stays a member until it is removed");
+    // Its keys answer 503 with a clear message; everyone else's still work.
+    for (i, owner) in &owner_of {
+        let resp = http.get(format!("{}/kv/k{i}", stack.url)).send().await.unwrap();
+        if owner == &victim {
+            assert_eq!(resp.status(), 503);
+            let body: serde_json::Value = resp.json().await.unwrap();
+            assert!(body["message"].as_str().unwrap().contains(&victim), "{body}");
+        } else {
+            assert_eq!(resp.status(), 200, "k{i} on {owner}");
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -74,6 +74,8 @@ impl Backend {
                             a.insert(id, Answer { node, reply });
                         });
                     }
+                    // Rebalance events: shown by the cluster panel once it has one.
+                    Ok(_) => {}
                     Err(e) => leptos::logging::warn!("unreadable message from backend: {e}"),
                 }
             }

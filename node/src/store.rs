@@ -89,9 +89,17 @@ impl Store {
                 self.write(vec![Op::Delete(key.0)]);
                 NodeReply::ok()
             }
-            NodeRequest::PutBatch { entries } => {
-                let n = entries.len() as u64;
-                self.write(entries.into_iter().map(|e| Op::Put(e.key.0, e.value.0)).collect());
+            NodeRequest::PutBatch { entries, if_absent } => {
+                let mut seen = std::collections::HashSet::new();
+                let ops: Vec<Op> = entries
+                    .into_iter()
+                    .filter(|e| {
+                        !if_absent || (!self.map.contains_key(e.key.as_bytes()) && seen.insert(e.key.0.clone()))
+                    })
+                    .map(|e| Op::Put(e.key.0, e.value.0))
+                    .collect();
+                let n = ops.len() as u64;
+                self.write(ops);
                 NodeReply::ok_count(n)
             }
             NodeRequest::DeleteBatch { keys } => {
@@ -219,7 +227,16 @@ mod tests {
     fn batches_apply_whole_and_count() {
         let (mut s, _d) = store();
         let entries = (0..5).map(|i| Entry { key: format!("k{i}").into(), value: "v".into() }).collect();
-        assert_eq!(s.apply(NodeRequest::PutBatch { entries }), NodeReply::ok_count(5));
+        assert_eq!(s.apply(NodeRequest::PutBatch { entries, if_absent: false }), NodeReply::ok_count(5));
+        // if_absent leaves existing keys alone.
+        let entries =
+            vec![Entry { key: "k0".into(), value: "new".into() }, Entry { key: "k9".into(), value: "new".into() }];
+        assert_eq!(s.apply(NodeRequest::PutBatch { entries, if_absent: true }), NodeReply::ok_count(1));
+        assert_eq!(
+            s.apply(NodeRequest::GetOne { key: "k0".into() }),
+            NodeReply::Value { key: "k0".into(), value: "v".into() }
+        );
+        s.apply(NodeRequest::Delete { key: "k9".into() });
         let keys = vec!["k1".into(), "k1".into(), "k3".into(), "missing".into()];
         assert_eq!(s.apply(NodeRequest::DeleteBatch { keys }), NodeReply::ok_count(2));
         assert_eq!(s.len(), 3);
@@ -228,7 +245,7 @@ mod tests {
             Entry { key: "fine".into(), value: "v".into() },
             Entry { key: "big".into(), value: Datum(vec![0; shardscope_shared::protocol::MAX_VALUE + 1]) },
         ];
-        let reply = s.apply(NodeRequest::PutBatch { entries });
+        let reply = s.apply(NodeRequest::PutBatch { entries, if_absent: false });
         assert!(matches!(reply, NodeReply::Error { error: ErrorCode::TooLarge, .. }));
         assert_eq!(s.len(), 3, "a rejected batch changes nothing");
     }

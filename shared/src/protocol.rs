@@ -120,8 +120,13 @@ pub enum NodeRequest {
         key: Datum,
     },
     /// Stores every entry, atomically (all or, on a rejected request, none).
+    /// With `if_absent`, keys that already exist keep their value (how a
+    /// rebalance copies without overwriting newer writes); `count` says how
+    /// many were written.
     PutBatch {
         entries: Vec<Entry>,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        if_absent: bool,
     },
     /// Deletes every key that exists, atomically; answers how many did.
     DeleteBatch {
@@ -169,7 +174,7 @@ impl NodeRequest {
         match self {
             NodeRequest::Put { key, value } => key_ok(key).and(value_ok(value)),
             NodeRequest::GetOne { key } | NodeRequest::Delete { key } => key_ok(key),
-            NodeRequest::PutBatch { entries } => {
+            NodeRequest::PutBatch { entries, .. } => {
                 entries.iter().try_for_each(|e| key_ok(&e.key).and(value_ok(&e.value)))
             }
             NodeRequest::DeleteBatch { keys } => keys.iter().try_for_each(key_ok),
@@ -327,6 +332,41 @@ pub struct NodeInfo {
     pub id: String,
     /// ZeroMQ endpoint, e.g. `tcp://127.0.0.1:5601`.
     pub addr: String,
+    /// Whether its registry health check passes; keys of an unhealthy node
+    /// get `unavailable` errors until it recovers or is removed.
+    #[serde(default = "healthy_by_default")]
+    pub healthy: bool,
+}
+
+fn healthy_by_default() -> bool {
+    true
+}
+
+/// Keys and bytes a rebalance moved from one node to another.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Flow {
+    pub from: String,
+    pub to: String,
+    pub keys: u64,
+    pub bytes: u64,
+}
+
+/// A rebalance's progress, as pushed to pages at least 5 times a second.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Progress {
+    /// What changed, e.g. `join node-4`, `leave node-2`, `placement jump`.
+    pub change: String,
+    pub keys_moved: u64,
+    pub bytes_moved: u64,
+    /// Keys looked at so far, and in all (the cluster's key count at the start).
+    pub keys_scanned: u64,
+    pub keys_total: u64,
+    pub keys_per_sec: f64,
+    pub seconds: f64,
+    /// `keys_moved / keys_total`, and the least fraction any placement must move.
+    pub fraction: f64,
+    pub ideal: f64,
+    pub flows: Vec<Flow>,
 }
 
 /// A message from the page to the backend over the WebSocket.
@@ -352,6 +392,21 @@ pub enum ServerMsg {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         slots: Option<Vec<Option<String>>>,
     },
+    /// A rebalance starts: the membership and placement it moves to.
+    RebalancePlan {
+        change: String,
+        from: Vec<String>,
+        to: Vec<String>,
+        placement: PlacementSpec,
+        keys_total: u64,
+        ideal: f64,
+    },
+    /// A rebalance moved more keys.
+    RebalanceProgress { progress: Progress },
+    /// A rebalance finished; the new placement is in the next `cluster` message.
+    RebalanceDone { progress: Progress },
+    /// A rebalance step failed; it is retried.
+    RebalanceError { change: String, message: String },
     /// The answer to the request with the same `id`; `node` is the node that
     /// served it (the key's owner), when there is one.
     Reply { id: u64, node: Option<String>, reply: NodeReply },
@@ -409,7 +464,8 @@ mod tests {
     #[test]
     fn batch_scan_and_stats_requests_parse() {
         let batch = parse_request(br#"{"op":"PUT_BATCH","entries":[{"key":"a","value":"1"}]}"#).unwrap();
-        assert_eq!(batch, NodeRequest::PutBatch { entries: vec![Entry { key: "a".into(), value: "1".into() }] });
+        let entries = vec![Entry { key: "a".into(), value: "1".into() }];
+        assert_eq!(batch, NodeRequest::PutBatch { entries, if_absent: false });
         let scan = parse_request(br#"{"op":"SCAN","limit":10,"ranges":[[0,18446744073709551615]]}"#).unwrap();
         assert_eq!(scan, NodeRequest::Scan { cursor: None, limit: 10, ranges: Some(vec![(0, u64::MAX)]) });
         assert_eq!(parse_request(br#"{"op":"STATS"}"#).unwrap(), NodeRequest::Stats);

@@ -1,0 +1,49 @@
+//! Cluster administration, as the seeds order it. Add a node: launch it;
+//! it registers, the membership watch sees it, and the rebalancer gives it
+//! its share. Remove a node: move its keys off (rebalance), deregister it,
+//! stop it. Change the algorithm: a rebalance like any other.
+
+use std::sync::Arc;
+
+use shardscope_node::consul::Consul;
+use shardscope_shared::placement::PlacementSpec;
+use shardscope_shared::protocol::{NodeInfo, Progress};
+use tokio::sync::Mutex;
+
+use crate::cluster::Cluster;
+use crate::rebalance::{Change, Rebalancer};
+use crate::supervisor::Supervisor;
+
+/// Handle for administrative actions; cheap to clone.
+#[derive(Clone)]
+pub struct Admin {
+    pub cluster: Cluster,
+    pub rebalancer: Rebalancer,
+    pub supervisor: Arc<Mutex<Supervisor>>,
+    pub consul: Consul,
+}
+
+impl Admin {
+    /// Launches one more node; it joins through the registry. Returns it
+    /// before its keys have arrived (progress comes as events).
+    pub async fn add_node(&self) -> anyhow::Result<NodeInfo> {
+        self.supervisor.lock().await.launch().await
+    }
+
+    /// Drains `id` (its keys move to the others), deregisters it, and stops it
+    /// if this backend started it.
+    pub async fn remove_node(&self, id: &str) -> Result<Progress, String> {
+        let progress = self.rebalancer.run(Change::Leave(id.to_string())).await?;
+        if let Err(e) = self.consul.deregister(id).await {
+            tracing::warn!(%id, "drained, but deregistering failed: {e:#}");
+        }
+        self.supervisor.lock().await.stop(id).await;
+        self.cluster.disconnect(id);
+        Ok(progress)
+    }
+
+    /// Moves every key to where `spec` places it, then routes with it.
+    pub async fn change_placement(&self, spec: PlacementSpec) -> Result<Progress, String> {
+        self.rebalancer.run(Change::Placement(spec)).await
+    }
+}

@@ -1,0 +1,279 @@
+//! The rebalancer: moves keys when a node joins or leaves or the algorithm
+//! changes, one change at a time, without losing an acknowledged write.
+//!
+//! For each change it builds the target placement from the current one (so
+//! jump keeps its bucket history), publishes the plan, and switches routing
+//! into two-placement mode (see [`crate::cluster`]). Then, node by node, it
+//! pages through each current member's keys with `SCAN`; under the exclusive
+//! routing gate it copies the page's moving keys to their new owners
+//! (`PUT_BATCH` with `if_absent`, so a newer client write always wins) and
+//! deletes them from the source (`DELETE_BATCH`). Keys only leave a source,
+//! never arrive there, so the scan cursor never skips one. When every source
+//! is done the target becomes the placement. Progress goes to every page at
+//! least five times a second.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use shardscope_shared::placement::analysis::ideal_fraction;
+use shardscope_shared::placement::{build, restore, Member, Placement, PlacementSpec};
+use shardscope_shared::protocol::{Datum, Entry, Flow, NodeInfo, NodeReply, NodeRequest, Progress, ServerMsg};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::cluster::Cluster;
+use crate::node_client::NodeClient;
+
+/// A membership or placement change.
+#[derive(Clone, Debug)]
+pub enum Change {
+    Join(NodeInfo),
+    Leave(String),
+    Placement(PlacementSpec),
+}
+
+impl std::fmt::Display for Change {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Change::Join(n) => write!(f, "join {}", n.id),
+            Change::Leave(id) => write!(f, "leave {id}"),
+            Change::Placement(spec) => write!(f, "placement {}", spec.name()),
+        }
+    }
+}
+
+/// How fast to move keys.
+#[derive(Clone, Copy, Debug)]
+pub struct Settings {
+    /// Keys scanned per batch (and per hold of the routing gate).
+    pub batch: usize,
+    /// Most keys moved per second; `None` for as fast as it goes.
+    pub max_keys_per_sec: Option<u64>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings { batch: 1000, max_keys_per_sec: None }
+    }
+}
+
+type Outcome = Result<Progress, String>;
+
+/// Handle on the rebalancing task; cheap to clone.
+#[derive(Clone)]
+pub struct Rebalancer {
+    jobs: mpsc::UnboundedSender<(Change, Option<oneshot::Sender<Outcome>>)>,
+}
+
+impl Rebalancer {
+    pub fn spawn(cluster: Cluster, settings: Settings) -> Self {
+        let (jobs, mut rx) = mpsc::unbounded_channel::<(Change, Option<oneshot::Sender<Outcome>>)>();
+        tokio::spawn(async move {
+            let mut stuck = false;
+            while let Some((change, done)) = rx.recv().await {
+                let outcome = if stuck {
+                    Err("an earlier rebalance did not finish; fix the failing node and restart".to_string())
+                } else {
+                    rebalance(&cluster, &change, settings).await
+                };
+                if let Err(message) = &outcome {
+                    stuck |= message.starts_with(GAVE_UP);
+                    tracing::warn!(%change, "rebalance failed: {message}");
+                    cluster.publish(ServerMsg::RebalanceError { change: change.to_string(), message: message.clone() });
+                }
+                if let Some(done) = done {
+                    let _ = done.send(outcome);
+                }
+            }
+        });
+        Rebalancer { jobs }
+    }
+
+    /// Queues a change without waiting for it.
+    pub fn submit(&self, change: Change) {
+        let _ = self.jobs.send((change, None));
+    }
+
+    /// Queues a change and waits until its keys have moved.
+    pub async fn run(&self, change: Change) -> Outcome {
+        let (tx, rx) = oneshot::channel();
+        self.jobs.send((change, Some(tx))).map_err(|_| "the rebalancer has stopped".to_string())?;
+        rx.await.map_err(|_| "the rebalancer has stopped".to_string())?
+    }
+}
+
+const GAVE_UP: &str = "gave up";
+const RETRIES: u32 = 30;
+
+/// A copy of a placement, history included.
+fn copy(spec: &PlacementSpec, p: &dyn Placement) -> Box<dyn Placement> {
+    restore(spec, p.members(), p.slots().as_deref())
+}
+
+async fn rebalance(cluster: &Cluster, change: &Change, settings: Settings) -> Outcome {
+    let started = Instant::now();
+    let (spec, members, slots) = cluster.placement_state();
+    let old = restore(&spec, &members, slots.as_deref());
+    let (new_spec, new) = match change {
+        Change::Join(info) => {
+            if !cluster.knows(&info.id) {
+                cluster.connect(info.clone()).await.map_err(|e| format!("cannot reach {}: {e:#}", info.id))?;
+            }
+            let mut t = copy(&spec, old.as_ref());
+            t.add_member(Member::new(&info.id));
+            (spec.clone(), t)
+        }
+        Change::Leave(id) => {
+            if !members.iter().any(|m| &m.id == id) {
+                return Err(format!("{id} is not a member"));
+            }
+            if members.len() == 1 {
+                return Err(format!("{id} is the last node: its keys would have nowhere to go"));
+            }
+            let mut t = copy(&spec, old.as_ref());
+            t.remove_member(id);
+            (spec.clone(), t)
+        }
+        Change::Placement(s) => (s.clone(), build(s, &members)),
+    };
+    let sources: Vec<(String, NodeClient)> =
+        members.iter().filter_map(|m| cluster.client(&m.id).map(|c| (m.id.clone(), c))).collect();
+    let keys_total = count_keys(&sources).await;
+    let ideal = ideal_fraction(old.members(), new.members());
+    cluster.publish(ServerMsg::RebalancePlan {
+        change: change.to_string(),
+        from: old.members().iter().map(|m| m.id.clone()).collect(),
+        to: new.members().iter().map(|m| m.id.clone()).collect(),
+        placement: new_spec.clone(),
+        keys_total,
+        ideal,
+    });
+    {
+        let _routing = cluster.lock_routing().await;
+        cluster.begin_rebalance(new_spec.clone(), copy(&new_spec, new.as_ref()));
+    }
+    let mut progress = Progress { change: change.to_string(), keys_total, ideal, ..Default::default() };
+    let mut flows: BTreeMap<(String, String), (u64, u64)> = BTreeMap::new();
+    let mut last_report = Instant::now();
+    for (source_id, source) in &sources {
+        let mut cursor: Option<Datum> = None;
+        loop {
+            let mut attempt = 0;
+            let page = loop {
+                match move_batch(cluster, source_id, source, cursor.clone(), new.as_ref(), settings.batch).await {
+                    Ok(page) => break page,
+                    Err(message) if attempt < RETRIES => {
+                        attempt += 1;
+                        cluster.publish(ServerMsg::RebalanceError { change: change.to_string(), message });
+                        tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt.min(10)))).await;
+                    }
+                    Err(message) => return Err(format!("{GAVE_UP} after {RETRIES} retries: {message}")),
+                }
+            };
+            progress.keys_scanned += page.scanned;
+            for (to, keys, bytes) in page.moved {
+                progress.keys_moved += keys;
+                progress.bytes_moved += bytes;
+                let flow = flows.entry((source_id.clone(), to)).or_default();
+                flow.0 += keys;
+                flow.1 += bytes;
+            }
+            let elapsed = started.elapsed().as_secs_f64();
+            if last_report.elapsed() >= Duration::from_millis(100) {
+                last_report = Instant::now();
+                cluster.publish(ServerMsg::RebalanceProgress { progress: finish(&progress, &flows, elapsed) });
+            }
+            if let Some(rate) = settings.max_keys_per_sec {
+                let due = Duration::from_secs_f64(progress.keys_moved as f64 / rate.max(1) as f64);
+                if let Some(wait) = due.checked_sub(started.elapsed()) {
+                    tokio::time::sleep(wait).await;
+                }
+            }
+            match page.next {
+                Some(next) => cursor = Some(next),
+                None => break,
+            }
+        }
+    }
+    {
+        let _routing = cluster.lock_routing().await;
+        cluster.finish_rebalance();
+    }
+    let done = finish(&progress, &flows, started.elapsed().as_secs_f64());
+    cluster.publish(ServerMsg::RebalanceDone { progress: done.clone() });
+    tracing::info!(%change, moved = done.keys_moved, seconds = done.seconds, "rebalance done");
+    Ok(done)
+}
+
+fn finish(p: &Progress, flows: &BTreeMap<(String, String), (u64, u64)>, seconds: f64) -> Progress {
+    Progress {
+        seconds,
+        keys_per_sec: if seconds > 0.0 { p.keys_moved as f64 / seconds } else { 0.0 },
+        fraction: if p.keys_total > 0 { p.keys_moved as f64 / p.keys_total as f64 } else { 0.0 },
+        flows: flows
+            .iter()
+            .map(|((from, to), (keys, bytes))| Flow { from: from.clone(), to: to.clone(), keys: *keys, bytes: *bytes })
+            .collect(),
+        ..p.clone()
+    }
+}
+
+async fn count_keys(sources: &[(String, NodeClient)]) -> u64 {
+    let mut total = 0;
+    for (_, client) in sources {
+        if let NodeReply::Stats { stats } = client.request(&NodeRequest::Stats).await {
+            total += stats.keys;
+        }
+    }
+    total
+}
+
+/// One page of a source's keys, moved.
+struct Page {
+    scanned: u64,
+    /// (target, keys, bytes) per target.
+    moved: Vec<(String, u64, u64)>,
+    next: Option<Datum>,
+}
+
+/// Under the exclusive routing gate: scans one page of `source` after
+/// `cursor`, copies its keys whose owner under `target` is another node
+/// there, and deletes them from `source`.
+async fn move_batch(
+    cluster: &Cluster,
+    source_id: &str,
+    source: &NodeClient,
+    cursor: Option<Datum>,
+    target: &dyn Placement,
+    limit: usize,
+) -> Result<Page, String> {
+    let _routing = cluster.lock_routing().await;
+    let (entries, next) = match source.request(&NodeRequest::Scan { cursor, limit, ranges: None }).await {
+        NodeReply::Page { page, next } => (page, next),
+        other => return Err(format!("SCAN on {source_id}: {other:?}")),
+    };
+    let scanned = entries.len() as u64;
+    let mut by_target: BTreeMap<String, Vec<Entry>> = BTreeMap::new();
+    for e in entries {
+        match target.owner_of(e.key.as_bytes()) {
+            Some(owner) if owner != source_id => by_target.entry(owner.to_string()).or_default().push(e),
+            _ => {}
+        }
+    }
+    let mut moved = Vec::new();
+    for (to, entries) in by_target {
+        let client = cluster.client(&to).ok_or_else(|| format!("no connection to {to}"))?;
+        let bytes: u64 = entries.iter().map(|e| (e.key.len() + e.value.len()) as u64).sum();
+        let keys: Vec<Datum> = entries.iter().map(|e| e.key.clone()).collect();
+        let n = keys.len() as u64;
+        match client.request(&NodeRequest::PutBatch { entries, if_absent: true }).await {
+            NodeReply::Ok { .. } => {}
+            other => return Err(format!("PUT_BATCH on {to}: {other:?}")),
+        }
+        match source.request(&NodeRequest::DeleteBatch { keys }).await {
+            NodeReply::Ok { .. } => {}
+            other => return Err(format!("DELETE_BATCH on {source_id}: {other:?}")),
+        }
+        moved.push((to, n, bytes));
+    }
+    Ok(Page { scanned, moved, next })
+}
