@@ -61,10 +61,14 @@ impl Consul {
         Self::expect_ok(resp, "service register").await.map(|_| ())
     }
 
-    /// `PUT /v1/agent/service/deregister/{id}`.
+    /// `PUT /v1/agent/service/deregister/{id}`; a service already gone is
+    /// not an error.
     pub async fn deregister(&self, service_id: &str) -> anyhow::Result<()> {
         let path = format!("/v1/agent/service/deregister/{service_id}");
         let resp = self.request(reqwest::Method::PUT, &path).send().await?;
+        if resp.status() == reqwest::StatusCode::NOT_FOUND {
+            return Ok(());
+        }
         Self::expect_ok(resp, "service deregister").await.map(|_| ())
     }
 
