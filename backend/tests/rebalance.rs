@@ -254,7 +254,7 @@ async fn concurrent_history_across_join_leave_and_algorithm_change_loses_nothing
         .iter()
         .map(|e| (e["key"].as_str().unwrap().to_string(), e["value"].as_str().unwrap().to_string()))
         .collect();
-    let model = model.lock().unwrap();
+    let model = model.lock().unwrap().clone();
     for (key, states) in model.iter() {
         let got = stored.get(key).cloned();
         assert!(states.contains(&got), "{key}: stored {got:?}, allowed {states:?}");
