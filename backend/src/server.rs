@@ -10,10 +10,11 @@ use std::time::Duration;
 
 use std::sync::Arc;
 
-use axum::extract::FromRef;
+use axum::extract::{DefaultBodyLimit, FromRef};
 use axum::routing::get;
 use axum::Router;
 use shardscope_shared::placement::PlacementSpec;
+use shardscope_shared::protocol::MAX_VALUE;
 use tokio::sync::Mutex;
 use tower_http::services::{ServeDir, ServeFile};
 
@@ -67,7 +68,12 @@ impl FromRef<App> for Admin {
 /// The whole HTTP surface: REST, `/ws`, and the built page as static files.
 pub fn app(state: App, static_dir: &std::path::Path) -> Router {
     let page = ServeDir::new(static_dir).fallback(ServeFile::new(static_dir.join("index.html")));
-    crate::rest::routes().route("/ws", get(crate::ws::upgrade)).fallback_service(page).with_state(state)
+    crate::rest::routes()
+        .route("/ws", get(crate::ws::upgrade))
+        .fallback_service(page)
+        // A body may carry one value of up to the node's limit.
+        .layer(DefaultBodyLimit::max(MAX_VALUE))
+        .with_state(state)
 }
 
 pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {

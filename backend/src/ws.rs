@@ -1,45 +1,80 @@
 //! The page's WebSocket at `/ws`: on connect the page gets the cluster (nodes
-//! and placement), then membership changes as they happen; it sends
-//! [`ClientMsg`] requests and gets [`ServerMsg::Reply`]s with the same id.
+//! and placement), then membership, health and rebalance events as they
+//! happen; it sends [`ClientMsg`] requests (key operations and
+//! administration) and gets replies with the same id, answered concurrently.
 
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
 use axum::response::Response;
-use shardscope_shared::protocol::{ClientMsg, ErrorCode, NodeReply, NodeRequest, ServerMsg};
+use std::sync::Arc;
+
+use futures::{SinkExt, StreamExt};
+use shardscope_shared::placement::PlacementSpec;
+use shardscope_shared::protocol::{ClientMsg, ErrorCode, NodeReply, NodeRequest, Progress, ServerMsg, MAX_MESSAGE};
 use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::{mpsc, Semaphore};
 
-use crate::cluster::Cluster;
+use crate::admin::Admin;
 
-pub async fn upgrade(ws: WebSocketUpgrade, State(cluster): State<Cluster>) -> Response {
-    ws.on_upgrade(move |socket| session(socket, cluster))
+/// Requests one connection may have in flight; past that the socket is not
+/// read until one finishes.
+const IN_FLIGHT: usize = 256;
+
+pub async fn upgrade(ws: WebSocketUpgrade, State(admin): State<Admin>) -> Response {
+    ws.max_message_size(MAX_MESSAGE).on_upgrade(move |socket| session(socket, admin))
 }
 
-async fn session(mut socket: WebSocket, cluster: Cluster) {
+/// One page's connection: requests are answered concurrently (replies carry
+/// their request's id), and cluster and rebalance events are pushed in
+/// between, all through one writer.
+async fn session(socket: WebSocket, admin: Admin) {
+    let cluster = admin.cluster.clone();
+    let (mut sink, mut stream) = socket.split();
+    let (out, mut outbox) = mpsc::channel::<ServerMsg>(IN_FLIGHT);
+    let writer = tokio::spawn(async move {
+        while let Some(msg) = outbox.recv().await {
+            let text = serde_json::to_string(&msg).expect("server messages always serialize");
+            if sink.send(Message::Text(text.into())).await.is_err() {
+                break;
+            }
+        }
+    });
+    let slots = Arc::new(Semaphore::new(IN_FLIGHT));
     let mut events = cluster.subscribe();
-    if send(&mut socket, &cluster.snapshot()).await.is_err() {
+    if out.send(cluster.snapshot()).await.is_err() {
         return;
     }
     loop {
         tokio::select! {
-            event = events.recv() => match event {
-                Ok(msg) => if send(&mut socket, &msg).await.is_err() { return },
-                Err(RecvError::Lagged(_)) => if send(&mut socket, &cluster.snapshot()).await.is_err() { return },
-                Err(RecvError::Closed) => return,
-            },
-            incoming = socket.recv() => {
+            event = events.recv() => {
+                let msg = match event {
+                    Ok(msg) => msg,
+                    Err(RecvError::Lagged(_)) => cluster.snapshot(),
+                    Err(RecvError::Closed) => break,
+                };
+                if out.send(msg).await.is_err() { break }
+            }
+            incoming = stream.next() => {
                 let text = match incoming {
                     Some(Ok(Message::Text(text))) => text,
-                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
+                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
                     Some(Ok(_)) => continue,
                 };
-                let reply = answer(&cluster, text.as_str()).await;
-                if send(&mut socket, &reply).await.is_err() { return }
+                let Ok(slot) = slots.clone().acquire_owned().await else { break };
+                let (admin, out) = (admin.clone(), out.clone());
+                tokio::spawn(async move {
+                    let reply = answer(&admin, text.as_str()).await;
+                    let _ = out.send(reply).await;
+                    drop(slot);
+                });
             }
         }
     }
+    writer.abort();
 }
 
-async fn answer(cluster: &Cluster, text: &str) -> ServerMsg {
+async fn answer(admin: &Admin, text: &str) -> ServerMsg {
+    let cluster = &admin.cluster;
     let msg: ClientMsg = match serde_json::from_str(text) {
         Ok(msg) => msg,
         Err(e) => {
@@ -57,12 +92,39 @@ async fn answer(cluster: &Cluster, text: &str) -> ServerMsg {
             let (node, reply) = cluster.request_key(key.as_bytes(), &NodeRequest::GetOne { key: key.clone() }).await;
             (id, node, reply)
         }
+        ClientMsg::Delete { id, key } => {
+            let (node, reply) = cluster.request_key(key.as_bytes(), &NodeRequest::Delete { key: key.clone() }).await;
+            (id, node, reply)
+        }
         ClientMsg::GetAll { id } => (id, None, cluster.get_all().await),
+        ClientMsg::AddNode { id } => {
+            return match admin.add_node().await {
+                Ok(node) => admin_reply(id, Ok((format!("{} launched; it joins through the registry", node.id), None))),
+                Err(e) => admin_reply(id, Err(format!("cannot launch a node: {e:#}"))),
+            };
+        }
+        ClientMsg::RemoveNode { id, node } => {
+            if !cluster.nodes().iter().any(|n| n.id == node) {
+                return admin_reply(id, Err(format!("no node {node:?} in the cluster")));
+            }
+            let done = admin.remove_node(&node).await.map(|p| (format!("{node} drained and removed"), Some(p)));
+            return admin_reply(id, done);
+        }
+        ClientMsg::ChangePlacement { id, placement } => {
+            if matches!(placement, PlacementSpec::Bounded { .. }) {
+                return admin_reply(id, Err("the cluster cannot route with bounded placement yet".into()));
+            }
+            let name = placement.name();
+            let done = admin.change_placement(placement).await.map(|p| (format!("now placing with {name}"), Some(p)));
+            return admin_reply(id, done);
+        }
     };
     ServerMsg::Reply { id, node, reply }
 }
 
-async fn send(socket: &mut WebSocket, msg: &ServerMsg) -> Result<(), axum::Error> {
-    let text = serde_json::to_string(msg).expect("server messages always serialize");
-    socket.send(Message::Text(text.into())).await
+fn admin_reply(id: u64, outcome: Result<(String, Option<Progress>), String>) -> ServerMsg {
+    match outcome {
+        Ok((message, progress)) => ServerMsg::AdminReply { id, ok: true, message, progress },
+        Err(message) => ServerMsg::AdminReply { id, ok: false, message, progress: None },
+    }
 }

@@ -373,9 +373,36 @@ pub struct Progress {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ClientMsg {
-    Put { id: u64, key: Datum, value: Datum },
-    Get { id: u64, key: Datum },
-    GetAll { id: u64 },
+    Put {
+        id: u64,
+        key: Datum,
+        value: Datum,
+    },
+    Get {
+        id: u64,
+        key: Datum,
+    },
+    Delete {
+        id: u64,
+        key: Datum,
+    },
+    GetAll {
+        id: u64,
+    },
+    /// Launch one more node (answered once launched; it joins through the registry).
+    AddNode {
+        id: u64,
+    },
+    /// Drain, deregister and stop `node` (answered once its keys have moved).
+    RemoveNode {
+        id: u64,
+        node: String,
+    },
+    /// Move every key to where `placement` puts it, then route with it.
+    ChangePlacement {
+        id: u64,
+        placement: PlacementSpec,
+    },
 }
 
 /// A message from the backend to the page over the WebSocket.
@@ -407,6 +434,14 @@ pub enum ServerMsg {
     RebalanceDone { progress: Progress },
     /// A rebalance step failed; it is retried.
     RebalanceError { change: String, message: String },
+    /// The answer to an administrative request with the same `id`.
+    AdminReply {
+        id: u64,
+        ok: bool,
+        message: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        progress: Option<Progress>,
+    },
     /// The answer to the request with the same `id`; `node` is the node that
     /// served it (the key's owner), when there is one.
     Reply { id: u64, node: Option<String>, reply: NodeReply },

@@ -1,0 +1,103 @@
+//! The WebSocket API against a real stack: key operations with request ids,
+//! many in flight on one socket, administration, and error paths that give
+//! clear errors and change nothing.
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use common::Stack;
+use futures::{SinkExt, StreamExt};
+use shardscope_shared::protocol::{ClientMsg, ErrorCode, NodeReply, ServerMsg};
+use tokio_tungstenite::tungstenite::Message;
+
+type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn send(ws: &mut Ws, msg: &ClientMsg) {
+    ws.send(Message::Text(serde_json::to_string(msg).unwrap().into())).await.unwrap();
+}
+
+/// The next reply-like message (skipping pushed events).
+async fn next_reply(ws: &mut Ws) -> ServerMsg {
+    loop {
+        let msg = tokio::time::timeout(Duration::from_secs(30), ws.next()).await.expect("a reply").unwrap().unwrap();
+        let msg: ServerMsg = serde_json::from_str(&msg.into_text().unwrap()).unwrap();
+        if matches!(msg, ServerMsg::Reply { .. } | ServerMsg::AdminReply { .. }) {
+            return msg;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn key_operations_admin_and_errors_over_the_websocket() {
+    let stack = Stack::start(2, &[]);
+    let (mut ws, _) =
+        tokio_tungstenite::connect_async(format!("{}/ws", stack.url.replace("http://", "ws://"))).await.unwrap();
+
+    // 200 PUTs in flight on one socket: every id answered once, all ok.
+    for id in 0..200u64 {
+        send(&mut ws, &ClientMsg::Put { id, key: format!("k{id}").into(), value: format!("v{id}").into() }).await;
+    }
+    let mut answered = HashMap::new();
+    while answered.len() < 200 {
+        let ServerMsg::Reply { id, node, reply } = next_reply(&mut ws).await else { panic!("a key reply") };
+        assert_eq!(reply, NodeReply::ok(), "PUT {id}");
+        assert!(node.is_some());
+        assert!(answered.insert(id, node).is_none(), "id {id} answered twice");
+    }
+    send(&mut ws, &ClientMsg::Get { id: 500, key: "k7".into() }).await;
+    let ServerMsg::Reply { id: 500, node, reply } = next_reply(&mut ws).await else { panic!() };
+    assert_eq!(reply, NodeReply::Value { key: "k7".into(), value: "v7".into() });
+    assert_eq!(node, answered[&7]);
+    send(&mut ws, &ClientMsg::Delete { id: 501, key: "k7".into() }).await;
+    assert!(matches!(next_reply(&mut ws).await, ServerMsg::Reply { id: 501, reply: NodeReply::Ok { .. }, .. }));
+    send(&mut ws, &ClientMsg::Get { id: 502, key: "k7".into() }).await;
+    let ServerMsg::Reply { id: 502, reply, .. } = next_reply(&mut ws).await else { panic!() };
+    assert!(matches!(reply, NodeReply::Error { error: ErrorCode::NotFound, .. }));
+
+    // Errors: bad JSON, unknown type, unknown node, unroutable placement.
+    ws.send(Message::Text("{not json".into())).await.unwrap();
+    let ServerMsg::Reply { reply: NodeReply::Error { error, message }, .. } = next_reply(&mut ws).await else {
+        panic!()
+    };
+    assert_eq!(error, ErrorCode::BadRequest);
+    assert!(message.contains("malformed"), "{message}");
+    ws.send(Message::Text(r#"{"type":"teleport","id":9}"#.into())).await.unwrap();
+    let ServerMsg::Reply { reply: NodeReply::Error { message, .. }, .. } = next_reply(&mut ws).await else { panic!() };
+    assert!(message.contains("teleport"), "{message}");
+    send(&mut ws, &ClientMsg::RemoveNode { id: 600, node: "node-77".into() }).await;
+    let ServerMsg::AdminReply { id: 600, ok: false, message, .. } = next_reply(&mut ws).await else { panic!() };
+    assert!(message.contains("node-77"));
+    let bounded = shardscope_shared::placement::PlacementSpec::Bounded { vnodes: 10, capacity: 1.2 };
+    send(&mut ws, &ClientMsg::ChangePlacement { id: 601, placement: bounded }).await;
+    assert!(matches!(next_reply(&mut ws).await, ServerMsg::AdminReply { id: 601, ok: false, .. }));
+
+    // Nothing changed: the 199 remaining keys are all there.
+    let all: serde_json::Value = reqwest::get(format!("{}/kv", stack.url)).await.unwrap().json().await.unwrap();
+    assert_eq!(all["collection"].as_array().unwrap().len(), 199);
+
+    // Administration: change the algorithm over the socket; keys follow.
+    let spec = shardscope_shared::placement::PlacementSpec::Rendezvous;
+    send(&mut ws, &ClientMsg::ChangePlacement { id: 700, placement: spec }).await;
+    let ServerMsg::AdminReply { id: 700, ok: true, progress: Some(p), .. } = next_reply(&mut ws).await else {
+        panic!()
+    };
+    assert_eq!(p.keys_total, 199);
+    let all: serde_json::Value = reqwest::get(format!("{}/kv", stack.url)).await.unwrap().json().await.unwrap();
+    assert_eq!(all["collection"].as_array().unwrap().len(), 199);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rest_error_paths_are_clear_and_change_nothing() {
+    let stack = Stack::start(1, &[]);
+    let http = reqwest::Client::new();
+    let huge = http.put(format!("{}/kv/big", stack.url)).body(vec![b'x'; 5 * 1024 * 1024]).send().await.unwrap();
+    assert_eq!(huge.status(), 413);
+    let bad = http.put(format!("{}/placement", stack.url)).body("not json").send().await.unwrap();
+    assert_eq!(bad.status(), 400);
+    let body: serde_json::Value = bad.json().await.unwrap();
+    assert!(body["message"].as_str().unwrap().contains("placement"));
+    assert_eq!(http.delete(format!("{}/nodes/ghost", stack.url)).send().await.unwrap().status(), 404);
+    assert_eq!(http.get(format!("{}/kv/big", stack.url)).send().await.unwrap().status(), 404);
+}
