@@ -14,6 +14,9 @@ use crate::cluster::Cluster;
 use crate::rebalance::{Change, Rebalancer};
 use crate::supervisor::Supervisor;
 
+/// The Consul KV key holding the desired node count (seed 001).
+pub const CLUSTER_SIZE: &str = "cluster_size";
+
 /// Handle for administrative actions; cheap to clone.
 #[derive(Clone)]
 pub struct Admin {
@@ -25,9 +28,18 @@ pub struct Admin {
 
 impl Admin {
     /// Launches one more node; it joins through the registry. Returns it
-    /// before its keys have arrived (progress comes as events).
+    /// before its keys have arrived (progress comes as events). The desired
+    /// count in Consul KV (`cluster_size`) grows by one.
     pub async fn add_node(&self) -> anyhow::Result<NodeInfo> {
-        self.supervisor.lock().await.launch().await
+        let node = self.supervisor.lock().await.launch().await?;
+        self.set_cluster_size(self.cluster.nodes().len() + 1).await;
+        Ok(node)
+    }
+
+    async fn set_cluster_size(&self, n: usize) {
+        if let Err(e) = self.consul.kv_put(CLUSTER_SIZE, n.to_string().as_bytes(), None).await {
+            tracing::warn!("could not record {CLUSTER_SIZE}={n} in Consul KV: {e:#}");
+        }
     }
 
     /// Drains `id` (its keys move to the others), deregisters it, and stops it
@@ -39,6 +51,7 @@ impl Admin {
         }
         self.supervisor.lock().await.stop(id).await;
         self.cluster.disconnect(id);
+        self.set_cluster_size(self.cluster.nodes().len()).await;
         Ok(progress)
     }
 

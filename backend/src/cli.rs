@@ -95,9 +95,11 @@ pub struct ServeArgs {
     /// Address to bind; loopback unless you say otherwise.
     #[arg(long, default_value = "127.0.0.1")]
     pub bind: String,
-    /// Storage nodes to launch.
-    #[arg(long, default_value_t = 3)]
-    pub nodes: usize,
+    /// Storage nodes to run (recorded in Consul KV as `cluster_size`); without
+    /// it, the `cluster_size` already in Consul, else 3. Nodes already
+    /// registered count.
+    #[arg(long)]
+    pub nodes: Option<usize>,
     /// Placement algorithm (`bounded` needs a key directory and is, for now,
     /// shown on the page only).
     #[arg(long, value_enum, default_value_t = Algorithm::Ring)]

@@ -19,9 +19,13 @@ use tokio::sync::Mutex;
 use tower_http::services::{ServeDir, ServeFile};
 
 use shardscope_node::consul::Consul;
+use shardscope_shared::consul::NODE_SERVICE;
+
+/// Nodes `serve` runs when neither `--nodes` nor Consul says.
+const DEFAULT_NODES: usize = 3;
 use shardscope_node::wal::FsyncPolicy;
 
-use crate::admin::Admin;
+use crate::admin::{Admin, CLUSTER_SIZE};
 use crate::cluster::Cluster;
 use crate::rebalance::{Rebalancer, Settings};
 use crate::registry::Registry;
@@ -32,7 +36,8 @@ use crate::supervisor::Supervisor;
 pub struct ServeOptions {
     pub bind: String,
     pub port: u16,
-    pub nodes: usize,
+    /// Nodes to run; `None` takes `cluster_size` from Consul KV (default 3).
+    pub nodes: Option<usize>,
     pub placement: PlacementSpec,
     pub data_dir: PathBuf,
     pub static_dir: PathBuf,
@@ -111,7 +116,7 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     let started = start_nodes(&admin, opts.nodes).await;
     let result = match started {
         Err(e) => Err(e),
-        Ok(()) => {
+        Ok(_) => {
             println!(
                 "ShardScope serving at http://{addr}/ with {} nodes, registry {} (Ctrl-C stops everything)",
                 cluster.nodes().len(),
@@ -132,12 +137,26 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     result
 }
 
-/// Launches `n` nodes and waits until they have all registered and joined.
-async fn start_nodes(admin: &Admin, n: usize) -> anyhow::Result<()> {
+/// Settles the desired node count in Consul KV under `cluster_size` (seed
+/// 001): `--nodes` when given, else the value already there, else 3. Then
+/// launches as many nodes as the registry lacks, and waits until that many
+/// have registered and joined.
+async fn start_nodes(admin: &Admin, requested: Option<usize>) -> anyhow::Result<usize> {
+    let n = match requested {
+        Some(n) => n,
+        None => match admin.consul.kv_get(CLUSTER_SIZE).await? {
+            Some(v) => {
+                v.trim().parse().map_err(|_| anyhow::anyhow!("{CLUSTER_SIZE} in Consul KV is {v:?}, not a count"))?
+            }
+            None => DEFAULT_NODES,
+        },
+    };
+    admin.consul.kv_put(CLUSTER_SIZE, n.to_string().as_bytes(), None).await?;
     let cluster = &admin.cluster;
     let mut events = cluster.subscribe();
-    for _ in 0..n {
-        admin.add_node().await?;
+    let (running, _) = admin.consul.health_service(NODE_SERVICE, true, None, Duration::from_secs(5)).await?;
+    for _ in running.len()..n {
+        admin.supervisor.lock().await.launch().await?;
     }
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     while cluster.nodes().len() < n {
@@ -146,7 +165,7 @@ async fn start_nodes(admin: &Admin, n: usize) -> anyhow::Result<()> {
             Err(_) => anyhow::bail!("only {} of {n} nodes registered within 30 s", cluster.nodes().len()),
         }
     }
-    Ok(())
+    Ok(n)
 }
 
 /// Completes on Ctrl-C (SIGINT) or SIGTERM.

@@ -136,9 +136,18 @@ async fn serve_uses_the_agent_in_consul_http_addr_and_leaves_no_registration() {
     let put = reqwest::Client::new().put(format!("{}/kv/k", stack.url)).body("v").send().await.unwrap();
     assert_eq!(put.status(), 200);
 
+    assert_eq!(consul.kv_get("cluster_size").await.unwrap().as_deref(), Some("2"), "serve records the desired size");
+
     let status = stack.stop();
     assert!(status.success());
     let (entries, _) = consul.health_service(NODE_SERVICE, false, None, Duration::from_secs(1)).await.unwrap();
     assert!(entries.is_empty(), "stale registrations after serve stopped: {entries:?}");
+
+    // Without --nodes, serve runs as many nodes as cluster_size says (seed 001).
+    consul.kv_put("cluster_size", b"4", None).await.unwrap();
+    let stack = Stack::serve(&[], &[("CONSUL_HTTP_ADDR", &addr)]);
+    let nodes: Vec<NodeInfo> = reqwest::get(format!("{}/nodes", stack.url)).await.unwrap().json().await.unwrap();
+    assert_eq!(nodes.len(), 4);
+    assert!(stack.stop().success());
     assert!(terminate(&mut agent).success());
 }

@@ -36,13 +36,20 @@ impl Stack {
 
     /// Like [`Stack::start`], with extra environment variables.
     pub fn start_with_env(nodes: usize, extra: &[&str], env: &[(&str, &str)]) -> Stack {
+        let mut args = vec!["--nodes".to_string(), nodes.to_string()];
+        args.extend(extra.iter().map(|a| a.to_string()));
+        Self::serve(&args.iter().map(String::as_str).collect::<Vec<_>>(), env)
+    }
+
+    /// `shardscope serve --port 0 --registry-port 0` with `args`, on a fresh data dir.
+    pub fn serve(args: &[&str], env: &[(&str, &str)]) -> Stack {
         let data = tempfile::tempdir().unwrap();
         let mut child = Command::new(shardscope_exe())
-            .args(["serve", "--port", "0", "--registry-port", "0", "--nodes", &nodes.to_string()])
+            .args(["serve", "--port", "0", "--registry-port", "0"])
             .env_remove("CONSUL_HTTP_ADDR")
             .arg("--data-dir")
             .arg(data.path())
-            .args(extra)
+            .args(args)
             .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()))
             .envs(env.iter().copied())
             .stdout(Stdio::piped())
