@@ -262,6 +262,24 @@ impl Cluster {
         NodeReply::Collection { collection: all }
     }
 
+    /// One page of pairs in key order: keys starting with `prefix`, after
+    /// `after`, at most `limit`; `next` continues from the page's last key.
+    pub async fn list(&self, prefix: &[u8], after: Option<&[u8]>, limit: usize) -> NodeReply {
+        let all = match self.get_all().await {
+            NodeReply::Collection { collection } => collection,
+            other => return other,
+        };
+        let page: Vec<_> = all
+            .into_iter()
+            .filter(|e| e.key.as_bytes().starts_with(prefix) && after.is_none_or(|a| e.key.as_bytes() > a))
+            .take(limit.saturating_add(1))
+            .collect();
+        let more = page.len() > limit;
+        let page: Vec<_> = page.into_iter().take(limit).collect();
+        let next = if more { page.last().map(|e| e.key.clone()) } else { None };
+        NodeReply::Page { page, next }
+    }
+
     /// Each node's `STATS` reply, by node id.
     pub async fn stats(&self) -> BTreeMap<String, NodeReply> {
         let clients: Vec<(String, NodeClient)> =

@@ -7,13 +7,13 @@
 //! Every per-key answer names the owner in the `X-ShardScope-Node` header.
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, put};
 use axum::{Json, Router};
 use shardscope_shared::placement::PlacementSpec;
-use shardscope_shared::protocol::{ErrorCode, NodeReply, NodeRequest};
+use shardscope_shared::protocol::{ErrorCode, NodeReply, NodeRequest, MAX_SCAN_LIMIT};
 
 use crate::admin::Admin;
 use crate::cluster::Cluster;
@@ -105,8 +105,26 @@ async fn delete_one(State(cluster): State<Cluster>, Path(key): Path<String>) -> 
     with_node(node, reply_response(reply))
 }
 
-async fn get_all(State(cluster): State<Cluster>) -> Response {
-    reply_response(cluster.get_all().await)
+/// `GET /kv`: every pair (`{"collection":[..]}`, as the seeds); with any of
+/// `prefix`, `after`, `limit` (default 100, at most 10,000), one page:
+/// `{"page":[..],"next":<key or null>}`; pass `next` as `after` for the next.
+async fn get_all(State(cluster): State<Cluster>, Query(q): Query<ListQuery>) -> Response {
+    if q.prefix.is_none() && q.after.is_none() && q.limit.is_none() {
+        return reply_response(cluster.get_all().await);
+    }
+    let limit = q.limit.unwrap_or(100);
+    if limit == 0 || limit > MAX_SCAN_LIMIT {
+        return error(StatusCode::BAD_REQUEST, format!("limit must be 1..={MAX_SCAN_LIMIT}"));
+    }
+    let prefix = q.prefix.unwrap_or_default();
+    reply_response(cluster.list(prefix.as_bytes(), q.after.as_deref().map(str::as_bytes), limit).await)
+}
+
+#[derive(serde::Deserialize)]
+struct ListQuery {
+    prefix: Option<String>,
+    after: Option<String>,
+    limit: Option<usize>,
 }
 
 /// Every node's `STATS`, by node id.

@@ -96,7 +96,11 @@ async fn answer(admin: &Admin, text: &str) -> ServerMsg {
             let (node, reply) = cluster.request_key(key.as_bytes(), &NodeRequest::Delete { key: key.clone() }).await;
             (id, node, reply)
         }
-        ClientMsg::GetAll { id } => (id, None, cluster.get_all().await),
+        ClientMsg::GetAll { id, prefix, after, limit: Some(limit) } => {
+            let prefix = prefix.unwrap_or_default();
+            (id, None, cluster.list(prefix.as_bytes(), after.as_ref().map(|a| a.as_bytes()), limit).await)
+        }
+        ClientMsg::GetAll { id, .. } => (id, None, cluster.get_all().await),
         ClientMsg::AddNode { id } => {
             return match admin.add_node().await {
                 Ok(node) => admin_reply(id, Ok((format!("{} launched; it joins through the registry", node.id), None))),

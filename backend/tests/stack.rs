@@ -50,6 +50,26 @@ fn keys_spread_over_nodes_and_get_all_returns_every_pair() {
     let collection = all["collection"].as_array().unwrap();
     assert_eq!(collection.len(), 60);
     assert!(collection.iter().any(|e| e["key"] == "key-7" && e["value"] == "value-7"));
+
+    // Paged, with a prefix: every key-1* exactly once, in order.
+    let mut after: Option<String> = None;
+    let mut paged = Vec::new();
+    loop {
+        let mut url = format!("{}/kv?prefix=key-1&limit=4", stack.url);
+        if let Some(a) = &after {
+            url.push_str(&format!("&after={a}"));
+        }
+        let page: serde_json::Value = http.get(url).send().unwrap().json().unwrap();
+        paged.extend(page["page"].as_array().unwrap().iter().map(|e| e["key"].as_str().unwrap().to_string()));
+        match page["next"].as_str() {
+            Some(n) => after = Some(n.to_string()),
+            None => break,
+        }
+    }
+    let mut want: Vec<String> = (0..60).map(|i| format!("key-{i}")).filter(|k| k.starts_with("key-1")).collect();
+    want.sort();
+    assert_eq!(paged, want);
+    assert_eq!(http.get(format!("{}/kv?limit=0", stack.url)).send().unwrap().status(), 400);
 }
 
 #[test]

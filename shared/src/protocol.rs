@@ -386,8 +386,16 @@ pub enum ClientMsg {
         id: u64,
         key: Datum,
     },
+    /// Every pair in key order; with `limit`, one page of the pairs whose key
+    /// starts with `prefix`, after the key `after` (answered with a `page`).
     GetAll {
         id: u64,
+        #[serde(default)]
+        prefix: Option<Datum>,
+        #[serde(default)]
+        after: Option<Datum>,
+        #[serde(default)]
+        limit: Option<usize>,
     },
     /// Launch one more node (answered once launched; it joins through the registry).
     AddNode {
