@@ -14,7 +14,7 @@ use shardscope_shared::protocol::{ErrorCode, NodeReply, NodeRequest};
 
 use shardscope_node::wal::FsyncPolicy;
 
-use crate::node_client::NodeClient;
+use crate::client::{urlencode, Remote};
 use crate::rebalance::Settings;
 use crate::server::ServeOptions;
 
@@ -66,6 +66,16 @@ pub enum Command {
     /// Key count, bytes and operations served: per node through the
     /// backend, or of one node with --direct.
     Stats {
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Run a key set (lines, CSV, JSON lines) or the seeds' operations file
+    /// against the cluster, with a progress bar and a summary.
+    Load {
+        file: PathBuf,
+        /// Requests in flight (one key's operations stay in order).
+        #[arg(long, default_value_t = 32)]
+        concurrency: usize,
         #[command(flatten)]
         target: Target,
     },
@@ -257,23 +267,27 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Put { key, value, target } => {
             let req = NodeRequest::Put { key: key.as_str().into(), value: value.into() };
-            report(send(&target, &key, req).await?)
+            report(send(&target, req).await?)
         }
         Command::Get { key, target } => {
             let req = NodeRequest::GetOne { key: key.as_str().into() };
-            report(send(&target, &key, req).await?)
+            report(send(&target, req).await?)
         }
         Command::Delete { key, target } => {
             let req = NodeRequest::Delete { key: key.as_str().into() };
-            report(send(&target, &key, req).await?)
+            report(send(&target, req).await?)
         }
-        Command::GetAll { target } => report(send(&target, "", NodeRequest::GetAll).await?),
-        Command::Stats { target } if target.direct.is_some() => report(send(&target, "", NodeRequest::Stats).await?),
+        Command::GetAll { target } => report(send(&target, NodeRequest::GetAll).await?),
+        Command::Stats { target } if target.direct.is_some() => report(send(&target, NodeRequest::Stats).await?),
         Command::Stats { target } => {
             let body = reqwest::get(format!("{}/stats", target.addr.trim_end_matches('/'))).await?;
             let stats: serde_json::Value = body.error_for_status()?.json().await?;
             println!("{}", serde_json::to_string_pretty(&stats)?);
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Load { file, concurrency, target } => {
+            let remote = Remote::connect(&target.addr, target.direct.as_deref()).await?;
+            crate::load::load(&remote, &file, concurrency).await
         }
         Command::AddNode { target } => {
             let resp =
@@ -281,7 +295,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             print_json(resp).await
         }
         Command::RemoveNode { id, target } => {
-            let url = format!("{}/nodes/{}", target.addr.trim_end_matches('/'), urlencode(&id));
+            let url = format!("{}/nodes/{}", target.addr.trim_end_matches('/'), urlencode(id.as_bytes()));
             print_json(reqwest::Client::new().delete(url).send().await?).await
         }
         Command::Nodes { target } => {
@@ -305,28 +319,9 @@ async fn print_json(resp: reqwest::Response) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// Sends a request to one node (`--direct`) or through the backend's REST API.
-async fn send(target: &Target, key: &str, req: NodeRequest) -> anyhow::Result<NodeReply> {
-    if let Some(endpoint) = &target.direct {
-        let client = NodeClient::connect(endpoint).await?;
-        return Ok(client.request(&req).await);
-    }
-    let base = target.addr.trim_end_matches('/');
-    let http = reqwest::Client::new();
-    let url = format!("{base}/kv/{}", urlencode(key));
-    let resp = match &req {
-        NodeRequest::Put { value, .. } => http.put(&url).body(value.0.clone()).send().await?,
-        NodeRequest::GetOne { .. } => http.get(&url).send().await?,
-        NodeRequest::Delete { .. } => http.delete(&url).send().await?,
-        NodeRequest::GetAll => http.get(format!("{base}/kv")).send().await?,
-        other => anyhow::bail!("{other:?} is a node operation: use --direct"),
-    };
-    let status = resp.status();
-    let body = resp.bytes().await?;
-    if matches!(req, NodeRequest::GetOne { .. }) && status.is_success() {
-        return Ok(NodeReply::Value { key: key.into(), value: body.to_vec().into() });
-    }
-    serde_json::from_slice(&body).map_err(|e| anyhow::anyhow!("unexpected answer from {base} ({status}): {e}"))
+/// Sends one request to one node (`--direct`) or through the backend.
+async fn send(target: &Target, req: NodeRequest) -> anyhow::Result<NodeReply> {
+    Remote::connect(&target.addr, target.direct.as_deref()).await?.request(&req).await
 }
 
 /// Prints a reply; the exit code follows seed 004.
@@ -349,17 +344,4 @@ fn report(reply: NodeReply) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
-}
-
-/// Percent-encodes a key for use as one URL path segment.
-fn urlencode(key: &str) -> String {
-    let mut out = String::with_capacity(key.len());
-    for b in key.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }

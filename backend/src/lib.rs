@@ -2,6 +2,8 @@
 //!
 //! - [`cli`]: the `shardscope` subcommands (`serve`, `node`, and the client
 //!   commands `put`, `get`, `delete`, `get-all`, `nodes`).
+//! - [`client`]: where client commands send requests (REST or `--direct`).
+//! - [`load`]: `shardscope load FILE`, bulk loading with a progress bar.
 //! - [`node_client`]: a pipelined ZeroMQ DEALER connection to one storage node.
 //! - [`cluster`]: the live view of the nodes and the placement; routes a key
 //!   to the client of its owner and broadcasts changes to pages.
@@ -19,7 +21,9 @@
 
 pub mod admin;
 pub mod cli;
+pub mod client;
 pub mod cluster;
+pub mod load;
 pub mod membership;
 pub mod node_client;
 pub mod rebalance;

@@ -98,3 +98,45 @@ fn sigterm_stops_serve_and_every_node_it_started() {
         assert!(!pid_alive(node), "node process {node} outlived serve");
     }
 }
+
+#[test]
+fn cli_load_runs_key_sets_and_operation_files() {
+    let stack = Stack::start(2, &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("users.csv");
+    let mut text = String::from("key,value\n");
+    for i in 0..500 {
+        text.push_str(&format!("user:{i},\"name, {i}\"\n"));
+    }
+    std::fs::write(&csv, text).unwrap();
+    let load = |file: &std::path::Path| {
+        Command::new(shardscope_exe()).arg("load").arg(file).args(["--addr", &stack.url]).output().unwrap()
+    };
+    let out = load(&csv);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let summary = String::from_utf8_lossy(&out.stdout);
+    assert!(summary.contains("500 operations") && summary.contains("500 ok"), "{summary}");
+    let got = http().get(format!("{}/kv/user:42", stack.url)).send().unwrap().text().unwrap();
+    assert_eq!(got, "name, 42");
+
+    // The seeds' operations, in order per key: PUT, GET, DELETE, GET (not found).
+    let ops = dir.path().join("operations.txt");
+    std::fs::write(
+        &ops,
+        "{\"op\":\"PUT\",\"key\":\"k\",\"value\":\"v\"}\n{\"op\":\"GET_ONE\",\"key\":\"k\"}\n\
+         {\"op\":\"DELETE\",\"key\":\"k\"}\n{\"op\":\"GET_ONE\",\"key\":\"k\"}\n{\"op\":\"GET_ALL\",}\n",
+    )
+    .unwrap();
+    let out = load(&ops);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let summary = String::from_utf8_lossy(&out.stdout);
+    assert!(summary.contains("4 ok, 1 not found, 0 failed"), "{summary}");
+
+    // A bad line: a clear error naming it, and nothing loaded.
+    let bad = dir.path().join("bad.jsonl");
+    std::fs::write(&bad, "{\"key\":\"fine\"}\n{\"nokey\":1}\n").unwrap();
+    let out = load(&bad);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("line 2"));
+    assert_eq!(http().get(format!("{}/kv/fine", stack.url)).send().unwrap().status(), 404);
+}

@@ -3,6 +3,8 @@
 //! - [`consul`]: the JSON of the Consul HTTP API subset we use (client and
 //!   embedded registry both speak it).
 //! - [`hash`]: the one fixed 64-bit hash (XXH3-64, seed 0) every placement uses.
+//! - [`keyset`]: key sets and operation files (lines, CSV, JSON lines, the
+//!   seeds' operations), parsed alike by the CLI's `load` and the page.
 //! - [`placement`]: the [`placement::Placement`] trait and its algorithms; the
 //!   backend routes with it and the page draws with it, so both give the same
 //!   answer for the same key.
@@ -14,5 +16,6 @@
 
 pub mod consul;
 pub mod hash;
+pub mod keyset;
 pub mod placement;
 pub mod protocol;
