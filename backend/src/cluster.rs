@@ -18,6 +18,7 @@ use shardscope_shared::placement::{build, restore, Member, Placement, PlacementS
 use shardscope_shared::protocol::{ErrorCode, NodeInfo, NodeReply, NodeRequest, ServerMsg};
 use tokio::sync::broadcast;
 
+use crate::metrics::Metrics;
 use crate::node_client::NodeClient;
 
 struct Node {
@@ -77,6 +78,7 @@ pub struct Cluster {
     view: Arc<RwLock<View>>,
     gate: Arc<tokio::sync::RwLock<()>>,
     events: broadcast::Sender<ServerMsg>,
+    pub metrics: Metrics,
 }
 
 fn unavailable(message: String) -> NodeReply {
@@ -88,7 +90,7 @@ impl Cluster {
         let placement = build(&spec, &[]);
         let view = View { nodes: BTreeMap::new(), spec, placement, target: None };
         let (events, _) = broadcast::channel(1024);
-        Cluster { view: Arc::new(RwLock::new(view)), gate: Arc::default(), events }
+        Cluster { view: Arc::new(RwLock::new(view)), gate: Arc::default(), events, metrics: Metrics::new() }
     }
 
     /// Connects to a node so it can take part in a rebalance (not yet a member).
@@ -197,7 +199,12 @@ impl Cluster {
 
     /// Sends the current snapshot to every page.
     pub fn broadcast(&self) {
-        let _ = self.events.send(self.snapshot());
+        let snapshot = self.snapshot();
+        if let ServerMsg::Cluster { nodes, .. } = &snapshot {
+            let healthy = nodes.iter().filter(|n| n.healthy).count();
+            self.metrics.set_nodes(healthy, nodes.len() - healthy);
+        }
+        let _ = self.events.send(snapshot);
     }
 
     /// Sends any event to every page.
@@ -222,6 +229,19 @@ impl Cluster {
     /// owner, or both owners while the key moves. Returns the node that
     /// answered for the key and the reply.
     pub async fn request_key(&self, key: &[u8], req: &NodeRequest) -> (Option<String>, NodeReply) {
+        let started = std::time::Instant::now();
+        let (node, reply) = self.route_and_send(key, req).await;
+        let op = match req {
+            NodeRequest::Put { .. } => "put",
+            NodeRequest::GetOne { .. } => "get",
+            NodeRequest::Delete { .. } => "delete",
+            _ => "other",
+        };
+        self.metrics.request(op, &reply, started.elapsed());
+        (node, reply)
+    }
+
+    async fn route_and_send(&self, key: &[u8], req: &NodeRequest) -> (Option<String>, NodeReply) {
         let _gate = self.gate.read().await;
         let route = self.view.read().unwrap().route(key);
         match route {

@@ -4,6 +4,7 @@
 //!   commands `put`, `get`, `delete`, `get-all`, `nodes`).
 //! - [`client`]: where client commands send requests (REST or `--direct`).
 //! - [`load`]: `shardscope load FILE`, bulk loading with a progress bar.
+//! - [`metrics`]: Prometheus metrics at `/metrics`.
 //! - [`node_client`]: a pipelined ZeroMQ DEALER connection to one storage node.
 //! - [`cluster`]: the live view of the nodes and the placement; routes a key
 //!   to the client of its owner and broadcasts changes to pages.
@@ -25,6 +26,7 @@ pub mod client;
 pub mod cluster;
 pub mod load;
 pub mod membership;
+pub mod metrics;
 pub mod node_client;
 pub mod rebalance;
 pub mod registry;

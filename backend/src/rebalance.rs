@@ -151,6 +151,7 @@ async fn rebalance(cluster: &Cluster, change: &Change, settings: Settings) -> Ou
         let _routing = cluster.lock_routing().await;
         cluster.begin_rebalance(new_spec.clone(), copy(&new_spec, new.as_ref()));
     }
+    cluster.metrics.set_rebalancing(true);
     let mut progress = Progress { change: change.to_string(), keys_total, ideal, ..Default::default() };
     let mut flows: BTreeMap<(String, String), (u64, u64)> = BTreeMap::new();
     let mut last_report = Instant::now();
@@ -171,6 +172,7 @@ async fn rebalance(cluster: &Cluster, change: &Change, settings: Settings) -> Ou
             };
             progress.keys_scanned += page.scanned;
             for (to, keys, bytes) in page.moved {
+                cluster.metrics.moved(keys, bytes);
                 progress.keys_moved += keys;
                 progress.bytes_moved += bytes;
                 let flow = flows.entry((source_id.clone(), to)).or_default();
@@ -198,6 +200,7 @@ async fn rebalance(cluster: &Cluster, change: &Change, settings: Settings) -> Ou
         let _routing = cluster.lock_routing().await;
         cluster.finish_rebalance();
     }
+    cluster.metrics.set_rebalancing(false);
     let done = finish(&progress, &flows, started.elapsed().as_secs_f64());
     cluster.publish(ServerMsg::RebalanceDone { progress: done.clone() });
     tracing::info!(%change, moved = done.keys_moved, seconds = done.seconds, "rebalance done");

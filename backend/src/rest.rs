@@ -31,6 +31,7 @@ pub fn routes() -> Router<App> {
         .route("/placement", put(change_placement))
         .route("/stats", get(stats))
         .route("/healthz", get(|| async { "ok\n" }))
+        .route("/metrics", get(metrics))
 }
 
 /// `POST /nodes`: launches a node; it joins and gets its share (watch `/ws`).
@@ -125,6 +126,12 @@ struct ListQuery {
     prefix: Option<String>,
     after: Option<String>,
     limit: Option<usize>,
+}
+
+/// `GET /metrics`: Prometheus (OpenMetrics) text.
+async fn metrics(State(cluster): State<Cluster>) -> Response {
+    let content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+    ([(header::CONTENT_TYPE, content_type)], cluster.metrics.render()).into_response()
 }
 
 /// Every node's `STATS`, by node id.

@@ -94,6 +94,21 @@ async fn a_join_moves_exactly_the_keys_shared_predicts_and_a_leave_drains() {
     assert_eq!(progress.keys_moved as usize, actual.len());
     assert_eq!(progress.keys_total as usize, keys.len());
     assert!((progress.ideal - 0.25).abs() < 1e-9);
+    // Prometheus metrics count the same.
+    let metrics = http.get(format!("{}/metrics", stack.url)).send().await.unwrap().text().await.unwrap();
+    let line = |name: &str| {
+        metrics.lines().find(|l| l.starts_with(name)).unwrap_or_else(|| panic!("{name} in {metrics}")).to_string()
+    };
+    assert_eq!(
+        line("shardscope_rebalance_keys_moved_total"),
+        format!("shardscope_rebalance_keys_moved_total {}", actual.len())
+    );
+    assert_eq!(
+        line("shardscope_requests_total{op=\"put\",outcome=\"ok\"}"),
+        "shardscope_requests_total{op=\"put\",outcome=\"ok\"} 3000"
+    );
+    assert_eq!(line("shardscope_rebalance_running"), "shardscope_rebalance_running 0");
+    assert!(metrics.contains("shardscope_request_duration_seconds_bucket"));
 
     // Every value is intact and reads route to the new owners.
     for k in keys.iter().step_by(97) {
