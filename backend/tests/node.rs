@@ -121,7 +121,9 @@ async fn acknowledged_writes_survive_kill_9(fsync: &str) {
         }));
     }
     // Let a good stream of writes through, then kill -9 mid-stream.
+    let deadline = Instant::now() + Duration::from_secs(60);
     while acked.lock().unwrap().len() < 2000 {
+        assert!(Instant::now() < deadline, "{fsync}: 2000 writes not acknowledged within 60 s");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     node.kill_9();
