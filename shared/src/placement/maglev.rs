@@ -11,7 +11,7 @@
 //! bound; ours is tested at under 2% of keys for M = 65537, N <= 20).
 //! A `table_size` that is not prime is rounded up to the next prime.
 
-use super::{mix64, normalize, Member, Placement};
+use super::{distinct_walk, mix64, normalize, Member, Placement};
 use crate::hash::key_hash;
 
 /// The default table size: a prime well above 100 x any cluster shown here.
@@ -99,22 +99,11 @@ impl Placement for Maglev {
     }
 
     fn owner_indices(&self, hash: u64, r: usize) -> Vec<usize> {
-        let mut out = Vec::new();
         if self.table.is_empty() {
-            return out;
+            return Vec::new();
         }
-        let want = r.min(self.members.iter().filter(|m| m.weight > 0).count());
-        let start = (hash % self.size) as usize;
-        for step in 0..self.table.len() {
-            if out.len() >= want {
-                break;
-            }
-            let m = self.table[(start + step) % self.table.len()] as usize;
-            if !out.contains(&m) {
-                out.push(m);
-            }
-        }
-        out
+        let holders = self.members.iter().filter(|m| m.weight > 0).count();
+        distinct_walk(&self.table, (hash % self.size) as usize, r.min(holders))
     }
 
     fn set_members(&mut self, members: &[Member]) {

@@ -203,6 +203,23 @@ pub fn build_for_keys(spec: &PlacementSpec, members: &[Member], hashes: &[u64]) 
     }
 }
 
+/// The first `r` distinct members met walking `table` (a member index per
+/// slot) from `start` and wrapping around: top-R for the algorithms that
+/// place by slot. `r` must not exceed the members the table holds.
+fn distinct_walk(table: &[u32], start: usize, r: usize) -> Vec<usize> {
+    let mut out = Vec::with_capacity(r);
+    for step in 0..table.len() {
+        if out.len() >= r {
+            break;
+        }
+        let m = table[(start + step) % table.len()] as usize;
+        if !out.contains(&m) {
+            out.push(m);
+        }
+    }
+    out
+}
+
 /// A strong 64-bit mixer (the SplitMix64 finaliser): spreads a hash combined
 /// with a member's hash into an independent-looking score.
 #[inline]

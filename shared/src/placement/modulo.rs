@@ -1,7 +1,7 @@
 //! `hash % N`: the seeds' phase-1 baseline. Balanced, but a change of N moves
 //! almost every key. A member of weight w holds w slots.
 
-use super::{normalize, Member, Placement};
+use super::{distinct_walk, normalize, Member, Placement};
 
 pub struct Modulo {
     members: Vec<Member>,
@@ -29,21 +29,11 @@ impl Placement for Modulo {
     }
 
     fn owner_indices(&self, hash: u64, r: usize) -> Vec<usize> {
-        let mut out = Vec::new();
         if self.slots.is_empty() {
-            return out;
+            return Vec::new();
         }
-        let start = (hash % self.slots.len() as u64) as usize;
-        for i in 0..self.slots.len() {
-            let m = self.slots[(start + i) % self.slots.len()] as usize;
-            if out.len() == r {
-                break;
-            }
-            if !out.contains(&m) {
-                out.push(m);
-            }
-        }
-        out
+        let holders = self.members.iter().filter(|m| m.weight > 0).count();
+        distinct_walk(&self.slots, (hash % self.slots.len() as u64) as usize, r.min(holders))
     }
 
     fn set_members(&mut self, members: &[Member]) {

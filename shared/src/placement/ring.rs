@@ -6,7 +6,7 @@
 //! not depend on the order members joined. Lookups go through a small index of
 //! the points by their top bits, then a search within one bucket.
 
-use super::{normalize, Member, Placement};
+use super::{distinct_walk, normalize, Member, Placement};
 use crate::hash::key_hash;
 
 /// A consistent-hashing ring with virtual nodes.
@@ -100,21 +100,11 @@ impl Placement for Ring {
     }
 
     fn owner_indices(&self, hash: u64, r: usize) -> Vec<usize> {
-        let mut out = Vec::new();
         if self.points.is_empty() {
-            return out;
+            return Vec::new();
         }
-        let start = self.successor(hash);
-        for step in 0..self.points.len() {
-            if out.len() == r.min(self.members.len()) {
-                break;
-            }
-            let m = self.owners[(start + step) % self.points.len()] as usize;
-            if !out.contains(&m) {
-                out.push(m);
-            }
-        }
-        out
+        let holders = self.members.iter().filter(|m| m.weight > 0).count();
+        distinct_walk(&self.owners, self.successor(hash), r.min(holders))
     }
 
     fn set_members(&mut self, members: &[Member]) {
