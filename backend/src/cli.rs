@@ -110,10 +110,12 @@ pub struct ServeArgs {
     /// registered count.
     #[arg(long)]
     pub nodes: Option<usize>,
-    /// Placement algorithm (`bounded` needs a key directory and is, for now,
-    /// shown on the page only).
+    /// Placement algorithm.
     #[arg(long, value_enum, default_value_t = Algorithm::Ring)]
     pub placement: Algorithm,
+    /// Bounded loads: no node holds more than this times the mean.
+    #[arg(long, default_value_t = 1.25)]
+    pub capacity: f64,
     /// Virtual nodes per node (ring).
     #[arg(long, default_value_t = 160)]
     pub vnodes: u32,
@@ -152,6 +154,7 @@ pub enum Algorithm {
     Rendezvous,
     Jump,
     Maglev,
+    Bounded,
 }
 
 impl ServeArgs {
@@ -162,6 +165,7 @@ impl ServeArgs {
             Algorithm::Rendezvous => PlacementSpec::Rendezvous,
             Algorithm::Jump => PlacementSpec::Jump,
             Algorithm::Maglev => PlacementSpec::Maglev { table_size: self.table_size },
+            Algorithm::Bounded => PlacementSpec::Bounded { vnodes: self.vnodes, capacity: self.capacity },
         }
     }
 }

@@ -60,6 +60,24 @@ impl View {
         Some(Route::Moving { old: self.node(&old)?, new: self.node(&new)? })
     }
 
+    /// Tells key-set placements (bounded) of a key about to be written.
+    fn key_added(&mut self, key: &[u8]) {
+        let hash = shardscope_shared::hash::key_hash(key);
+        self.placement.key_added(hash);
+        if let Some((_, t)) = &mut self.target {
+            t.key_added(hash);
+        }
+    }
+
+    /// Tells key-set placements (bounded) of a key that was deleted.
+    fn key_removed(&mut self, key: &[u8]) {
+        let hash = shardscope_shared::hash::key_hash(key);
+        self.placement.key_removed(hash);
+        if let Some((_, t)) = &mut self.target {
+            t.key_removed(hash);
+        }
+    }
+
     /// Nodes holding keys now: members of the current and target placements.
     fn holders(&self) -> Vec<NodeClient> {
         let mut ids: Vec<&str> = self.placement.members().iter().map(|m| m.id.as_str()).collect();
@@ -243,8 +261,14 @@ impl Cluster {
 
     async fn route_and_send(&self, key: &[u8], req: &NodeRequest) -> (Option<String>, NodeReply) {
         let _gate = self.gate.read().await;
-        let route = self.view.read().unwrap().route(key);
-        match route {
+        let route = {
+            let mut view = self.view.write().unwrap();
+            if matches!(req, NodeRequest::Put { .. }) {
+                view.key_added(key);
+            }
+            view.route(key)
+        };
+        let (node, reply) = match route {
             None => (None, unavailable("no storage nodes in the cluster".into())),
             Some(Route::One { id, healthy: false, .. }) => {
                 let msg = format!("{id}, which owns this key, is failing its health check");
@@ -254,15 +278,22 @@ impl Cluster {
                 let reply = client.request(req).await;
                 (Some(id), reply)
             }
-            Some(Route::Moving { old, new }) => {
-                for (id, _, healthy) in [&old, &new] {
-                    if !healthy {
-                        return (Some(new.0.clone()), unavailable(format!("{id} is failing its health check")));
-                    }
-                }
-                moving_request(&old, &new, req).await
-            }
+            Some(Route::Moving { old, new }) => match [&old, &new].into_iter().find(|n| !n.2) {
+                Some(sick) => (Some(new.0.clone()), unavailable(format!("{} is failing its health check", sick.0))),
+                None => moving_request(&old, &new, req).await,
+            },
+        };
+        if matches!((req, &reply), (NodeRequest::Delete { .. }, NodeReply::Ok { .. })) {
+            self.view.write().unwrap().key_removed(key);
         }
+        (node, reply)
+    }
+
+    /// The target owner of `key` while a rebalance runs (else the owner).
+    pub fn target_owner(&self, key: &[u8]) -> Option<String> {
+        let view = self.view.read().unwrap();
+        let placement = view.target.as_ref().map_or(&view.placement, |(_, t)| t);
+        placement.owner_of(key).map(str::to_string)
     }
 
     /// Every key-value pair of every node, in key order.

@@ -15,8 +15,9 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use shardscope_shared::hash::key_hash;
 use shardscope_shared::placement::analysis::ideal_fraction;
-use shardscope_shared::placement::{build, restore, Member, Placement, PlacementSpec};
+use shardscope_shared::placement::{build, build_for_keys, restore, Member, Placement, PlacementSpec};
 use shardscope_shared::protocol::{Datum, Entry, Flow, NodeInfo, NodeReply, NodeRequest, Progress, ServerMsg};
 use tokio::sync::{mpsc, oneshot};
 
@@ -135,8 +136,15 @@ async fn rebalance(cluster: &Cluster, change: &Change, settings: Settings) -> Ou
         }
         Change::Placement(s) => (s.clone(), build(s, &members)),
     };
+    // Every member is scanned, and a joiner too: a node that comes back with
+    // data (a restart) has its keys placed like any others.
+    let mut source_ids: Vec<String> = members.iter().map(|m| m.id.clone()).collect();
+    if let Change::Join(info) = change {
+        source_ids.push(info.id.clone());
+    }
+    source_ids.dedup();
     let sources: Vec<(String, NodeClient)> =
-        members.iter().filter_map(|m| cluster.client(&m.id).map(|c| (m.id.clone(), c))).collect();
+        source_ids.iter().filter_map(|id| cluster.client(id).map(|c| (id.clone(), c))).collect();
     let keys_total = count_keys(&sources).await;
     let ideal = ideal_fraction(old.members(), new.members());
     cluster.publish(ServerMsg::RebalancePlan {
@@ -149,7 +157,14 @@ async fn rebalance(cluster: &Cluster, change: &Change, settings: Settings) -> Ou
     });
     {
         let _routing = cluster.lock_routing().await;
-        cluster.begin_rebalance(new_spec.clone(), copy(&new_spec, new.as_ref()));
+        // A key-set placement (bounded) is placed over every key there is,
+        // read while no write can slip in.
+        let new = if new.depends_on_keys() {
+            build_for_keys(&new_spec, new.members(), &all_hashes(&sources).await?)
+        } else {
+            new
+        };
+        cluster.begin_rebalance(new_spec.clone(), new);
     }
     cluster.metrics.set_rebalancing(true);
     let mut progress = Progress { change: change.to_string(), keys_total, ideal, ..Default::default() };
@@ -160,7 +175,7 @@ async fn rebalance(cluster: &Cluster, change: &Change, settings: Settings) -> Ou
         loop {
             let mut attempt = 0;
             let page = loop {
-                match move_batch(cluster, source_id, source, cursor.clone(), new.as_ref(), settings.batch).await {
+                match move_batch(cluster, source_id, source, cursor.clone(), settings.batch).await {
                     Ok(page) => break page,
                     Err(message) if attempt < RETRIES => {
                         attempt += 1;
@@ -220,6 +235,27 @@ fn finish(p: &Progress, flows: &BTreeMap<(String, String), (u64, u64)>, seconds:
     }
 }
 
+/// The hashes of every key on `sources`.
+async fn all_hashes(sources: &[(String, NodeClient)]) -> Result<Vec<u64>, String> {
+    let mut hashes = Vec::new();
+    for (id, client) in sources {
+        let mut cursor = None;
+        loop {
+            let scan = NodeRequest::Scan { cursor, limit: shardscope_shared::protocol::MAX_SCAN_LIMIT, ranges: None };
+            let (page, next) = match client.request(&scan).await {
+                NodeReply::Page { page, next } => (page, next),
+                other => return Err(format!("SCAN on {id}: {other:?}")),
+            };
+            hashes.extend(page.iter().map(|e| key_hash(e.key.as_bytes())));
+            match next {
+                Some(n) => cursor = Some(n),
+                None => break,
+            }
+        }
+    }
+    Ok(hashes)
+}
+
 async fn count_keys(sources: &[(String, NodeClient)]) -> u64 {
     let mut total = 0;
     for (_, client) in sources {
@@ -246,7 +282,6 @@ async fn move_batch(
     source_id: &str,
     source: &NodeClient,
     cursor: Option<Datum>,
-    target: &dyn Placement,
     limit: usize,
 ) -> Result<Page, String> {
     let _routing = cluster.lock_routing().await;
@@ -257,8 +292,8 @@ async fn move_batch(
     let scanned = entries.len() as u64;
     let mut by_target: BTreeMap<String, Vec<Entry>> = BTreeMap::new();
     for e in entries {
-        match target.owner_of(e.key.as_bytes()) {
-            Some(owner) if owner != source_id => by_target.entry(owner.to_string()).or_default().push(e),
+        match cluster.target_owner(e.key.as_bytes()) {
+            Some(owner) if owner != source_id => by_target.entry(owner).or_default().push(e),
             _ => {}
         }
     }

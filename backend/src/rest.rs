@@ -59,12 +59,6 @@ async fn change_placement(State(admin): State<Admin>, body: Bytes) -> Response {
         Ok(spec) => spec,
         Err(e) => return error(StatusCode::BAD_REQUEST, format!("not a placement spec: {e}")),
     };
-    if matches!(spec, PlacementSpec::Bounded { .. }) {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "bounded placement depends on the key set; the cluster cannot route with it yet".into(),
-        );
-    }
     match admin.change_placement(spec).await {
         Ok(progress) => Json(progress).into_response(),
         Err(message) => error(StatusCode::CONFLICT, message),

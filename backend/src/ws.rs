@@ -9,7 +9,6 @@ use axum::response::Response;
 use std::sync::Arc;
 
 use futures::{SinkExt, StreamExt};
-use shardscope_shared::placement::PlacementSpec;
 use shardscope_shared::protocol::{ClientMsg, ErrorCode, NodeReply, NodeRequest, Progress, ServerMsg, MAX_MESSAGE};
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::{mpsc, Semaphore};
@@ -115,9 +114,6 @@ async fn answer(admin: &Admin, text: &str) -> ServerMsg {
             return admin_reply(id, done);
         }
         ClientMsg::ChangePlacement { id, placement } => {
-            if matches!(placement, PlacementSpec::Bounded { .. }) {
-                return admin_reply(id, Err("the cluster cannot route with bounded placement yet".into()));
-            }
             let name = placement.name();
             let done = admin.change_placement(placement).await.map(|p| (format!("now placing with {name}"), Some(p)));
             return admin_reply(id, done);

@@ -1,8 +1,8 @@
 //! Rebalancing with real processes: the keys a join moves are exactly the
 //! ones `shared/`'s `moved_keys` predicts; a leave drains the node; and a
 //! history of concurrent PUT/DELETE/GET through the backend, across a join, a
-//! leave and a change of algorithm, loses no acknowledged write and never
-//! reads a value that was not written.
+//! leave and two changes of algorithm (to jump, then to bounded loads), loses
+//! no acknowledged write and never reads a value that was not written.
 
 mod common;
 
@@ -131,6 +131,31 @@ async fn a_join_moves_exactly_the_keys_shared_predicts_and_a_leave_drains() {
     let (entries, _) = consul.health_service("shardscope-node", false, None, Duration::from_secs(1)).await.unwrap();
     assert!(entries.iter().all(|e| e.service.id != leaver));
 
+    // Bounded loads: every key placed afresh, no node over c x the mean
+    // (rounded up), and new keys still land within the bound.
+    let bounded =
+        http.put(format!("{}/placement", stack.url)).body(r#"{"algorithm":"bounded","vnodes":8,"capacity":1.1}"#);
+    let bounded = bounded.send().await.unwrap();
+    assert_eq!(bounded.status(), 200, "{}", bounded.text().await.unwrap());
+    for i in 0..300 {
+        let resp = http.put(format!("{}/kv/new-{i}", stack.url)).body("n").send().await.unwrap();
+        assert_eq!(resp.status(), 200);
+    }
+    let last = nodes(&stack).await;
+    let placed = holders(&last).await;
+    assert_eq!(placed.len(), keys.len() + 300);
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    for owner in placed.values() {
+        *counts.entry(owner.as_str()).or_default() += 1;
+    }
+    let cap = (1.1 * placed.len() as f64 / last.len() as f64).ceil() as usize;
+    assert!(counts.values().all(|&c| c <= cap), "{counts:?} over {cap}");
+    for k in keys.iter().step_by(131).chain(["new-7".to_string()].iter()) {
+        let resp = http.get(format!("{}/kv/{k}", stack.url)).send().await.unwrap();
+        assert_eq!(resp.status(), 200, "{k}");
+        assert_eq!(resp.headers()["x-shardscope-node"].to_str().unwrap(), placed[k.as_str()]);
+    }
+
     // Bad admin requests change nothing.
     assert_eq!(http.delete(format!("{}/nodes/node-99", stack.url)).send().await.unwrap().status(), 404);
     let bad = http.put(format!("{}/placement", stack.url)).body("{\"algorithm\":\"warp\"}").send().await.unwrap();
@@ -247,6 +272,10 @@ async fn concurrent_history_across_join_leave_and_algorithm_change_loses_nothing
     assert_eq!(left.status(), 200, "{}", left.text().await.unwrap());
     let jump = http.put(format!("{}/placement", stack.url)).body(r#"{"algorithm":"jump"}"#).send().await.unwrap();
     assert_eq!(jump.status(), 200, "{}", jump.text().await.unwrap());
+    // Bounded loads place by the key set, which the writers keep changing.
+    let bounded = r#"{"algorithm":"bounded","vnodes":40,"capacity":1.2}"#;
+    let bounded = http.put(format!("{}/placement", stack.url)).body(bounded).send().await.unwrap();
+    assert_eq!(bounded.status(), 200, "{}", bounded.text().await.unwrap());
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let mut total_ops = 0;
     for w in writers {
@@ -275,7 +304,7 @@ async fn concurrent_history_across_join_leave_and_algorithm_change_loses_nothing
         assert!(states.contains(&got), "{key}: stored {got:?}, allowed {states:?}");
     }
     assert!(stored.keys().all(|k| model.contains_key(k)), "no key appeared from nowhere");
-    // The cluster now routes with jump over node-2, node-3 and the joiner.
+    // The cluster now routes with bounded loads over node-2, node-3 and the joiner.
     let ids: Vec<String> = nodes(&stack).await.into_iter().map(|n| n.id).collect();
     assert_eq!(ids, ["node-2", "node-3", joiner.id.as_str()]);
 }

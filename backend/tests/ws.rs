@@ -69,9 +69,14 @@ async fn key_operations_admin_and_errors_over_the_websocket() {
     send(&mut ws, &ClientMsg::RemoveNode { id: 600, node: "node-77".into() }).await;
     let ServerMsg::AdminReply { id: 600, ok: false, message, .. } = next_reply(&mut ws).await else { panic!() };
     assert!(message.contains("node-77"));
-    let bounded = shardscope_shared::placement::PlacementSpec::Bounded { vnodes: 10, capacity: 1.2 };
-    send(&mut ws, &ClientMsg::ChangePlacement { id: 601, placement: bounded }).await;
-    assert!(matches!(next_reply(&mut ws).await, ServerMsg::AdminReply { id: 601, ok: false, .. }));
+    ws.send(Message::Text(r#"{"type":"change_placement","id":601,"placement":{"algorithm":"warp"}}"#.into()))
+        .await
+        .unwrap();
+    let ServerMsg::Reply { reply: NodeReply::Error { error, message }, .. } = next_reply(&mut ws).await else {
+        panic!()
+    };
+    assert_eq!(error, ErrorCode::BadRequest);
+    assert!(message.contains("warp"), "{message}");
 
     // Nothing changed: the 199 remaining keys are all there.
     let all: serde_json::Value = reqwest::get(format!("{}/kv", stack.url)).await.unwrap().json().await.unwrap();

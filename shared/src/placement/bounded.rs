@@ -7,8 +7,11 @@
 //! placed in ascending hash order (an order every party can reproduce), each
 //! walking clockwise from its hash to the first member under capacity. A key
 //! outside that set is answered by the same walk against the loads of the
-//! set, without being added. A membership change can cascade (keys move
-//! between members that stay), the price of the bound.
+//! set, without being added. A live cluster adds keys one at a time
+//! ([`Placement::key_added`]): a new key takes the first member under the
+//! capacity for the new count, and no placed key moves. A membership change
+//! places the whole set afresh and can cascade (keys move between members
+//! that stay), the price of the bound.
 
 use std::collections::HashMap;
 
@@ -18,7 +21,6 @@ use super::{Member, Placement};
 pub struct Bounded {
     ring: Ring,
     capacity: f64,
-    keys: Vec<u64>,
     caps: Vec<u64>,
     loads: Vec<u64>,
     assigned: HashMap<u64, u32>,
@@ -27,18 +29,14 @@ pub struct Bounded {
 impl Bounded {
     /// Places the distinct hashes in `hashes` (may be empty).
     pub fn new(members: &[Member], vnodes: u32, capacity: f64, hashes: &[u64]) -> Self {
-        let mut keys = hashes.to_vec();
-        keys.sort_unstable();
-        keys.dedup();
         let mut b = Bounded {
             ring: Ring::new(members, vnodes),
             capacity: capacity.max(1.0),
-            keys,
             caps: Vec::new(),
             loads: Vec::new(),
             assigned: HashMap::new(),
         };
-        b.place();
+        b.place(hashes.to_vec());
         b
     }
 
@@ -74,36 +72,36 @@ impl Bounded {
         path
     }
 
-    fn place(&mut self) {
-        let n = self.ring.members().len();
-        self.loads = vec![0; n];
+    /// Places `keys` afresh, in ascending hash order.
+    fn place(&mut self, mut keys: Vec<u64>) {
+        keys.sort_unstable();
+        keys.dedup();
+        self.loads = vec![0; self.ring.members().len()];
         self.assigned.clear();
-        let total_weight: u64 = self.ring.members().iter().map(|m| m.weight as u64).sum();
-        if total_weight == 0 {
-            self.caps = vec![0; n];
-            return;
-        }
-        let m = self.keys.len() as f64;
-        self.caps = self
-            .ring
-            .members()
-            .iter()
-            .map(|x| {
-                let fair = m * x.weight as f64 / total_weight as f64;
-                if x.weight == 0 {
-                    0
-                } else {
-                    (libm::floor(self.capacity * fair) as u64).max(libm::ceil(fair) as u64)
-                }
-            })
-            .collect();
-        for i in 0..self.keys.len() {
-            let h = self.keys[i];
+        self.caps = self.caps_for(keys.len());
+        for h in keys {
             if let Some(owner) = self.walk_to_free(h) {
                 self.loads[owner] += 1;
                 self.assigned.insert(h, owner as u32);
             }
         }
+    }
+
+    /// Each member's capacity when `m` keys are placed: c x its fair share,
+    /// and never less than the share rounded up, so every key fits.
+    fn caps_for(&self, m: usize) -> Vec<u64> {
+        let total_weight: u64 = self.ring.members().iter().map(|m| m.weight as u64).sum();
+        self.ring
+            .members()
+            .iter()
+            .map(|x| {
+                if x.weight == 0 || total_weight == 0 {
+                    return 0;
+                }
+                let fair = m as f64 * x.weight as f64 / total_weight as f64;
+                (libm::floor(self.capacity * fair) as u64).max(libm::ceil(fair) as u64)
+            })
+            .collect()
     }
 
     /// First member clockwise from `hash` below its capacity.
@@ -113,8 +111,8 @@ impl Bounded {
             return None;
         }
         let start = self.ring.successor(hash);
-        if self.keys.is_empty() {
-            // No key set placed: no loads, so the plain ring answer.
+        if self.assigned.is_empty() {
+            // Nothing placed: no loads, so the plain ring answer.
             return Some(self.ring.owner_at(start));
         }
         (0..len)
@@ -154,7 +152,56 @@ impl Placement for Bounded {
     }
 
     fn set_members(&mut self, members: &[Member]) {
+        let keys: Vec<u64> = self.assigned.keys().copied().collect();
         self.ring.set_members(members);
-        self.place();
+        self.place(keys);
+    }
+
+    fn depends_on_keys(&self) -> bool {
+        true
+    }
+
+    fn key_added(&mut self, hash: u64) {
+        if self.assigned.contains_key(&hash) || self.ring.point_count() == 0 {
+            return;
+        }
+        self.caps = self.caps_for(self.assigned.len() + 1);
+        if let Some(owner) = self.walk_to_free(hash) {
+            self.loads[owner] += 1;
+            self.assigned.insert(hash, owner as u32);
+        }
+    }
+
+    fn key_removed(&mut self, hash: u64) {
+        if let Some(owner) = self.assigned.remove(&hash) {
+            self.loads[owner as usize] -= 1;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hash::key_hash;
+
+    #[test]
+    fn keys_added_one_by_one_stay_put_and_within_capacity() {
+        let members: Vec<Member> = (1..=5).map(|i| Member::new(format!("node-{i}"))).collect();
+        let mut b = Bounded::new(&members, 20, 1.25, &[]);
+        let mut owners = Vec::new();
+        for i in 0..5000u32 {
+            let h = key_hash(format!("k{i}").as_bytes());
+            b.key_added(h);
+            owners.push((h, b.owner_index(h).unwrap()));
+            if i % 500 == 0 {
+                // No key placed earlier has moved.
+                assert!(owners.iter().all(|&(h, o)| b.owner_index(h) == Some(o)));
+            }
+        }
+        let mean = 5000.0 / 5.0;
+        let max = *b.loads().iter().max().unwrap() as f64;
+        assert!(max / mean <= 1.25 + 1.0 / mean, "max/mean {}", max / mean);
+        b.key_removed(owners[0].0);
+        assert_eq!(b.loads().iter().sum::<u64>(), 4999);
     }
 }

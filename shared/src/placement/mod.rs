@@ -138,6 +138,19 @@ pub trait Placement: Send + Sync {
         None
     }
 
+    /// Whether placement depends on the key set (bounded): then the cluster
+    /// reports every key written and removed.
+    fn depends_on_keys(&self) -> bool {
+        false
+    }
+
+    /// A key (by hash) now exists; a key-set placement gives it an owner
+    /// without moving any other key. The rest ignore it.
+    fn key_added(&mut self, _hash: u64) {}
+
+    /// A key (by hash) no longer exists.
+    fn key_removed(&mut self, _hash: u64) {}
+
     /// Adds (or re-weights) one member.
     fn add_member(&mut self, member: Member) {
         let mut members: Vec<Member> = self.members().iter().filter(|m| m.id != member.id).cloned().collect();
