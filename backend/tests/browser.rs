@@ -143,3 +143,102 @@ async fn page_puts_a_key_and_shows_the_owner_the_backend_uses() {
     std::fs::write(screenshot_dir().join("skeleton.png"), png).unwrap();
     client.close().await.unwrap();
 }
+
+/// Starts a stack with the built page and opens it in headless Chromium.
+async fn open_page(nodes: usize) -> (Stack, Driver, Client) {
+    let dist = workspace_root().join("dist");
+    assert!(dist.join("index.html").exists(), "build the page first: scripts/build-page.sh");
+    let stack = Stack::start(nodes, &["--static-dir", dist.to_str().unwrap()]);
+    let driver = Driver::start();
+    let client = driver.browser().await;
+    client.goto(&stack.url).await.unwrap();
+    eventually("nodes listed", || async {
+        let items = client.find_all(Locator::Css("[data-testid=node-list] li")).await.ok()?;
+        (items.len() == nodes).then_some(())
+    })
+    .await;
+    (stack, driver, client)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn uploaded_key_set_is_charted_with_shareds_counts_for_every_algorithm() {
+    use shardscope_shared::hash::key_hash;
+    use shardscope_shared::placement::analysis::distribution;
+    use shardscope_shared::placement::{build_for_keys, Member, PlacementSpec};
+
+    let (stack, _driver, client) = open_page(3).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("keys.csv");
+    let keys: Vec<String> = (0..5000).map(|i| format!("user:{i:05}")).collect();
+    let mut text = String::from("key,value\n");
+    for k in &keys {
+        text.push_str(&format!("{k},x\n"));
+    }
+    std::fs::write(&file, text).unwrap();
+    let input = client.find(Locator::Css("[data-testid=upload-input]")).await.unwrap();
+    input.send_keys(file.to_str().unwrap()).await.unwrap();
+    eventually("the comparison table", || async {
+        let rows = client.find_all(Locator::Css("[data-testid=compare] tbody tr")).await.ok()?;
+        (rows.len() == 6).then_some(())
+    })
+    .await;
+
+    let nodes: Vec<shardscope_shared::protocol::NodeInfo> =
+        reqwest::get(format!("{}/nodes", stack.url)).await.unwrap().json().await.unwrap();
+    let members: Vec<Member> = nodes.iter().map(|n| Member::new(&n.id)).collect();
+    let hashes: Vec<u64> = keys.iter().map(|k| key_hash(k.as_bytes())).collect();
+    for spec in PlacementSpec::all_defaults() {
+        let want = distribution(build_for_keys(&spec, &members, &hashes).as_ref(), &hashes);
+        let css = format!("[data-testid=compare] tr[data-algorithm={}] svg rect", spec.name());
+        let bars = client.find_all(Locator::Css(&css)).await.unwrap();
+        let mut got = Vec::new();
+        for bar in bars {
+            got.push(bar.attr("data-count").await.unwrap().unwrap().parse::<u64>().unwrap());
+        }
+        assert_eq!(got.iter().sum::<u64>(), keys.len() as u64, "{}", spec.name());
+        assert_eq!(got, want.counts, "{} bars equal shared's counts", spec.name());
+    }
+    client.execute("document.querySelector('[data-testid=compare]').scrollIntoView()", vec![]).await.unwrap();
+    let png = client.screenshot().await.unwrap();
+    std::fs::write(screenshot_dir().join("upload.png"), png).unwrap();
+    client.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn add_node_from_the_page_shows_the_rebalance_the_backend_did() {
+    use futures::StreamExt;
+    use shardscope_shared::protocol::ServerMsg;
+
+    let (stack, _driver, client) = open_page(3).await;
+    let http = reqwest::Client::new();
+    for i in 0..600 {
+        http.put(format!("{}/kv/k{i}", stack.url)).body("v").send().await.unwrap();
+    }
+    let ws_url = format!("{}/ws", stack.url.replace("http://", "ws://"));
+    let (mut ws, _) = tokio_tungstenite::connect_async(&ws_url).await.unwrap();
+    client.find(Locator::Css("[data-testid=add-node]")).await.unwrap().click().await.unwrap();
+    let done = loop {
+        let msg = tokio::time::timeout(Duration::from_secs(30), ws.next()).await.unwrap().unwrap().unwrap();
+        if let Ok(ServerMsg::RebalanceDone { progress }) = serde_json::from_str(&msg.into_text().unwrap()) {
+            break progress;
+        }
+    };
+    let panel = eventually("the rebalance finished on the page", || async {
+        let el = client.find(Locator::Css("[data-testid=rebalance][data-done=true]")).await.ok()?;
+        Some(el)
+    })
+    .await;
+    let moved: u64 = panel.attr("data-moved").await.unwrap().unwrap().parse().unwrap();
+    let fraction: f64 = panel.attr("data-fraction").await.unwrap().unwrap().parse().unwrap();
+    assert_eq!(moved, done.keys_moved);
+    assert_eq!(fraction, done.fraction);
+    assert!(moved > 0);
+    eventually("four nodes listed", || async {
+        let items = client.find_all(Locator::Css("[data-testid=node-list] li")).await.ok()?;
+        (items.len() == 4).then_some(())
+    })
+    .await;
+    let png = client.screenshot().await.unwrap();
+    std::fs::write(screenshot_dir().join("add-node.png"), png).unwrap();
+    client.close().await.unwrap();
+}

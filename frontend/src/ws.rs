@@ -10,13 +10,21 @@ use gloo_net::websocket::{futures::WebSocket, Message};
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 use shardscope_shared::placement::PlacementSpec;
-use shardscope_shared::protocol::{ClientMsg, NodeInfo, NodeReply, ServerMsg};
+use shardscope_shared::protocol::{ClientMsg, NodeInfo, NodeReply, Progress, ServerMsg};
 
 /// A reply from the backend: the node that served it, and the node's answer.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Answer {
     pub node: Option<String>,
     pub reply: NodeReply,
+}
+
+/// A rebalance as the page shows it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Rebalance {
+    pub progress: Progress,
+    pub done: bool,
+    pub error: Option<String>,
 }
 
 /// The connection state the views read.
@@ -29,6 +37,10 @@ pub struct Backend {
     pub slots: RwSignal<Option<Vec<Option<String>>>>,
     /// Replies by request id.
     pub answers: RwSignal<HashMap<u64, Answer>>,
+    /// Administrative replies by request id: (ok, message).
+    pub admin: RwSignal<HashMap<u64, (bool, String)>>,
+    /// The latest rebalance, as the backend reports it.
+    pub rebalance: RwSignal<Option<Rebalance>>,
     outbox: StoredValue<Option<mpsc::UnboundedSender<ClientMsg>>>,
     next_id: StoredValue<u64>,
 }
@@ -42,6 +54,8 @@ impl Backend {
             placement: RwSignal::new(None),
             slots: RwSignal::new(None),
             answers: RwSignal::new(HashMap::new()),
+            admin: RwSignal::new(HashMap::new()),
+            rebalance: RwSignal::new(None),
             outbox: StoredValue::new(None),
             next_id: StoredValue::new(1),
         };
@@ -74,8 +88,28 @@ impl Backend {
                             a.insert(id, Answer { node, reply });
                         });
                     }
-                    // Rebalance events: shown by the cluster panel once it has one.
-                    Ok(_) => {}
+                    Ok(ServerMsg::AdminReply { id, ok, message, .. }) => {
+                        backend.admin.update(|a| {
+                            a.insert(id, (ok, message));
+                        });
+                    }
+                    Ok(ServerMsg::RebalancePlan { change, keys_total, ideal, .. }) => {
+                        let progress = Progress { change, keys_total, ideal, ..Default::default() };
+                        backend.rebalance.set(Some(Rebalance { progress, done: false, error: None }));
+                    }
+                    Ok(ServerMsg::RebalanceProgress { progress }) => {
+                        backend.rebalance.set(Some(Rebalance { progress, done: false, error: None }));
+                    }
+                    Ok(ServerMsg::RebalanceDone { progress }) => {
+                        backend.rebalance.set(Some(Rebalance { progress, done: true, error: None }));
+                    }
+                    Ok(ServerMsg::RebalanceError { message, .. }) => {
+                        backend.rebalance.update(|r| {
+                            if let Some(r) = r {
+                                r.error = Some(message);
+                            }
+                        });
+                    }
                     Err(e) => leptos::logging::warn!("unreadable message from backend: {e}"),
                 }
             }

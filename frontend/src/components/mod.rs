@@ -1,9 +1,11 @@
 //! The page's views and the shell that lays them out.
 
+mod chart;
 mod cluster;
 mod kv;
 mod lookup;
 mod ring;
+mod upload;
 
 use leptos::prelude::*;
 
@@ -37,6 +39,9 @@ pub fn App() -> impl IntoView {
                 <lookup::Lookup backend lookup_key />
                 <kv::KvForm backend stored_keys />
                 <cluster::NodeList backend />
+            </section>
+            <section class="panel wide">
+                <upload::Upload backend />
             </section>
         </main>
     }
