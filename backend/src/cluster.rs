@@ -14,7 +14,7 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
-use shardscope_shared::placement::{build, restore, Member, Placement, PlacementSpec};
+use shardscope_shared::placement::{build, Member, Placement, PlacementSpec};
 use shardscope_shared::protocol::{ErrorCode, NodeInfo, NodeReply, NodeRequest, ServerMsg};
 use tokio::sync::broadcast;
 
@@ -172,12 +172,6 @@ impl Cluster {
     pub fn placement_state(&self) -> (PlacementSpec, Vec<Member>, Option<Vec<Option<String>>>) {
         let view = self.view.read().unwrap();
         (view.spec.clone(), view.placement.members().to_vec(), view.placement.slots())
-    }
-
-    /// A copy of the current placement (history included).
-    pub fn current_placement(&self) -> Box<dyn Placement> {
-        let (spec, members, slots) = self.placement_state();
-        restore(&spec, &members, slots.as_deref())
     }
 
     /// Exclusive hold on routing: no request is in flight while it is held.

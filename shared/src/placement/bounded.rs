@@ -40,36 +40,9 @@ impl Bounded {
         b
     }
 
-    /// Each member's capacity (keys it may hold) for the placed key set.
-    pub fn capacities(&self) -> &[u64] {
-        &self.caps
-    }
-
     /// Each member's load (keys placed on it).
     pub fn loads(&self) -> &[u64] {
         &self.loads
-    }
-
-    /// The members a key's walk passed over because they were full, then its
-    /// owner: the page draws this as "where the key overflowed".
-    pub fn walk(&self, hash: u64) -> Vec<usize> {
-        let mut path = Vec::new();
-        let len = self.ring.point_count();
-        if len == 0 {
-            return path;
-        }
-        let owner = self.owner_index(hash);
-        let start = self.ring.successor(hash);
-        for step in 0..len {
-            let m = self.ring.owner_at((start + step) % len);
-            if path.last() != Some(&m) {
-                path.push(m);
-            }
-            if Some(m) == owner {
-                break;
-            }
-        }
-        path
     }
 
     /// Places `keys` afresh, in ascending hash order.

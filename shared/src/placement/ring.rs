@@ -34,10 +34,6 @@ impl Ring {
         ring
     }
 
-    pub fn vnodes(&self) -> u32 {
-        self.vnodes
-    }
-
     /// Every virtual node as (position, member index), in ring order.
     pub fn points(&self) -> impl Iterator<Item = (u64, usize)> + '_ {
         self.points.iter().zip(&self.owners).map(|(&p, &o)| (p, o as usize))
