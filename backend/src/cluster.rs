@@ -60,6 +60,11 @@ impl View {
         Some(Route::Moving { old: self.node(&old)?, new: self.node(&new)? })
     }
 
+    /// Whether the current or target placement depends on the key set.
+    fn depends_on_keys(&self) -> bool {
+        self.placement.depends_on_keys() || self.target.as_ref().is_some_and(|(_, t)| t.depends_on_keys())
+    }
+
     /// Tells key-set placements (bounded) of a key about to be written.
     fn key_added(&mut self, key: &[u8]) {
         let hash = shardscope_shared::hash::key_hash(key);
@@ -255,12 +260,13 @@ impl Cluster {
 
     async fn route_and_send(&self, key: &[u8], req: &NodeRequest) -> (Option<String>, NodeReply) {
         let _gate = self.gate.read().await;
-        let route = {
+        let is_put = matches!(req, NodeRequest::Put { .. });
+        let route = if is_put && self.view.read().unwrap().depends_on_keys() {
             let mut view = self.view.write().unwrap();
-            if matches!(req, NodeRequest::Put { .. }) {
-                view.key_added(key);
-            }
+            view.key_added(key);
             view.route(key)
+        } else {
+            self.view.read().unwrap().route(key)
         };
         let (node, reply) = match route {
             None => (None, unavailable("no storage nodes in the cluster".into())),
@@ -277,7 +283,9 @@ impl Cluster {
                 None => moving_request(&old, &new, req).await,
             },
         };
-        if matches!((req, &reply), (NodeRequest::Delete { .. }, NodeReply::Ok { .. })) {
+        if matches!((req, &reply), (NodeRequest::Delete { .. }, NodeReply::Ok { .. }))
+            && self.view.read().unwrap().depends_on_keys()
+        {
             self.view.write().unwrap().key_removed(key);
         }
         (node, reply)
