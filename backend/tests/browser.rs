@@ -242,3 +242,50 @@ async fn add_node_from_the_page_shows_the_rebalance_the_backend_did() {
     std::fs::write(screenshot_dir().join("add-node.png"), png).unwrap();
     client.close().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn data_browser_pages_searches_and_deletes() {
+    let (stack, _driver, client) = open_page(2).await;
+    let http = reqwest::Client::new();
+    for i in 0..30 {
+        http.put(format!("{}/kv/user:{i:02}", stack.url)).body(format!("u{i}")).send().await.unwrap();
+    }
+    for i in 0..5 {
+        http.put(format!("{}/kv/other:{i}", stack.url)).body("o").send().await.unwrap();
+    }
+    let rows = |client: Client| async move {
+        let mut keys = Vec::new();
+        for row in client.find_all(Locator::Css("[data-testid=browse-table] tbody tr")).await.ok()? {
+            keys.push(row.attr("data-key").await.ok()??);
+        }
+        Some(keys)
+    };
+    client.find(Locator::Css("[data-testid=browse-prefix]")).await.unwrap().send_keys("user:").await.unwrap();
+    client.find(Locator::Css("[data-testid=browse-search]")).await.unwrap().click().await.unwrap();
+    let first =
+        eventually("a first page of 20", || async { rows(client.clone()).await.filter(|k| k.len() == 20) }).await;
+    assert_eq!(first, (0..20).map(|i| format!("user:{i:02}")).collect::<Vec<_>>());
+    client.find(Locator::Css("[data-testid=browse-next]")).await.unwrap().click().await.unwrap();
+    let second = eventually("the last 10", || async { rows(client.clone()).await.filter(|k| k.len() == 10) }).await;
+    assert_eq!(second, (20..30).map(|i| format!("user:{i:02}")).collect::<Vec<_>>());
+    // Delete user:25 from the page: gone from the cluster and from the list.
+    let del = client.find(Locator::Css("[data-testid=browse-table] tr[data-key='user:25'] button")).await.unwrap();
+    del.click().await.unwrap();
+    eventually("user:25 gone from the page", || async {
+        rows(client.clone()).await.filter(|k| k.len() == 9 && !k.contains(&"user:25".to_string()))
+    })
+    .await;
+    assert_eq!(http.get(format!("{}/kv/user:25", stack.url)).send().await.unwrap().status(), 404);
+    // The form's DELETE says which node removed the key.
+    client.find(Locator::Css("[data-testid=kv-key]")).await.unwrap().send_keys("other:3").await.unwrap();
+    client.find(Locator::Css("[data-testid=kv-delete]")).await.unwrap().click().await.unwrap();
+    let said = eventually("DELETE acknowledged", || async {
+        text_of(&client, "[data-testid=kv-outcome]").await.filter(|t| t.contains("removed from"))
+    })
+    .await;
+    assert_eq!(http.get(format!("{}/kv/other:3", stack.url)).send().await.unwrap().status(), 404);
+    assert!(said.contains("node-"), "{said}");
+    let png = client.screenshot().await.unwrap();
+    std::fs::write(screenshot_dir().join("data-browser.png"), png).unwrap();
+    client.close().await.unwrap();
+}

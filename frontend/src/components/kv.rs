@@ -1,4 +1,4 @@
-//! PUT and GET a key through the backend, showing which node answered.
+//! PUT, GET and DELETE a key through the backend, showing which node answered.
 
 use leptos::prelude::*;
 use shardscope_shared::protocol::{ClientMsg, NodeReply};
@@ -26,6 +26,14 @@ pub fn KvForm(backend: Backend, stored_keys: RwSignal<Vec<String>>) -> impl Into
         let id = backend.send(|id| ClientMsg::Get { id, key: k.as_str().into() });
         pending.set(Some((id, "GET", k)));
     };
+    let delete = move |_| {
+        let k = key.get();
+        if k.is_empty() {
+            return;
+        }
+        let id = backend.send(|id| ClientMsg::Delete { id, key: k.as_str().into() });
+        pending.set(Some((id, "DELETE", k)));
+    };
     let outcome = move || {
         let (id, op, k) = pending.get()?;
         let answer = backend.answers.with(|a| a.get(&id).cloned());
@@ -34,6 +42,7 @@ pub fn KvForm(backend: Backend, stored_keys: RwSignal<Vec<String>>) -> impl Into
         };
         let node = answer.node.unwrap_or_else(|| "no node".into());
         Some(match answer.reply {
+            NodeReply::Ok { .. } if op == "DELETE" => format!("DELETE {k}: removed from {node}"),
             NodeReply::Ok { .. } => format!("PUT {k}: stored on {node}"),
             NodeReply::Value { value, .. } => {
                 format!("GET {k} = {:?} (from {node})", value.to_text_lossy())
@@ -70,6 +79,7 @@ pub fn KvForm(backend: Backend, stored_keys: RwSignal<Vec<String>>) -> impl Into
                 prop:value=move || value.get() on:input=move |ev| value.set(event_target_value(&ev)) />
             <button data-testid="kv-put" on:click=put>"PUT"</button>
             <button data-testid="kv-get" on:click=get>"GET"</button>
+            <button data-testid="kv-delete" on:click=delete>"DELETE"</button>
         </div>
         <p class="outcome" data-testid="kv-outcome" data-node=move || served_by().unwrap_or_default()>
             {outcome}

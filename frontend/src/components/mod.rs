@@ -1,5 +1,6 @@
 //! The page's views and the shell that lays them out.
 
+mod browser;
 mod chart;
 mod cluster;
 mod kv;
@@ -39,6 +40,9 @@ pub fn App() -> impl IntoView {
                 <lookup::Lookup backend lookup_key />
                 <kv::KvForm backend stored_keys />
                 <cluster::NodeList backend />
+            </section>
+            <section class="panel wide">
+                <browser::DataBrowser backend />
             </section>
             <section class="panel wide">
                 <upload::Upload backend />
