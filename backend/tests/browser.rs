@@ -136,6 +136,20 @@ async fn page_puts_a_key_and_shows_the_owner_the_backend_uses() {
     assert_eq!(page_owner, backend_owner);
     let hash = text_of(&client, "[data-testid=lookup-hash]").await.unwrap();
     assert_eq!(hash, format!("{:016x}", shardscope_shared::hash::key_hash(key.as_bytes())));
+    // Replicas (top 3) and the reason, from shared/ in wasm, as shared/ natively says.
+    let nodes: Vec<shardscope_shared::protocol::NodeInfo> =
+        reqwest::get(format!("{}/nodes", stack.url)).await.unwrap().json().await.unwrap();
+    let members: Vec<shardscope_shared::placement::Member> =
+        nodes.iter().map(|n| shardscope_shared::placement::Member::new(&n.id)).collect();
+    let ring = shardscope_shared::placement::build(
+        &shardscope_shared::placement::PlacementSpec::Ring { vnodes: 160 },
+        &members,
+    );
+    let replicas = text_of(&client, "[data-testid=lookup-replicas]").await.unwrap();
+    assert_eq!(replicas, ring.owners_of(key.as_bytes(), 3).join(", "));
+    assert!(replicas.starts_with(&backend_owner));
+    let why = text_of(&client, "[data-testid=lookup-why]").await.unwrap();
+    assert!(why.starts_with("ring: first of 480 virtual nodes"), "{why}");
     let dot = client.find(Locator::Css("svg.ring circle.key[data-key='browser-key']")).await.unwrap();
     assert_eq!(dot.attr("data-owner").await.unwrap().as_deref(), Some(backend_owner.as_str()));
 
