@@ -303,3 +303,55 @@ async fn data_browser_pages_searches_and_deletes() {
     std::fs::write(screenshot_dir().join("data-browser.png"), png).unwrap();
     client.close().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn what_if_join_matches_shared_and_moves_no_data() {
+    use shardscope_shared::hash::key_hash;
+    use shardscope_shared::placement::analysis::moved_keys;
+    use shardscope_shared::placement::{build, Member, PlacementSpec};
+
+    let (stack, _driver, client) = open_page(3).await;
+    client.find(Locator::Css("[data-testid=preset-10000]")).await.unwrap().click().await.unwrap();
+    client.find(Locator::Css("[data-testid=whatif-join]")).await.unwrap().click().await.unwrap();
+    let result = eventually("a what-if result", || async {
+        client.find(Locator::Css("[data-testid=whatif-result]")).await.ok()
+    })
+    .await;
+    let moved: usize = result.attr("data-moved").await.unwrap().unwrap().parse().unwrap();
+    let fraction: f64 = result.attr("data-fraction").await.unwrap().unwrap().parse().unwrap();
+    let ideal: f64 = result.attr("data-ideal").await.unwrap().unwrap().parse().unwrap();
+
+    let nodes: Vec<shardscope_shared::protocol::NodeInfo> =
+        reqwest::get(format!("{}/nodes", stack.url)).await.unwrap().json().await.unwrap();
+    let members: Vec<Member> = nodes.iter().map(|n| Member::new(&n.id)).collect();
+    let spec = PlacementSpec::Ring { vnodes: 160 };
+    let before = build(&spec, &members);
+    let mut after = build(&spec, &members);
+    after.add_member(Member::new("node-sim-1"));
+    let hashes: Vec<u64> = (0..10_000).map(|i| key_hash(format!("key-{i}").as_bytes())).collect();
+    let want = moved_keys(before.as_ref(), after.as_ref(), &hashes);
+    assert_eq!(moved, want.moves.len());
+    assert_eq!(fraction, want.fraction);
+    assert!((ideal - 0.25).abs() < 1e-12);
+
+    // A simulated leave on top, then reset: still nothing touched the cluster.
+    client
+        .find(Locator::Css("[data-testid=whatif-members] li[data-node='node-1'] [data-testid=whatif-leave]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    eventually("node-1 gone from the simulation", || async {
+        let items = client.find_all(Locator::Css("[data-testid=whatif-members] li")).await.ok()?;
+        (items.len() == 3).then_some(())
+    })
+    .await;
+    let after_nodes: Vec<shardscope_shared::protocol::NodeInfo> =
+        reqwest::get(format!("{}/nodes", stack.url)).await.unwrap().json().await.unwrap();
+    assert_eq!(after_nodes, nodes, "what-if changes nothing in the cluster");
+    client.execute("document.querySelector('[data-testid=whatif-result]').scrollIntoView()", vec![]).await.unwrap();
+    let png = client.screenshot().await.unwrap();
+    std::fs::write(screenshot_dir().join("what-if.png"), png).unwrap();
+    client.close().await.unwrap();
+}

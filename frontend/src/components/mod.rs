@@ -7,6 +7,7 @@ mod kv;
 mod lookup;
 mod ring;
 mod upload;
+mod whatif;
 
 use leptos::prelude::*;
 
@@ -25,6 +26,7 @@ pub fn App() -> impl IntoView {
     let backend = Backend::connect();
     let lookup_key = RwSignal::new(String::new());
     let stored_keys = RwSignal::new(Vec::<String>::new());
+    let keyset = RwSignal::new(None::<upload::KeySet>);
     view! {
         <header class="top">
             <h1>"ShardScope"</h1>
@@ -45,7 +47,10 @@ pub fn App() -> impl IntoView {
                 <browser::DataBrowser backend />
             </section>
             <section class="panel wide">
-                <upload::Upload backend />
+                <upload::Upload backend keyset />
+            </section>
+            <section class="panel wide">
+                <whatif::WhatIf backend keyset />
             </section>
         </main>
     }

@@ -14,12 +14,23 @@ use wasm_bindgen::JsCast;
 use super::chart::BarChart;
 use crate::ws::Backend;
 
-/// A parsed key set.
+/// A key set: uploaded, or generated like seed 000's result sets.
 #[derive(Clone, PartialEq)]
-struct KeySet {
-    name: String,
-    hashes: Vec<u64>,
+pub struct KeySet {
+    pub name: String,
+    pub hashes: Vec<u64>,
 }
+
+impl KeySet {
+    /// `n` generated keys, `key-0` .. `key-{n-1}`.
+    pub fn generated(n: usize) -> KeySet {
+        let hashes = (0..n).map(|i| key_hash(format!("key-{i}").as_bytes())).collect();
+        KeySet { name: format!("{n} generated keys"), hashes }
+    }
+}
+
+/// The preset sizes (seed 000 reports 5,000 to 100,000 keys).
+const PRESETS: [usize; 4] = [5_000, 10_000, 50_000, 100_000];
 
 /// One algorithm's numbers on the key set.
 #[derive(Clone, PartialEq)]
@@ -60,8 +71,7 @@ fn analyse(hashes: &[u64], members: &[Member]) -> Vec<Row> {
 }
 
 #[component]
-pub fn Upload(backend: Backend) -> impl IntoView {
-    let keyset = RwSignal::new(None::<KeySet>);
+pub fn Upload(backend: Backend, keyset: RwSignal<Option<KeySet>>) -> impl IntoView {
     let error = RwSignal::new(None::<String>);
     let took_ms = RwSignal::new(None::<f64>);
     let on_change = move |ev: leptos::ev::Event| {
@@ -97,7 +107,13 @@ pub fn Upload(backend: Backend) -> impl IntoView {
     });
     view! {
         <h2>"Compare algorithms on your keys"</h2>
-        <input type="file" data-testid="upload-input" accept=".txt,.csv,.json,.jsonl,.ndjson" on:change=on_change />
+        <div class="kv-form">
+            <input type="file" data-testid="upload-input" accept=".txt,.csv,.json,.jsonl,.ndjson" on:change=on_change />
+            {PRESETS.map(|n| view! {
+                <button class="small" data-testid=format!("preset-{n}")
+                    on:click=move |_| keyset.set(Some(KeySet::generated(n)))>{format!("{}k keys", n / 1000)}</button>
+            }).collect_view()}
+        </div>
         {move || error.get().map(|e| view! { <p class="error" data-testid="upload-error">{e}</p> })}
         {move || {
             let (set, rows) = rows.get()?;
