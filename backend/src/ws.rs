@@ -113,6 +113,18 @@ async fn answer(admin: &Admin, text: &str) -> ServerMsg {
             let done = admin.remove_node(&node).await.map(|p| (format!("{node} drained and removed"), Some(p)));
             return admin_reply(id, done);
         }
+        ClientMsg::Stats { id } => {
+            let stats = cluster
+                .stats()
+                .await
+                .into_iter()
+                .filter_map(|(node, reply)| match reply {
+                    NodeReply::Stats { stats } => Some((node, stats)),
+                    _ => None,
+                })
+                .collect();
+            return ServerMsg::Stats { id, stats };
+        }
         ClientMsg::ChangePlacement { id, placement } => {
             let name = placement.name();
             let done = admin.change_placement(placement).await.map(|p| (format!("now placing with {name}"), Some(p)));

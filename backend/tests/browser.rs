@@ -274,6 +274,16 @@ async fn data_browser_pages_searches_and_deletes() {
         }
         Some(keys)
     };
+    // Node counters (STATS) on the page add up to the keys stored.
+    client.find(Locator::Css("[data-testid=refresh-stats]")).await.unwrap().click().await.unwrap();
+    eventually("35 keys counted over the nodes", || async {
+        let mut total = 0u64;
+        for el in client.find_all(Locator::Css("[data-testid=node-keys]")).await.ok()? {
+            total += el.text().await.ok()?.split(' ').next()?.parse::<u64>().ok()?;
+        }
+        (total == 35).then_some(())
+    })
+    .await;
     client.find(Locator::Css("[data-testid=browse-prefix]")).await.unwrap().send_keys("user:").await.unwrap();
     client.find(Locator::Css("[data-testid=browse-search]")).await.unwrap().click().await.unwrap();
     let first =

@@ -2,7 +2,7 @@
 //! cluster view (nodes + placement) current from pushed messages, and sends
 //! requests whose replies come back by id.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use futures::channel::mpsc;
 use futures::{SinkExt, StreamExt};
@@ -10,7 +10,7 @@ use gloo_net::websocket::{futures::WebSocket, Message};
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 use shardscope_shared::placement::PlacementSpec;
-use shardscope_shared::protocol::{ClientMsg, NodeInfo, NodeReply, Progress, ServerMsg};
+use shardscope_shared::protocol::{ClientMsg, NodeInfo, NodeReply, NodeStats, Progress, ServerMsg};
 
 /// A reply from the backend: the node that served it, and the node's answer.
 #[derive(Clone, Debug, PartialEq)]
@@ -41,6 +41,8 @@ pub struct Backend {
     pub admin: RwSignal<HashMap<u64, (bool, String)>>,
     /// The latest rebalance, as the backend reports it.
     pub rebalance: RwSignal<Option<Rebalance>>,
+    /// Each node's counters, from the latest `stats` reply.
+    pub stats: RwSignal<BTreeMap<String, NodeStats>>,
     outbox: StoredValue<Option<mpsc::UnboundedSender<ClientMsg>>>,
     next_id: StoredValue<u64>,
 }
@@ -56,6 +58,7 @@ impl Backend {
             answers: RwSignal::new(HashMap::new()),
             admin: RwSignal::new(HashMap::new()),
             rebalance: RwSignal::new(None),
+            stats: RwSignal::new(BTreeMap::new()),
             outbox: StoredValue::new(None),
             next_id: StoredValue::new(1),
         };
@@ -88,6 +91,7 @@ impl Backend {
                             a.insert(id, Answer { node, reply });
                         });
                     }
+                    Ok(ServerMsg::Stats { stats, .. }) => backend.stats.set(stats),
                     Ok(ServerMsg::AdminReply { id, ok, message, .. }) => {
                         backend.admin.update(|a| {
                             a.insert(id, (ok, message));

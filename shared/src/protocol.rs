@@ -411,6 +411,10 @@ pub enum ClientMsg {
         id: u64,
         placement: PlacementSpec,
     },
+    /// Every node's counters (`STATS`).
+    Stats {
+        id: u64,
+    },
 }
 
 /// A message from the backend to the page over the WebSocket.
@@ -442,6 +446,9 @@ pub enum ServerMsg {
     RebalanceDone { progress: Progress },
     /// A rebalance step failed; it is retried.
     RebalanceError { change: String, message: String },
+    /// The answer to `stats`: each node's counters, by node id (nodes that
+    /// did not answer are left out).
+    Stats { id: u64, stats: std::collections::BTreeMap<String, NodeStats> },
     /// The answer to an administrative request with the same `id`.
     AdminReply {
         id: u64,

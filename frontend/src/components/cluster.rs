@@ -16,6 +16,18 @@ pub fn NodeList(backend: Backend) -> impl IntoView {
         backend.admin.with(|a| a.get(&id).cloned()).map(|(ok, m)| if ok { m } else { format!("failed: {m}") })
     };
     let add = move |_| last_admin.set(Some(backend.send(|id| ClientMsg::AddNode { id })));
+    // Counters on connect, after every membership change and every rebalance.
+    Effect::new(move || {
+        backend.nodes.track();
+        backend
+            .rebalance
+            .with(|r| r.as_ref().map(|r| r.done))
+            .unwrap_or(true)
+            .then(|| backend.send(|id| ClientMsg::Stats { id }));
+    });
+    let refresh = move |_| {
+        backend.send(|id| ClientMsg::Stats { id });
+    };
     view! {
         <h2>"Nodes"</h2>
         <ul class="nodes" data-testid="node-list">
@@ -37,6 +49,9 @@ pub fn NodeList(backend: Backend) -> impl IntoView {
                                 <strong>{n.id.clone()}</strong>
                                 <code>{n.addr.clone()}</code>
                                 <span class="health">{if n.healthy { "healthy" } else { "failing check" }}</span>
+                                <span class="keys" data-testid="node-keys">
+                                    {backend.stats.with(|s| s.get(&n.id).map(|s| format!("{} keys, {} B", s.keys, s.bytes)))}
+                                </span>
                                 <button class="small" data-testid="remove-node" on:click=remove
                                     aria-label=format!("remove {}", n.id)>"remove"</button>
                             </li>
@@ -45,7 +60,10 @@ pub fn NodeList(backend: Backend) -> impl IntoView {
                     .collect_view()
             }}
         </ul>
-        <button data-testid="add-node" on:click=add>"Add node"</button>
+        <div class="kv-form">
+            <button data-testid="add-node" on:click=add>"Add node"</button>
+            <button data-testid="refresh-stats" on:click=refresh>"Refresh counts"</button>
+        </div>
         <p class="outcome" data-testid="admin-outcome">{admin_message}</p>
         <RebalancePanel backend />
     }
