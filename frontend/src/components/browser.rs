@@ -62,7 +62,7 @@ pub fn DataBrowser(backend: Backend) -> impl IntoView {
             <input type="text" placeholder="key prefix (empty: all)" data-testid="browse-prefix"
                 prop:value=move || prefix.get() on:input=move |ev| prefix.set(event_target_value(&ev)) />
             <button data-testid="browse-search" on:click=search>"List"</button>
-            <button data-testid="browse-prev" on:click=prev disabled=move || cursors.get().len() < 2>"Previous"</button>
+            <button data-testid="browse-prev" on:click=prev disabled={move || cursors.get().len() < 2}>"Previous"</button>
             <button data-testid="browse-next" on:click=next
                 disabled=move || !matches!(page(), Some(Ok((_, Some(_)))))>"Next"</button>
         </div>

@@ -3,6 +3,7 @@
 mod browser;
 mod chart;
 mod cluster;
+mod demo;
 mod kv;
 mod lookup;
 mod ring;
@@ -27,14 +28,22 @@ pub fn App() -> impl IntoView {
     let lookup_key = RwSignal::new(String::new());
     let stored_keys = RwSignal::new(Vec::<String>::new());
     let keyset = RwSignal::new(None::<upload::KeySet>);
+    let demo = RwSignal::new(false);
     view! {
         <header class="top">
             <h1>"ShardScope"</h1>
             <span class="status" data-testid="ws-status">
                 {move || if backend.connected.get() { "connected" } else { "connecting…" }}
             </span>
+            <button class="small" data-testid="demo-toggle" aria-pressed=move || demo.get().to_string()
+                on:click=move |_| demo.update(|d| *d = !*d)>
+                {move || if demo.get() { "Leave demo mode" } else { "Demo mode" }}
+            </button>
         </header>
-        <main class="layout">
+        <main class=move || if demo.get() { "layout demo" } else { "layout" }>
+            {move || demo.get().then(|| view! {
+                <section class="panel wide"><demo::Narration backend keyset /></section>
+            })}
             <section class="panel ring-panel">
                 <ring::RingView backend lookup_key stored_keys />
             </section>

@@ -81,7 +81,7 @@ pub fn WhatIf(backend: Backend, keyset: RwSignal<Option<KeySet>>) -> impl IntoVi
                         <strong>{id.clone()}</strong>
                         <span class="health">{format!("weight {w}")}</span>
                         <button class="small" data-testid="whatif-heavier" on:click=move |_| sims.update(|s| s.push(Sim::Weight(up_id.clone(), w + 1)))>"+"</button>
-                        <button class="small" data-testid="whatif-lighter" disabled=w <= 1 on:click=move |_| sims.update(|s| s.push(Sim::Weight(down_id.clone(), w.saturating_sub(1).max(1))))>"−"</button>
+                        <button class="small" data-testid="whatif-lighter" disabled={w <= 1} on:click=move |_| sims.update(|s| s.push(Sim::Weight(down_id.clone(), w.saturating_sub(1).max(1))))>"−"</button>
                         <button class="small" data-testid="whatif-leave" on:click=move |_| sims.update(|s| s.push(Sim::Leave(leave_id.clone())))>"leave"</button>
                     </li>
                 }
