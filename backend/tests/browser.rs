@@ -407,3 +407,40 @@ async fn demo_mode_narrates_a_join_with_shareds_numbers() {
     std::fs::write(screenshot_dir().join("demo.png"), png).unwrap();
     client.close().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_link_reproduces_the_view_and_the_url_follows_it() {
+    use shardscope_shared::hash::key_hash;
+    use shardscope_shared::placement::analysis::moved_keys;
+    use shardscope_shared::placement::{build, Member, PlacementSpec};
+
+    let (stack, _driver, client) = open_page(3).await;
+    client.goto(&format!("{}/#demo=1&keys=5000&whatif=join:node-sim-1", stack.url)).await.unwrap();
+    client.refresh().await.unwrap();
+    eventually("the narration of demo mode", || async {
+        client.find(Locator::Css("[data-testid=narration]")).await.ok()
+    })
+    .await;
+    let result = eventually("the what-if from the link", || async {
+        client.find(Locator::Css("[data-testid=whatif-result]")).await.ok()
+    })
+    .await;
+    let moved: usize = result.attr("data-moved").await.unwrap().unwrap().parse().unwrap();
+    let nodes: Vec<shardscope_shared::protocol::NodeInfo> =
+        reqwest::get(format!("{}/nodes", stack.url)).await.unwrap().json().await.unwrap();
+    let members: Vec<Member> = nodes.iter().map(|n| Member::new(&n.id)).collect();
+    let spec = PlacementSpec::Ring { vnodes: 160 };
+    let mut after = build(&spec, &members);
+    after.add_member(Member::new("node-sim-1"));
+    let hashes: Vec<u64> = (0..5000).map(|i| key_hash(format!("key-{i}").as_bytes())).collect();
+    assert_eq!(moved, moved_keys(build(&spec, &members).as_ref(), after.as_ref(), &hashes).moves.len());
+
+    client.find(Locator::Css("[data-testid=whatif-join]")).await.unwrap().click().await.unwrap();
+    let url = eventually("the URL to follow", || async {
+        let url = client.current_url().await.ok()?.to_string();
+        url.contains("join:node-sim-2").then_some(url)
+    })
+    .await;
+    assert!(url.ends_with("#demo=1&keys=5000&whatif=join:node-sim-1,join:node-sim-2"), "{url}");
+    client.close().await.unwrap();
+}

@@ -1,12 +1,15 @@
 //! ShardScope's page: a Leptos CSR app compiled to WebAssembly.
 //!
 //! - [`ws`]: the one WebSocket to the backend and the state it feeds.
-//! - [`components`]: the views (ring, lookup, cluster panel, key-value form).
+//! - [`components`]: the views (ring, lookup, cluster panel, key-value form,
+//!   data browser, key-set comparison, what-if, demo narration).
+//! - [`url`]: the view state carried in the URL's fragment.
 //!
 //! Placement is never re-implemented here: every owner shown is computed with
 //! `shardscope-shared`, the crate the backend routes with.
 
 mod components;
+mod url;
 mod ws;
 
 fn main() {

@@ -8,7 +8,7 @@ mod kv;
 mod lookup;
 mod ring;
 mod upload;
-mod whatif;
+pub mod whatif;
 
 use leptos::prelude::*;
 
@@ -27,8 +27,15 @@ pub fn App() -> impl IntoView {
     let backend = Backend::connect();
     let lookup_key = RwSignal::new(String::new());
     let stored_keys = RwSignal::new(Vec::<String>::new());
-    let keyset = RwSignal::new(None::<upload::KeySet>);
-    let demo = RwSignal::new(false);
+    let initial = crate::url::read();
+    let keyset = RwSignal::new(initial.keys.map(upload::KeySet::generated));
+    let demo = RwSignal::new(initial.demo);
+    let sims = RwSignal::new(initial.sims);
+    // The URL follows the view, so a link reproduces it.
+    Effect::new(move || {
+        let keys = keyset.with(|k| k.as_ref().and_then(|k| k.generated_size()));
+        crate::url::write(&crate::url::ViewState { demo: demo.get(), keys, sims: sims.get() });
+    });
     view! {
         <header class="top">
             <h1>"ShardScope"</h1>
@@ -59,7 +66,7 @@ pub fn App() -> impl IntoView {
                 <upload::Upload backend keyset />
             </section>
             <section class="panel wide">
-                <whatif::WhatIf backend keyset />
+                <whatif::WhatIf backend keyset sims />
             </section>
         </main>
     }

@@ -19,13 +19,19 @@ use crate::ws::Backend;
 pub struct KeySet {
     pub name: String,
     pub hashes: Vec<u64>,
+    generated: bool,
 }
 
 impl KeySet {
     /// `n` generated keys, `key-0` .. `key-{n-1}`.
     pub fn generated(n: usize) -> KeySet {
         let hashes = (0..n).map(|i| key_hash(format!("key-{i}").as_bytes())).collect();
-        KeySet { name: format!("{n} generated keys"), hashes }
+        KeySet { name: format!("{n} generated keys"), hashes, generated: true }
+    }
+
+    /// The size of a generated set (the URL can carry it); `None` for a file.
+    pub fn generated_size(&self) -> Option<usize> {
+        self.generated.then_some(self.hashes.len())
     }
 }
 
@@ -87,7 +93,7 @@ pub fn Upload(backend: Backend, keyset: RwSignal<Option<KeySet>>) -> impl IntoVi
                 Ok(ops) => {
                     let hashes = keyset::keys(&ops).into_iter().map(key_hash).collect();
                     error.set(None);
-                    keyset.set(Some(KeySet { name, hashes }));
+                    keyset.set(Some(KeySet { name, hashes, generated: false }));
                 }
                 Err(e) => error.set(Some(format!("{name}: {e}"))),
             }

@@ -14,10 +14,31 @@ const DEFAULT_KEYS: usize = 10_000;
 
 /// One simulated membership change.
 #[derive(Clone, Debug, PartialEq)]
-enum Sim {
+pub enum Sim {
     Join(String),
     Leave(String),
     Weight(String, u32),
+}
+
+impl Sim {
+    /// `join:ID`, `leave:ID` or `weight:ID:W`, as the URL carries it.
+    pub fn encode(&self) -> String {
+        match self {
+            Sim::Join(id) => format!("join:{id}"),
+            Sim::Leave(id) => format!("leave:{id}"),
+            Sim::Weight(id, w) => format!("weight:{id}:{w}"),
+        }
+    }
+
+    pub fn decode(text: &str) -> Option<Sim> {
+        let mut parts = text.splitn(3, ':');
+        match (parts.next()?, parts.next(), parts.next()) {
+            ("join", Some(id), None) if !id.is_empty() => Some(Sim::Join(id.into())),
+            ("leave", Some(id), None) if !id.is_empty() => Some(Sim::Leave(id.into())),
+            ("weight", Some(id), Some(w)) => Some(Sim::Weight(id.into(), w.parse().ok().filter(|w| *w > 0)?)),
+            _ => None,
+        }
+    }
 }
 
 fn apply(members: &[Member], sims: &[Sim]) -> Vec<Member> {
@@ -33,8 +54,7 @@ fn apply(members: &[Member], sims: &[Sim]) -> Vec<Member> {
 }
 
 #[component]
-pub fn WhatIf(backend: Backend, keyset: RwSignal<Option<KeySet>>) -> impl IntoView {
-    let sims = RwSignal::new(Vec::<Sim>::new());
+pub fn WhatIf(backend: Backend, keyset: RwSignal<Option<KeySet>>, sims: RwSignal<Vec<Sim>>) -> impl IntoView {
     let members = move || backend.nodes.get().iter().map(|n| Member::new(&n.id)).collect::<Vec<_>>();
     let after = move || apply(&members(), &sims.get());
     let result = Memo::new(move |_| {
