@@ -212,6 +212,16 @@ async fn uploaded_key_set_is_charted_with_shareds_counts_for_every_algorithm() {
         assert_eq!(got.iter().sum::<u64>(), keys.len() as u64, "{}", spec.name());
         assert_eq!(got, want.counts, "{} bars equal shared's counts", spec.name());
     }
+    // The ring draws the set's keys: all 5000, then a sample of a 50k preset.
+    let dots = client.find(Locator::Css("[data-testid=ring-keyset]")).await.unwrap();
+    assert_eq!(dots.attr("data-shown").await.unwrap().as_deref(), Some("5000"));
+    assert_eq!(client.find_all(Locator::Css("svg.ring circle.set-key")).await.unwrap().len(), 5000);
+    client.find(Locator::Css("[data-testid=preset-50000]")).await.unwrap().click().await.unwrap();
+    eventually("a sampled 50k set on the ring", || async {
+        let g = client.find(Locator::Css("[data-testid=ring-keyset][data-total='50000']")).await.ok()?;
+        g.attr("data-shown").await.ok()?.filter(|s| s == "5000")
+    })
+    .await;
     client.execute("document.querySelector('[data-testid=compare]').scrollIntoView()", vec![]).await.unwrap();
     let png = client.screenshot().await.unwrap();
     std::fs::write(screenshot_dir().join("upload.png"), png).unwrap();

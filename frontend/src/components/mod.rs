@@ -52,7 +52,7 @@ pub fn App() -> impl IntoView {
                 <section class="panel wide"><demo::Narration backend keyset /></section>
             })}
             <section class="panel ring-panel">
-                <ring::RingView backend lookup_key stored_keys />
+                <ring::RingView backend lookup_key stored_keys keyset />
             </section>
             <section class="panel side">
                 <lookup::Lookup backend lookup_key />

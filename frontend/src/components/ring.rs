@@ -9,9 +9,13 @@ use shardscope_shared::placement::ring::Ring;
 use shardscope_shared::placement::{Member, Placement, PlacementSpec};
 
 use super::node_colour;
+use super::upload::KeySet;
 use crate::ws::Backend;
 
 const R: f64 = 100.0;
+
+/// Most key-set dots drawn; larger sets are sampled.
+const MAX_DOTS: usize = 5_000;
 
 /// (x, y) of a ring fraction, clockwise from the top.
 fn at(fraction: f64, radius: f64) -> (f64, f64) {
@@ -29,7 +33,12 @@ fn arc(from: f64, to: f64) -> String {
 }
 
 #[component]
-pub fn RingView(backend: Backend, lookup_key: RwSignal<String>, stored_keys: RwSignal<Vec<String>>) -> impl IntoView {
+pub fn RingView(
+    backend: Backend,
+    lookup_key: RwSignal<String>,
+    stored_keys: RwSignal<Vec<String>>,
+    keyset: RwSignal<Option<KeySet>>,
+) -> impl IntoView {
     let ring = move || {
         let members: Vec<Member> = backend.nodes.get().iter().map(|n| Member::new(&n.id)).collect();
         match backend.placement.get()? {
@@ -59,11 +68,36 @@ pub fn RingView(backend: Backend, lookup_key: RwSignal<String>, stored_keys: RwS
             })
             .collect_view();
         let keys = stored_keys.get().into_iter().map(|k| key_dot(&ring, &k, "key")).collect_view();
+        // A key set: every k-th key (hashes are uniform, so a stride is a
+        // faithful sample), with the full count in the middle.
+        let set = keyset.get().map(|set| {
+            let stride = set.hashes.len().div_ceil(MAX_DOTS).max(1);
+            let dots = set
+                .hashes
+                .iter()
+                .step_by(stride)
+                .map(|&h| {
+                    let (x, y) = at(ring_fraction(h), R - 24.0);
+                    let colour = ring.owner_index(h).map(node_colour).unwrap_or("#999");
+                    view! { <circle class="set-key" cx=format!("{x:.2}") cy=format!("{y:.2}") r="1.2" fill=colour /> }
+                })
+                .collect_view();
+            let shown = set.hashes.len().div_ceil(stride);
+            let label = if shown < set.hashes.len() {
+                format!("{} keys ({shown} shown)", set.hashes.len())
+            } else {
+                format!("{} keys", set.hashes.len())
+            };
+            view! {
+                <g data-testid="ring-keyset" data-shown=shown.to_string() data-total=set.hashes.len().to_string()>{dots}</g>
+                <text class="count" x="0" y="4" text-anchor="middle">{label}</text>
+            }
+        });
         let looked_up = {
             let k = lookup_key.get();
             (!k.is_empty()).then(|| key_dot(&ring, &k, "key lookup"))
         };
-        Some(view! { <g>{arcs}</g> <g>{ticks}</g> <g>{keys}</g> {looked_up} })
+        Some(view! { <g>{arcs}</g> <g>{ticks}</g> {set} <g>{keys}</g> {looked_up} })
     };
     view! {
         <svg class="ring" viewBox="-130 -130 260 260" data-testid="ring" role="img"
