@@ -454,3 +454,59 @@ async fn a_link_reproduces_the_view_and_the_url_follows_it() {
     assert!(url.ends_with("#demo=1&keys=5000&whatif=join:node-sim-1,join:node-sim-2"), "{url}");
     client.close().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_algorithm_is_shown_by_its_own_logic_with_shareds_answer() {
+    use shardscope_shared::hash::key_hash;
+    use shardscope_shared::placement::{build, build_for_keys, Member, PlacementSpec};
+
+    let (stack, _driver, client) = open_page(4).await;
+    let key = "user:1234";
+    client.find(Locator::Css("[data-testid=lookup-input]")).await.unwrap().send_keys(key).await.unwrap();
+    let nodes: Vec<shardscope_shared::protocol::NodeInfo> =
+        reqwest::get(format!("{}/nodes", stack.url)).await.unwrap().json().await.unwrap();
+    let members: Vec<Member> = nodes.iter().map(|n| Member::new(&n.id)).collect();
+    let hash = key_hash(key.as_bytes());
+    let owner = |spec: &PlacementSpec| build(spec, &members).owner_of(key.as_bytes()).unwrap().to_string();
+    let picker = client.find(Locator::Css("[data-testid=logic-picker]")).await.unwrap();
+    let attr = |css: String, name: &'static str| {
+        let client = client.clone();
+        async move {
+            eventually(&css.clone(), || async { client.find(Locator::Css(&css)).await.ok()?.attr(name).await.ok()? })
+                .await
+        }
+    };
+
+    picker.select_by_value("modulo").await.unwrap();
+    assert_eq!(attr("[data-testid=logic-modulo]".into(), "data-owner").await, owner(&PlacementSpec::Modulo));
+    picker.select_by_value("ring").await.unwrap();
+    let ring_owner = attr("[data-testid=logic-ring] li.winner".into(), "data-owner").await;
+    assert_eq!(ring_owner, owner(&PlacementSpec::Ring { vnodes: 160 }));
+    picker.select_by_value("rendezvous").await.unwrap();
+    let hrw = attr("[data-testid=logic-hrw] [data-winner=true]".into(), "data-node").await;
+    assert_eq!(hrw, owner(&PlacementSpec::Rendezvous));
+    assert_eq!(client.find_all(Locator::Css("[data-testid=logic-hrw] .score")).await.unwrap().len(), 4);
+    picker.select_by_value("jump").await.unwrap();
+    let steps = eventually("jump steps", || async {
+        let steps = client.find_all(Locator::Css("[data-testid=logic-jump] li")).await.ok()?;
+        (!steps.is_empty()).then_some(steps)
+    })
+    .await;
+    let last = steps.last().unwrap().attr("data-owner").await.unwrap().unwrap();
+    assert_eq!(last, owner(&PlacementSpec::Jump));
+    picker.select_by_value("maglev").await.unwrap();
+    let slot = attr("[data-testid=logic-maglev]".into(), "data-slot").await;
+    assert_eq!(slot, (hash % 65_537).to_string());
+    let cell = attr("[data-testid=logic-maglev] .cell.key".into(), "data-owner").await;
+    assert_eq!(cell, owner(&PlacementSpec::Maglev { table_size: 65_537 }));
+    picker.select_by_value("bounded").await.unwrap();
+    let walk = attr("[data-testid=logic-bounded]".into(), "data-walk").await;
+    let set: Vec<u64> = (0..10_000).map(|i| key_hash(format!("key-{i}").as_bytes())).collect();
+    let spec = PlacementSpec::Bounded { vnodes: 160, capacity: 1.25 };
+    let bounded_owner = build_for_keys(&spec, &members, &set).owner_of(key.as_bytes()).unwrap().to_string();
+    assert_eq!(walk.rsplit(',').next().unwrap(), bounded_owner);
+    client.execute("document.querySelector('[data-testid=logic-bounded]').scrollIntoView()", vec![]).await.unwrap();
+    let png = client.screenshot().await.unwrap();
+    std::fs::write(screenshot_dir().join("logic.png"), png).unwrap();
+    client.close().await.unwrap();
+}

@@ -5,6 +5,7 @@ mod chart;
 mod cluster;
 mod demo;
 mod kv;
+mod logic;
 mod lookup;
 mod ring;
 mod upload;
@@ -58,6 +59,9 @@ pub fn App() -> impl IntoView {
                 <lookup::Lookup backend lookup_key />
                 <kv::KvForm backend stored_keys />
                 <cluster::NodeList backend />
+            </section>
+            <section class="panel wide">
+                <logic::AlgorithmView backend lookup_key keyset />
             </section>
             <section class="panel wide">
                 <browser::DataBrowser backend />

@@ -40,6 +40,30 @@ impl Bounded {
         b
     }
 
+    /// Each member's capacity (keys it may hold) for the placed key set.
+    pub fn capacities(&self) -> &[u64] {
+        &self.caps
+    }
+
+    /// The members a key's walk visits, in order, ending at its owner: the
+    /// ones before it were full ("where the key overflowed").
+    pub fn walk(&self, hash: u64) -> Vec<usize> {
+        let mut path = Vec::new();
+        let len = self.ring.point_count();
+        let Some(owner) = self.owner_index(hash) else { return path };
+        let start = self.ring.successor(hash);
+        for step in 0..len {
+            let m = self.ring.owner_at((start + step) % len);
+            if !path.contains(&m) {
+                path.push(m);
+            }
+            if m == owner {
+                break;
+            }
+        }
+        path
+    }
+
     /// Each member's load (keys placed on it).
     pub fn loads(&self) -> &[u64] {
         &self.loads

@@ -23,6 +23,11 @@ impl Rendezvous {
         r
     }
 
+    /// Every member's score for a key hash (higher wins), in member order.
+    pub fn scores(&self, hash: u64) -> Vec<f64> {
+        (0..self.members.len()).map(|i| self.score(i, hash)).collect()
+    }
+
     #[inline]
     fn raw(&self, i: usize, hash: u64) -> u64 {
         mix64(hash ^ self.seeds[i])

@@ -1,0 +1,206 @@
+//! Each algorithm shown by its own logic, for the looked-up key: the ring's
+//! clockwise walk, every node's HRW score, jump's bucket jumps, a window of
+//! Maglev's table, bounded loads' capacities and overflow, modulo's
+//! remainder. An algorithm picker with its settings chooses what to show
+//! (the cluster's own algorithm by default); nothing here changes the cluster.
+
+use leptos::prelude::*;
+use shardscope_shared::hash::key_hash;
+use shardscope_shared::placement::bounded::Bounded;
+use shardscope_shared::placement::jump::Jump;
+use shardscope_shared::placement::maglev::Maglev;
+use shardscope_shared::placement::rendezvous::Rendezvous;
+use shardscope_shared::placement::ring::Ring;
+use shardscope_shared::placement::{Member, Placement, PlacementSpec};
+
+use super::node_colour;
+use super::upload::KeySet;
+use crate::ws::Backend;
+
+/// Cells of the Maglev table shown around the key's slot.
+const WINDOW: u64 = 48;
+
+fn spec_for(name: &str, vnodes: u32, table_size: u64, capacity: f64) -> PlacementSpec {
+    match name {
+        "modulo" => PlacementSpec::Modulo,
+        "rendezvous" => PlacementSpec::Rendezvous,
+        "jump" => PlacementSpec::Jump,
+        "maglev" => PlacementSpec::Maglev { table_size },
+        "bounded" => PlacementSpec::Bounded { vnodes, capacity },
+        _ => PlacementSpec::Ring { vnodes },
+    }
+}
+
+#[component]
+pub fn AlgorithmView(
+    backend: Backend,
+    lookup_key: RwSignal<String>,
+    keyset: RwSignal<Option<KeySet>>,
+) -> impl IntoView {
+    // "" follows the cluster's algorithm.
+    let picked = RwSignal::new(String::new());
+    let vnodes = RwSignal::new(160u32);
+    let table_size = RwSignal::new(shardscope_shared::placement::maglev::DEFAULT_TABLE_SIZE);
+    let capacity = RwSignal::new(1.25f64);
+    let spec = move || {
+        let name = picked.get();
+        if name.is_empty() {
+            backend.placement.get()
+        } else {
+            Some(spec_for(&name, vnodes.get(), table_size.get(), capacity.get()))
+        }
+    };
+    let body = move || {
+        let spec = spec()?;
+        let members: Vec<Member> = backend.nodes.get().iter().map(|n| Member::new(&n.id)).collect();
+        if members.is_empty() {
+            return None;
+        }
+        let key = match lookup_key.get() {
+            k if k.is_empty() => "key-0".to_string(),
+            k => k,
+        };
+        let hash = key_hash(key.as_bytes());
+        let ids: Vec<String> = members.iter().map(|m| m.id.clone()).collect();
+        let colour_of = move |id: &str| node_colour(ids.iter().position(|i| i == id).unwrap_or(0));
+        let explained = match &spec {
+            PlacementSpec::Modulo => {
+                let i = (hash % members.len() as u64) as usize;
+                view! {
+                    <p data-testid="logic-modulo" data-owner=members[i].id.clone()>
+                        {format!("{hash:016x} mod {} = {i} → {}", members.len(), members[i].id)}
+                    </p>
+                }
+                .into_any()
+            }
+            PlacementSpec::Ring { vnodes } => {
+                let ring = Ring::new(&members, *vnodes);
+                let start = ring.successor(hash);
+                let points: Vec<(u64, usize)> = ring.points().collect();
+                let rows = (0..5.min(points.len()))
+                    .map(|s| {
+                        let (p, o) = points[(start + s) % points.len()];
+                        let id = ring.members()[o].id.clone();
+                        view! {
+                            <li class=if s == 0 { "winner" } else { "" } data-owner=id.clone()>
+                                <span class="swatch" style=format!("background:{}", colour_of(&id))></span>
+                                {format!("{p:016x} — {id}{}", if s == 0 { " (owner: first point clockwise)" } else { "" })}
+                            </li>
+                        }
+                    })
+                    .collect_view();
+                view! { <p>{format!("key at {hash:016x}; the next virtual nodes clockwise:")}</p><ol data-testid="logic-ring">{rows}</ol> }.into_any()
+            }
+            PlacementSpec::Rendezvous => {
+                let r = Rendezvous::new(&members);
+                let scores = r.scores(hash);
+                let winner = r.owner_index(hash).unwrap_or(0);
+                let max = scores.iter().cloned().fold(f64::MIN, f64::max).max(f64::MIN_POSITIVE);
+                let bars = scores
+                    .iter()
+                    .enumerate()
+                    .map(|(i, s)| {
+                        let id = r.members()[i].id.clone();
+                        view! {
+                            <div class="score" data-node=id.clone() data-score=s.to_string() data-winner=(i == winner).to_string()>
+                                <span>{id.clone()}</span>
+                                <div class="bar"><div class="fill" style=format!("width:{:.1}%;background:{}", 100.0 * s / max, colour_of(&id))></div></div>
+                            </div>
+                        }
+                    })
+                    .collect_view();
+                view! { <p>"Each node scores the key; the highest wins:"</p><div data-testid="logic-hrw">{bars}</div> }
+                    .into_any()
+            }
+            PlacementSpec::Jump => {
+                let jump = match backend.slots.get().filter(|_| picked.get().is_empty()) {
+                    Some(slots) => Jump::from_slots(&slots),
+                    None => Jump::new(&members),
+                };
+                let slots = jump.slot_table();
+                let steps = jump
+                    .bucket_path(hash)
+                    .into_iter()
+                    .map(|b| {
+                        let holder = slots[b as usize].clone();
+                        let text = match &holder {
+                            Some(id) => format!("bucket {b} → {id}"),
+                            None => format!("bucket {b} → tombstone, jump again"),
+                        };
+                        view! { <li data-bucket=b.to_string() data-owner=holder.unwrap_or_default()>{text}</li> }
+                    })
+                    .collect_view();
+                view! { <p>{format!("jump hash over {} buckets:", slots.len())}</p><ol data-testid="logic-jump">{steps}</ol> }.into_any()
+            }
+            PlacementSpec::Maglev { table_size } => {
+                let m = Maglev::new(&members, *table_size);
+                let size = m.table_size();
+                let slot = hash % size;
+                let cells = (0..WINDOW)
+                    .map(|i| {
+                        let s = (slot + size - WINDOW / 2 + i) % size;
+                        let id = m.members()[m.table()[s as usize] as usize].id.clone();
+                        view! {
+                            <span class=if s == slot { "cell key" } else { "cell" } data-slot=s.to_string() data-owner=id.clone()
+                                style=format!("background:{}", colour_of(&id)) title=format!("slot {s}: {id}")></span>
+                        }
+                    })
+                    .collect_view();
+                view! {
+                    <p>{format!("table[{hash:016x} mod {size} = {slot}]; the table around that slot:")}</p>
+                    <div class="grid" data-testid="logic-maglev" data-slot=slot.to_string()>{cells}</div>
+                }
+                .into_any()
+            }
+            PlacementSpec::Bounded { vnodes, capacity } => {
+                let set = keyset.get().unwrap_or_else(|| KeySet::generated(10_000));
+                let b = Bounded::new(&members, *vnodes, *capacity, &set.hashes);
+                let walk: Vec<String> = b.walk(hash).into_iter().map(|i| b.members()[i].id.clone()).collect();
+                let rows = b
+                    .members()
+                    .iter()
+                    .enumerate()
+                    .map(|(i, m)| {
+                        let (load, cap) = (b.loads()[i], b.capacities()[i]);
+                        view! {
+                            <div class="score" data-node=m.id.clone() data-load=load.to_string() data-capacity=cap.to_string()>
+                                <span>{format!("{}: {load} / {cap}", m.id)}</span>
+                                <div class="bar"><div class="fill" style=format!("width:{:.1}%;background:{}", 100.0 * load as f64 / cap.max(1) as f64, colour_of(&m.id))></div></div>
+                            </div>
+                        }
+                    })
+                    .collect_view();
+                let overflow = match walk.len() {
+                    0 | 1 => "the first node clockwise had room".to_string(),
+                    _ => format!(
+                        "the walk passed over full {} and landed on {}",
+                        walk[..walk.len() - 1].join(", "),
+                        walk[walk.len() - 1]
+                    ),
+                };
+                view! {
+                    <p data-testid="logic-bounded" data-walk=walk.join(",")>{format!("{} keys, capacity {capacity} x the mean; for this key, {overflow}:", set.hashes.len())}</p>
+                    {rows}
+                }
+                .into_any()
+            }
+        };
+        Some(view! { <p class="outcome">{format!("{} for {key:?}", spec.name())}</p> {explained} })
+    };
+    view! {
+        <h2>"How the algorithm decides"</h2>
+        <div class="kv-form">
+            <select data-testid="logic-picker" on:change=move |ev| picked.set(event_target_value(&ev))>
+                <option value="">"the cluster's algorithm"</option>
+                {["modulo", "ring", "rendezvous", "jump", "maglev", "bounded"].map(|n| view! { <option value=n>{n}</option> }).collect_view()}
+            </select>
+            <label>"vnodes "<input type="number" min="1" max="1000" prop:value=move || vnodes.get().to_string()
+                on:change=move |ev| vnodes.set(event_target_value(&ev).parse().unwrap_or(160).clamp(1, 1000)) /></label>
+            <label>"table size "<input type="number" min="7" prop:value=move || table_size.get().to_string()
+                on:change=move |ev| table_size.set(event_target_value(&ev).parse().unwrap_or(65_537).clamp(7, 1_000_003)) /></label>
+            <label>"capacity "<input type="number" step="0.05" min="1" prop:value=move || capacity.get().to_string()
+                on:change=move |ev| capacity.set(event_target_value(&ev).parse().unwrap_or(1.25f64).clamp(1.0, 10.0)) /></label>
+        </div>
+        {body}
+    }
+}
