@@ -212,6 +212,43 @@ async fn uploaded_key_set_is_charted_with_shareds_counts_for_every_algorithm() {
         assert_eq!(got.iter().sum::<u64>(), keys.len() as u64, "{}", spec.name());
         assert_eq!(got, want.counts, "{} bars equal shared's counts", spec.name());
     }
+    // Ticks and dots say what they are on hover.
+    let tick = client.find(Locator::Css("svg.ring line.vnode title")).await.unwrap();
+    assert!(tick.html(true).await.unwrap().contains("virtual node of node-"));
+    // A ring redraw (typing a lookup key redraws it) with 10k keys, timed in the page.
+    client.find(Locator::Css("[data-testid=preset-10000]")).await.unwrap().click().await.unwrap();
+    eventually("10k keys on the ring", || async {
+        client.find(Locator::Css("[data-testid=ring-keyset][data-total='10000']")).await.ok()
+    })
+    .await;
+    let ms = client
+        .execute_async(
+            "const done = arguments[arguments.length - 1];
+             const input = document.querySelector('[data-testid=lookup-input]');
+             const t0 = performance.now();
+             input.value = 'redraw-probe'; input.dispatchEvent(new Event('input', { bubbles: true }));
+             setTimeout(() => done(performance.now() - t0), 0);",
+            vec![],
+        )
+        .await
+        .unwrap();
+    println!("ring redraw for a lookup with 10k keys drawn (script and DOM work, before paint): {ms} ms");
+    let full = client
+        .execute_async(
+            "const done = arguments[arguments.length - 1];
+             const t0 = performance.now();
+             document.querySelector('[data-testid=preset-10000]').click();
+             setTimeout(() => done(performance.now() - t0), 0);",
+            vec![],
+        )
+        .await
+        .unwrap();
+    println!("10k key set set again (ring dots, comparison table and what-if recomputed): {full} ms");
+    client.find(Locator::Css("[data-testid=preset-5000]")).await.unwrap().click().await.unwrap();
+    eventually("back to 5000 keys", || async {
+        client.find(Locator::Css("[data-testid=ring-keyset][data-total='5000']")).await.ok()
+    })
+    .await;
     // The ring draws the set's keys: all 5000, then a sample of a 50k preset.
     let dots = client.find(Locator::Css("[data-testid=ring-keyset]")).await.unwrap();
     assert_eq!(dots.attr("data-shown").await.unwrap().as_deref(), Some("5000"));
@@ -238,6 +275,10 @@ async fn add_node_from_the_page_shows_the_rebalance_the_backend_did() {
     for i in 0..600 {
         http.put(format!("{}/kv/k{i}", stack.url)).body("v").send().await.unwrap();
     }
+    // 5000 generated keys on the ring, to watch which ones the join moves.
+    client.find(Locator::Css("[data-testid=preset-5000]")).await.unwrap().click().await.unwrap();
+    let before: Vec<shardscope_shared::protocol::NodeInfo> =
+        reqwest::get(format!("{}/nodes", stack.url)).await.unwrap().json().await.unwrap();
     let ws_url = format!("{}/ws", stack.url.replace("http://", "ws://"));
     let (mut ws, _) = tokio_tungstenite::connect_async(&ws_url).await.unwrap();
     client.find(Locator::Css("[data-testid=add-node]")).await.unwrap().click().await.unwrap();
@@ -262,6 +303,30 @@ async fn add_node_from_the_page_shows_the_rebalance_the_backend_did() {
         (items.len() == 4).then_some(())
     })
     .await;
+    // The ring animates exactly the keys shared says the join moved.
+    let after: Vec<shardscope_shared::protocol::NodeInfo> =
+        reqwest::get(format!("{}/nodes", stack.url)).await.unwrap().json().await.unwrap();
+    let spec = shardscope_shared::placement::PlacementSpec::Ring { vnodes: 160 };
+    let members = |ns: &[shardscope_shared::protocol::NodeInfo]| {
+        ns.iter().map(|n| shardscope_shared::placement::Member::new(&n.id)).collect::<Vec<_>>()
+    };
+    let hashes: Vec<u64> =
+        (0..5000).map(|i| shardscope_shared::hash::key_hash(format!("key-{i}").as_bytes())).collect();
+    let predicted = shardscope_shared::placement::analysis::moved_keys(
+        shardscope_shared::placement::build(&spec, &members(&before)).as_ref(),
+        shardscope_shared::placement::build(&spec, &members(&after)).as_ref(),
+        &hashes,
+    );
+    let animated = eventually("moved keys animated", || async {
+        let moved = client.find_all(Locator::Css("svg.ring circle.set-key[data-moved=true]")).await.ok()?;
+        (moved.len() == predicted.moves.len()).then_some(moved.len())
+    })
+    .await;
+    assert!(animated > 0);
+    assert_eq!(
+        client.find_all(Locator::Css("svg.ring circle.set-key[data-moved=true] animate")).await.unwrap().len(),
+        2 * animated
+    );
     let png = client.screenshot().await.unwrap();
     std::fs::write(screenshot_dir().join("add-node.png"), png).unwrap();
     client.close().await.unwrap();

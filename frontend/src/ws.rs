@@ -19,6 +19,9 @@ pub struct Answer {
     pub reply: NodeReply,
 }
 
+/// A cluster as it was: nodes, placement, and jump's slots.
+pub type Snapshot = (Vec<NodeInfo>, PlacementSpec, Option<Vec<Option<String>>>);
+
 /// A rebalance as the page shows it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Rebalance {
@@ -41,6 +44,9 @@ pub struct Backend {
     pub admin: RwSignal<HashMap<u64, (bool, String)>>,
     /// The latest rebalance, as the backend reports it.
     pub rebalance: RwSignal<Option<Rebalance>>,
+    /// The membership and placement before the latest change (nodes, spec,
+    /// jump's slots), to show which keys it moved.
+    pub previous: RwSignal<Option<Snapshot>>,
     /// Each node's counters, from the latest `stats` reply.
     pub stats: RwSignal<BTreeMap<String, NodeStats>>,
     outbox: StoredValue<Option<mpsc::UnboundedSender<ClientMsg>>>,
@@ -59,6 +65,7 @@ impl Backend {
             admin: RwSignal::new(HashMap::new()),
             rebalance: RwSignal::new(None),
             stats: RwSignal::new(BTreeMap::new()),
+            previous: RwSignal::new(None),
             outbox: StoredValue::new(None),
             next_id: StoredValue::new(1),
         };
@@ -82,6 +89,17 @@ impl Backend {
                 backend.connected.set(true);
                 match serde_json::from_str::<ServerMsg>(&text) {
                     Ok(ServerMsg::Cluster { nodes, placement, slots }) => {
+                        let ids = |ns: &[NodeInfo]| ns.iter().map(|n| n.id.clone()).collect::<Vec<_>>();
+                        let changed = backend.nodes.with_untracked(|old| ids(old) != ids(&nodes))
+                            || backend.placement.with_untracked(|old| old.as_ref() != Some(&placement));
+                        if changed && backend.placement.with_untracked(Option::is_some) {
+                            let before = (
+                                backend.nodes.get_untracked(),
+                                backend.placement.get_untracked(),
+                                backend.slots.get_untracked(),
+                            );
+                            backend.previous.set(before.1.map(|spec| (before.0, spec, before.2)));
+                        }
                         backend.nodes.set(nodes);
                         backend.placement.set(Some(placement));
                         backend.slots.set(slots);

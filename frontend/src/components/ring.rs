@@ -6,7 +6,7 @@ use std::f64::consts::TAU;
 use leptos::prelude::*;
 use shardscope_shared::hash::{key_hash, ring_fraction};
 use shardscope_shared::placement::ring::Ring;
-use shardscope_shared::placement::{Member, Placement, PlacementSpec};
+use shardscope_shared::placement::{restore, Member, Placement, PlacementSpec};
 
 use super::node_colour;
 use super::upload::KeySet;
@@ -46,7 +46,9 @@ pub fn RingView(
             _ => None,
         }
     };
-    let drawing = move || {
+    // Four layers, each redrawn only when what it shows changes: typing a
+    // lookup key moves one dot, not the ring or the key set.
+    let nodes_layer = move || {
         let ring = ring()?;
         let points: Vec<(u64, usize)> = ring.points().collect();
         let mut arcs = Vec::with_capacity(points.len());
@@ -63,11 +65,36 @@ pub fn RingView(
                 let (x1, y1) = at(ring_fraction(p), R + 4.0);
                 view! {
                     <line class="vnode" x1=x0 y1=y0 x2=x1 y2=y1 stroke=node_colour(owner)
-                        data-owner=ring.members()[owner].id.clone() data-hash=format!("{p:016x}") />
+                        data-owner=ring.members()[owner].id.clone() data-hash=format!("{p:016x}")>
+                        <title>{format!("virtual node of {} at {p:016x} ({:.4} of a turn)", ring.members()[owner].id, ring_fraction(p))}</title>
+                    </line>
                 }
             })
             .collect_view();
-        let keys = stored_keys.get().into_iter().map(|k| key_dot(&ring, &k, "key")).collect_view();
+        Some(view! { <g>{arcs}</g> <g>{ticks}</g> })
+    };
+    let stored_layer = move || {
+        let ring = ring()?;
+        Some(stored_keys.get().into_iter().map(|k| key_dot(&ring, &k, "key", lookup_key)).collect_view())
+    };
+    let lookup_layer = move || {
+        let ring = ring()?;
+        let k = lookup_key.get();
+        (!k.is_empty()).then(|| key_dot(&ring, &k, "key lookup", lookup_key))
+    };
+    let set_layer = move || {
+        let ring = ring()?;
+        // The placement before the latest change: keys whose owner it changed
+        // are animated from the old owner's colour to the new one's.
+        let before = backend.previous.get().map(|(nodes, spec, slots)| {
+            let members: Vec<Member> = nodes.iter().map(|n| Member::new(&n.id)).collect();
+            restore(&spec, &members, slots.as_deref())
+        });
+        let colour_of = |p: &dyn Placement, h: u64| {
+            let id = p.owner_index(h).map(|i| p.members()[i].id.clone());
+            let index = id.as_ref().and_then(|id| ring.members().iter().position(|m| &m.id == id));
+            (id, index.map(node_colour).unwrap_or("#999"))
+        };
         // A key set: every k-th key (hashes are uniform, so a stride is a
         // faithful sample), with the full count in the middle.
         let set = keyset.get().map(|set| {
@@ -78,8 +105,24 @@ pub fn RingView(
                 .step_by(stride)
                 .map(|&h| {
                     let (x, y) = at(ring_fraction(h), R - 24.0);
-                    let colour = ring.owner_index(h).map(node_colour).unwrap_or("#999");
-                    view! { <circle class="set-key" cx=format!("{x:.2}") cy=format!("{y:.2}") r="1.2" fill=colour /> }
+                    let owner = ring.owner_index(h);
+                    let colour = owner.map(node_colour).unwrap_or("#999");
+                    let owner_id = owner.map(|o| ring.members()[o].id.clone()).unwrap_or_default();
+                    let moved_from = before.as_deref().and_then(|b| {
+                        let (old, old_colour) = colour_of(b, h);
+                        (old.as_deref() != Some(owner_id.as_str())).then_some(old_colour)
+                    });
+                    let moved = moved_from.is_some();
+                    view! {
+                        <circle class="set-key" cx=format!("{x:.2}") cy=format!("{y:.2}") r="1.2" fill=colour
+                            data-owner=owner_id.clone() data-moved=moved.to_string()>
+                            <title>{format!("hash {h:016x} ({:.4} of a turn)\nowner {owner_id}", ring_fraction(h))}</title>
+                            {moved_from.map(|from| view! {
+                                <animate attributeName="fill" from=from to=colour dur="2s" repeatCount="3" />
+                                <animate attributeName="r" values="1.2;3;1.2" dur="2s" repeatCount="3" />
+                            })}
+                        </circle>
+                    }
                 })
                 .collect_view();
             let shown = set.hashes.len().div_ceil(stride);
@@ -93,29 +136,33 @@ pub fn RingView(
                 <text class="count" x="0" y="4" text-anchor="middle">{label}</text>
             }
         });
-        let looked_up = {
-            let k = lookup_key.get();
-            (!k.is_empty()).then(|| key_dot(&ring, &k, "key lookup"))
-        };
-        Some(view! { <g>{arcs}</g> <g>{ticks}</g> {set} <g>{keys}</g> {looked_up} })
+        set
     };
     view! {
         <svg class="ring" viewBox="-130 -130 260 260" data-testid="ring" role="img"
             aria-label="Consistent-hashing ring: arcs coloured by owning node">
             <circle class="track" r=R />
-            {drawing}
+            {nodes_layer}
+            {set_layer}
+            <g>{stored_layer}</g>
+            {lookup_layer}
         </svg>
     }
 }
 
-fn key_dot(ring: &Ring, key: &str, class: &'static str) -> impl IntoView {
+/// A key as a dot in its owner's colour; clicking it looks the key up.
+fn key_dot(ring: &Ring, key: &str, class: &'static str, lookup_key: RwSignal<String>) -> impl IntoView {
     let hash = key_hash(key.as_bytes());
     let owner = ring.owner_index(hash);
     let (x, y) = at(ring_fraction(hash), R - 14.0);
     let colour = owner.map(node_colour).unwrap_or("#999");
     let owner_id = owner.map(|o| ring.members()[o].id.clone()).unwrap_or_default();
     view! {
-        <circle class=class cx=x cy=y r="4" fill=colour data-key=key.to_string() data-owner=owner_id.clone()>
+        <circle class=class cx=x cy=y r="4" fill=colour data-key=key.to_string() data-owner=owner_id.clone()
+            on:click={
+                let key = key.to_string();
+                move |_| lookup_key.set(key.clone())
+            }>
             <title>{format!("{key}\nhash {hash:016x}\nowner {owner_id}")}</title>
         </circle>
     }
