@@ -183,7 +183,10 @@ async fn uploaded_key_set_is_charted_with_shareds_counts_for_every_algorithm() {
     let (stack, _driver, client) = open_page(3).await;
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("keys.csv");
-    let keys: Vec<String> = (0..5000).map(|i| format!("user:{i:05}")).collect();
+    // SHARDSCOPE_UPLOAD_KEYS=1000000 measures a big upload (the summary line
+    // says how long the page took); 5000 by default.
+    let n: usize = std::env::var("SHARDSCOPE_UPLOAD_KEYS").ok().and_then(|v| v.parse().ok()).unwrap_or(5000);
+    let keys: Vec<String> = (0..n).map(|i| format!("user:{i:07}")).collect();
     let mut text = String::from("key,value\n");
     for k in &keys {
         text.push_str(&format!("{k},x\n"));
@@ -197,6 +200,7 @@ async fn uploaded_key_set_is_charted_with_shareds_counts_for_every_algorithm() {
     })
     .await;
 
+    println!("{}", text_of(&client, "[data-testid=upload-summary]").await.unwrap());
     let nodes: Vec<shardscope_shared::protocol::NodeInfo> =
         reqwest::get(format!("{}/nodes", stack.url)).await.unwrap().json().await.unwrap();
     let members: Vec<Member> = nodes.iter().map(|n| Member::new(&n.id)).collect();
@@ -251,8 +255,8 @@ async fn uploaded_key_set_is_charted_with_shareds_counts_for_every_algorithm() {
     .await;
     // The ring draws the set's keys: all 5000, then a sample of a 50k preset.
     let dots = client.find(Locator::Css("[data-testid=ring-keyset]")).await.unwrap();
-    assert_eq!(dots.attr("data-shown").await.unwrap().as_deref(), Some("5000"));
-    assert_eq!(client.find_all(Locator::Css("svg.ring circle.set-key")).await.unwrap().len(), 5000);
+    assert_eq!(dots.attr("data-shown").await.unwrap().as_deref(), Some(n.min(5000).to_string().as_str()));
+    assert_eq!(client.find_all(Locator::Css("svg.ring circle.set-key")).await.unwrap().len(), n.min(5000));
     client.find(Locator::Css("[data-testid=preset-50000]")).await.unwrap().click().await.unwrap();
     eventually("a sampled 50k set on the ring", || async {
         let g = client.find(Locator::Css("[data-testid=ring-keyset][data-total='50000']")).await.ok()?;
@@ -490,7 +494,10 @@ async fn a_link_reproduces_the_view_and_the_url_follows_it() {
     use shardscope_shared::placement::{build, Member, PlacementSpec};
 
     let (stack, _driver, client) = open_page(3).await;
-    client.goto(&format!("{}/#demo=1&keys=5000&whatif=join:node-sim-1", stack.url)).await.unwrap();
+    client
+        .goto(&format!("{}/#demo=1&keys=5000&whatif=join:node-sim-1&algo=maglev&table=101", stack.url))
+        .await
+        .unwrap();
     client.refresh().await.unwrap();
     eventually("the narration of demo mode", || async {
         client.find(Locator::Css("[data-testid=narration]")).await.ok()
@@ -510,13 +517,26 @@ async fn a_link_reproduces_the_view_and_the_url_follows_it() {
     let hashes: Vec<u64> = (0..5000).map(|i| key_hash(format!("key-{i}").as_bytes())).collect();
     assert_eq!(moved, moved_keys(build(&spec, &members).as_ref(), after.as_ref(), &hashes).moves.len());
 
+    // The algorithm view shows Maglev with the linked table size (101).
+    let slot = eventually("the linked maglev view", || async {
+        client.find(Locator::Css("[data-testid=logic-maglev]")).await.ok()?.attr("data-slot").await.ok()?
+    })
+    .await;
+    assert_eq!(slot, (key_hash(b"key-0") % 101).to_string());
     client.find(Locator::Css("[data-testid=whatif-join]")).await.unwrap().click().await.unwrap();
     let url = eventually("the URL to follow", || async {
         let url = client.current_url().await.ok()?.to_string();
         url.contains("join:node-sim-2").then_some(url)
     })
     .await;
-    assert!(url.ends_with("#demo=1&keys=5000&whatif=join:node-sim-1,join:node-sim-2"), "{url}");
+    assert!(
+        url.ends_with(
+            "#demo=1&keys=5000&whatif=join:node-sim-1,join:node-sim-2&algo=maglev&vnodes=160&table=101&capacity=1.25"
+        ),
+        "{url}"
+    );
+    let png = client.screenshot().await.unwrap();
+    std::fs::write(screenshot_dir().join("link.png"), png).unwrap();
     client.close().await.unwrap();
 }
 

@@ -1,16 +1,36 @@
 //! The view state in the URL's fragment, so a link reproduces a view:
-//! `#demo=1&keys=10000&whatif=join:node-sim-1,weight:node-2:3`. Read once on
-//! load; written (with `history.replaceState`, no reload) on every change.
+//! `#demo=1&keys=10000&whatif=join:node-sim-1,weight:node-2:3&algo=maglev&table=101`.
+//! Read once on load; written (with `history.replaceState`, no reload) on
+//! every change.
 
 use crate::components::whatif::Sim;
 
 /// What the fragment carries.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct ViewState {
     pub demo: bool,
     /// A generated key-set size (uploaded files cannot travel in a URL).
     pub keys: Option<usize>,
     pub sims: Vec<Sim>,
+    /// The algorithm view's own algorithm ("" follows the cluster's) and settings.
+    pub algo: String,
+    pub vnodes: u32,
+    pub table_size: u64,
+    pub capacity: f64,
+}
+
+impl Default for ViewState {
+    fn default() -> Self {
+        ViewState {
+            demo: false,
+            keys: None,
+            sims: Vec::new(),
+            algo: String::new(),
+            vnodes: 160,
+            table_size: shardscope_shared::placement::maglev::DEFAULT_TABLE_SIZE,
+            capacity: 1.25,
+        }
+    }
 }
 
 impl ViewState {
@@ -22,6 +42,17 @@ impl ViewState {
                 "demo" => state.demo = v == "1",
                 "keys" => state.keys = v.parse().ok().filter(|n| (1..=1_000_000).contains(n)),
                 "whatif" => state.sims = v.split(',').filter_map(Sim::decode).collect(),
+                "algo" if ["modulo", "ring", "rendezvous", "jump", "maglev", "bounded"].contains(&v) => {
+                    state.algo = v.to_string()
+                }
+                "vnodes" => state.vnodes = v.parse().ok().filter(|n| (1..=1000).contains(n)).unwrap_or(state.vnodes),
+                "table" => {
+                    state.table_size =
+                        v.parse().ok().filter(|n| (7..=1_000_003).contains(n)).unwrap_or(state.table_size)
+                }
+                "capacity" => {
+                    state.capacity = v.parse().ok().filter(|c: &f64| (1.0..=10.0).contains(c)).unwrap_or(state.capacity)
+                }
                 _ => {}
             }
         }
@@ -39,6 +70,12 @@ impl ViewState {
         if !self.sims.is_empty() {
             let sims: Vec<String> = self.sims.iter().map(Sim::encode).collect();
             parts.push(format!("whatif={}", sims.join(",")));
+        }
+        if !self.algo.is_empty() {
+            parts.push(format!(
+                "algo={}&vnodes={}&table={}&capacity={}",
+                self.algo, self.vnodes, self.table_size, self.capacity
+            ));
         }
         if parts.is_empty() {
             String::new()

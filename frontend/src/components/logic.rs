@@ -31,17 +31,35 @@ fn spec_for(name: &str, vnodes: u32, table_size: u64, capacity: f64) -> Placemen
     }
 }
 
+/// The view's own algorithm and settings ("" follows the cluster's); the
+/// URL carries them.
+#[derive(Clone, Copy)]
+pub struct ViewSettings {
+    pub picked: RwSignal<String>,
+    pub vnodes: RwSignal<u32>,
+    pub table_size: RwSignal<u64>,
+    pub capacity: RwSignal<f64>,
+}
+
+impl ViewSettings {
+    pub fn new(picked: String, vnodes: u32, table_size: u64, capacity: f64) -> Self {
+        ViewSettings {
+            picked: RwSignal::new(picked),
+            vnodes: RwSignal::new(vnodes),
+            table_size: RwSignal::new(table_size),
+            capacity: RwSignal::new(capacity),
+        }
+    }
+}
+
 #[component]
 pub fn AlgorithmView(
     backend: Backend,
     lookup_key: RwSignal<String>,
     keyset: RwSignal<Option<KeySet>>,
+    settings: ViewSettings,
 ) -> impl IntoView {
-    // "" follows the cluster's algorithm.
-    let picked = RwSignal::new(String::new());
-    let vnodes = RwSignal::new(160u32);
-    let table_size = RwSignal::new(shardscope_shared::placement::maglev::DEFAULT_TABLE_SIZE);
-    let capacity = RwSignal::new(1.25f64);
+    let ViewSettings { picked, vnodes, table_size, capacity } = settings;
     let spec = move || {
         let name = picked.get();
         if name.is_empty() {
@@ -190,7 +208,7 @@ pub fn AlgorithmView(
     view! {
         <h2>"How the algorithm decides"</h2>
         <div class="kv-form">
-            <select data-testid="logic-picker" on:change=move |ev| picked.set(event_target_value(&ev))>
+            <select data-testid="logic-picker" prop:value=move || picked.get() on:change=move |ev| picked.set(event_target_value(&ev))>
                 <option value="">"the cluster's algorithm"</option>
                 {["modulo", "ring", "rendezvous", "jump", "maglev", "bounded"].map(|n| view! { <option value=n>{n}</option> }).collect_view()}
             </select>

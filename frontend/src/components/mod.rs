@@ -5,7 +5,7 @@ mod chart;
 mod cluster;
 mod demo;
 mod kv;
-mod logic;
+pub mod logic;
 mod lookup;
 mod ring;
 mod upload;
@@ -32,10 +32,19 @@ pub fn App() -> impl IntoView {
     let keyset = RwSignal::new(initial.keys.map(upload::KeySet::generated));
     let demo = RwSignal::new(initial.demo);
     let sims = RwSignal::new(initial.sims);
+    let settings = logic::ViewSettings::new(initial.algo, initial.vnodes, initial.table_size, initial.capacity);
     // The URL follows the view, so a link reproduces it.
     Effect::new(move || {
         let keys = keyset.with(|k| k.as_ref().and_then(|k| k.generated_size()));
-        crate::url::write(&crate::url::ViewState { demo: demo.get(), keys, sims: sims.get() });
+        crate::url::write(&crate::url::ViewState {
+            demo: demo.get(),
+            keys,
+            sims: sims.get(),
+            algo: settings.picked.get(),
+            vnodes: settings.vnodes.get(),
+            table_size: settings.table_size.get(),
+            capacity: settings.capacity.get(),
+        });
     });
     view! {
         <header class="top">
@@ -61,7 +70,7 @@ pub fn App() -> impl IntoView {
                 <cluster::NodeList backend />
             </section>
             <section class="panel wide">
-                <logic::AlgorithmView backend lookup_key keyset />
+                <logic::AlgorithmView backend lookup_key keyset settings />
             </section>
             <section class="panel wide">
                 <browser::DataBrowser backend />
