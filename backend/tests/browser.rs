@@ -137,10 +137,8 @@ async fn page_puts_a_key_and_shows_the_owner_the_backend_uses() {
     let hash = text_of(&client, "[data-testid=lookup-hash]").await.unwrap();
     assert_eq!(hash, format!("{:016x}", shardscope_shared::hash::key_hash(key.as_bytes())));
     // Replicas (top 3) and the reason, from shared/ in wasm, as shared/ natively says.
-    let nodes: Vec<shardscope_shared::protocol::NodeInfo> =
-        reqwest::get(format!("{}/nodes", stack.url)).await.unwrap().json().await.unwrap();
-    let members: Vec<shardscope_shared::placement::Member> =
-        nodes.iter().map(|n| shardscope_shared::placement::Member::new(&n.id)).collect();
+    let nodes = cluster_nodes(&stack).await;
+    let members = members_of(&nodes);
     let ring = shardscope_shared::placement::build(
         &shardscope_shared::placement::PlacementSpec::Ring { vnodes: 160 },
         &members,
@@ -156,6 +154,16 @@ async fn page_puts_a_key_and_shows_the_owner_the_backend_uses() {
     let png = client.screenshot().await.unwrap();
     std::fs::write(screenshot_dir().join("skeleton.png"), png).unwrap();
     client.close().await.unwrap();
+}
+
+/// The cluster's nodes, as the backend reports them.
+async fn cluster_nodes(stack: &Stack) -> Vec<shardscope_shared::protocol::NodeInfo> {
+    reqwest::get(format!("{}/nodes", stack.url)).await.unwrap().json().await.unwrap()
+}
+
+/// Placement members for `nodes`.
+fn members_of(nodes: &[shardscope_shared::protocol::NodeInfo]) -> Vec<shardscope_shared::placement::Member> {
+    nodes.iter().map(|n| shardscope_shared::placement::Member::new(&n.id)).collect()
 }
 
 /// Starts a stack with the built page and opens it in headless Chromium.
@@ -178,7 +186,7 @@ async fn open_page(nodes: usize) -> (Stack, Driver, Client) {
 async fn uploaded_key_set_is_charted_with_shareds_counts_for_every_algorithm() {
     use shardscope_shared::hash::key_hash;
     use shardscope_shared::placement::analysis::distribution;
-    use shardscope_shared::placement::{build_for_keys, Member, PlacementSpec};
+    use shardscope_shared::placement::{build_for_keys, PlacementSpec};
 
     let (stack, _driver, client) = open_page(3).await;
     let dir = tempfile::tempdir().unwrap();
@@ -201,9 +209,8 @@ async fn uploaded_key_set_is_charted_with_shareds_counts_for_every_algorithm() {
     .await;
 
     println!("{}", text_of(&client, "[data-testid=upload-summary]").await.unwrap());
-    let nodes: Vec<shardscope_shared::protocol::NodeInfo> =
-        reqwest::get(format!("{}/nodes", stack.url)).await.unwrap().json().await.unwrap();
-    let members: Vec<Member> = nodes.iter().map(|n| Member::new(&n.id)).collect();
+    let nodes = cluster_nodes(&stack).await;
+    let members = members_of(&nodes);
     let hashes: Vec<u64> = keys.iter().map(|k| key_hash(k.as_bytes())).collect();
     for spec in PlacementSpec::all_defaults() {
         let want = distribution(build_for_keys(&spec, &members, &hashes).as_ref(), &hashes);
@@ -281,8 +288,7 @@ async fn add_node_from_the_page_shows_the_rebalance_the_backend_did() {
     }
     // 5000 generated keys on the ring, to watch which ones the join moves.
     client.find(Locator::Css("[data-testid=preset-5000]")).await.unwrap().click().await.unwrap();
-    let before: Vec<shardscope_shared::protocol::NodeInfo> =
-        reqwest::get(format!("{}/nodes", stack.url)).await.unwrap().json().await.unwrap();
+    let before = cluster_nodes(&stack).await;
     let ws_url = format!("{}/ws", stack.url.replace("http://", "ws://"));
     let (mut ws, _) = tokio_tungstenite::connect_async(&ws_url).await.unwrap();
     client.find(Locator::Css("[data-testid=add-node]")).await.unwrap().click().await.unwrap();
@@ -308,17 +314,13 @@ async fn add_node_from_the_page_shows_the_rebalance_the_backend_did() {
     })
     .await;
     // The ring animates exactly the keys shared says the join moved.
-    let after: Vec<shardscope_shared::protocol::NodeInfo> =
-        reqwest::get(format!("{}/nodes", stack.url)).await.unwrap().json().await.unwrap();
+    let after = cluster_nodes(&stack).await;
     let spec = shardscope_shared::placement::PlacementSpec::Ring { vnodes: 160 };
-    let members = |ns: &[shardscope_shared::protocol::NodeInfo]| {
-        ns.iter().map(|n| shardscope_shared::placement::Member::new(&n.id)).collect::<Vec<_>>()
-    };
     let hashes: Vec<u64> =
         (0..5000).map(|i| shardscope_shared::hash::key_hash(format!("key-{i}").as_bytes())).collect();
     let predicted = shardscope_shared::placement::analysis::moved_keys(
-        shardscope_shared::placement::build(&spec, &members(&before)).as_ref(),
-        shardscope_shared::placement::build(&spec, &members(&after)).as_ref(),
+        shardscope_shared::placement::build(&spec, &members_of(&before)).as_ref(),
+        shardscope_shared::placement::build(&spec, &members_of(&after)).as_ref(),
         &hashes,
     );
     let animated = eventually("moved keys animated", || async {
@@ -410,9 +412,8 @@ async fn what_if_join_matches_shared_and_moves_no_data() {
     let fraction: f64 = result.attr("data-fraction").await.unwrap().unwrap().parse().unwrap();
     let ideal: f64 = result.attr("data-ideal").await.unwrap().unwrap().parse().unwrap();
 
-    let nodes: Vec<shardscope_shared::protocol::NodeInfo> =
-        reqwest::get(format!("{}/nodes", stack.url)).await.unwrap().json().await.unwrap();
-    let members: Vec<Member> = nodes.iter().map(|n| Member::new(&n.id)).collect();
+    let nodes = cluster_nodes(&stack).await;
+    let members = members_of(&nodes);
     let spec = PlacementSpec::Ring { vnodes: 160 };
     let before = build(&spec, &members);
     let mut after = build(&spec, &members);
@@ -436,8 +437,7 @@ async fn what_if_join_matches_shared_and_moves_no_data() {
         (items.len() == 3).then_some(())
     })
     .await;
-    let after_nodes: Vec<shardscope_shared::protocol::NodeInfo> =
-        reqwest::get(format!("{}/nodes", stack.url)).await.unwrap().json().await.unwrap();
+    let after_nodes = cluster_nodes(&stack).await;
     assert_eq!(after_nodes, nodes, "what-if changes nothing in the cluster");
     client.execute("document.querySelector('[data-testid=whatif-result]').scrollIntoView()", vec![]).await.unwrap();
     let png = client.screenshot().await.unwrap();
@@ -462,9 +462,8 @@ async fn demo_mode_narrates_a_join_with_shareds_numbers() {
         text_of(&client, ".narration li.current").await.filter(|t| t.starts_with("These keys move"))
     })
     .await;
-    let nodes: Vec<shardscope_shared::protocol::NodeInfo> =
-        reqwest::get(format!("{}/nodes", stack.url)).await.unwrap().json().await.unwrap();
-    let members: Vec<Member> = nodes.iter().map(|n| Member::new(&n.id)).collect();
+    let nodes = cluster_nodes(&stack).await;
+    let members = members_of(&nodes);
     let spec = PlacementSpec::Ring { vnodes: 160 };
     let mut after = build(&spec, &members);
     after.add_member(Member::new("node-4"));
@@ -508,9 +507,8 @@ async fn a_link_reproduces_the_view_and_the_url_follows_it() {
     })
     .await;
     let moved: usize = result.attr("data-moved").await.unwrap().unwrap().parse().unwrap();
-    let nodes: Vec<shardscope_shared::protocol::NodeInfo> =
-        reqwest::get(format!("{}/nodes", stack.url)).await.unwrap().json().await.unwrap();
-    let members: Vec<Member> = nodes.iter().map(|n| Member::new(&n.id)).collect();
+    let nodes = cluster_nodes(&stack).await;
+    let members = members_of(&nodes);
     let spec = PlacementSpec::Ring { vnodes: 160 };
     let mut after = build(&spec, &members);
     after.add_member(Member::new("node-sim-1"));
@@ -543,14 +541,13 @@ async fn a_link_reproduces_the_view_and_the_url_follows_it() {
 #[tokio::test(flavor = "multi_thread")]
 async fn every_algorithm_is_shown_by_its_own_logic_with_shareds_answer() {
     use shardscope_shared::hash::key_hash;
-    use shardscope_shared::placement::{build, build_for_keys, Member, PlacementSpec};
+    use shardscope_shared::placement::{build, build_for_keys, PlacementSpec};
 
     let (stack, _driver, client) = open_page(4).await;
     let key = "user:1234";
     client.find(Locator::Css("[data-testid=lookup-input]")).await.unwrap().send_keys(key).await.unwrap();
-    let nodes: Vec<shardscope_shared::protocol::NodeInfo> =
-        reqwest::get(format!("{}/nodes", stack.url)).await.unwrap().json().await.unwrap();
-    let members: Vec<Member> = nodes.iter().map(|n| Member::new(&n.id)).collect();
+    let nodes = cluster_nodes(&stack).await;
+    let members = members_of(&nodes);
     let hash = key_hash(key.as_bytes());
     let owner = |spec: &PlacementSpec| build(spec, &members).owner_of(key.as_bytes()).unwrap().to_string();
     let picker = client.find(Locator::Css("[data-testid=logic-picker]")).await.unwrap();

@@ -10,30 +10,22 @@ pub fn KvForm(backend: Backend, stored_keys: RwSignal<Vec<String>>) -> impl Into
     let key = RwSignal::new(String::new());
     let value = RwSignal::new(String::new());
     let pending = RwSignal::new(None::<(u64, &'static str, String)>);
-    let put = move |_| {
-        let (k, v) = (key.get(), value.get());
-        if k.is_empty() {
-            return;
-        }
-        let id = backend.send(|id| ClientMsg::Put { id, key: k.as_str().into(), value: v.into() });
-        pending.set(Some((id, "PUT", k)));
-    };
-    let get = move |_| {
+    // Sends `op` for the typed key (nothing when the key is empty).
+    let request = move |op: &'static str| {
         let k = key.get();
         if k.is_empty() {
             return;
         }
-        let id = backend.send(|id| ClientMsg::Get { id, key: k.as_str().into() });
-        pending.set(Some((id, "GET", k)));
+        let id = backend.send(|id| match op {
+            "PUT" => ClientMsg::Put { id, key: k.as_str().into(), value: value.get().into() },
+            "GET" => ClientMsg::Get { id, key: k.as_str().into() },
+            _ => ClientMsg::Delete { id, key: k.as_str().into() },
+        });
+        pending.set(Some((id, op, k)));
     };
-    let delete = move |_| {
-        let k = key.get();
-        if k.is_empty() {
-            return;
-        }
-        let id = backend.send(|id| ClientMsg::Delete { id, key: k.as_str().into() });
-        pending.set(Some((id, "DELETE", k)));
-    };
+    let put = move |_| request("PUT");
+    let get = move |_| request("GET");
+    let delete = move |_| request("DELETE");
     let outcome = move || {
         let (id, op, k) = pending.get()?;
         let answer = backend.answers.with(|a| a.get(&id).cloned());
