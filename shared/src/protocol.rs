@@ -151,26 +151,16 @@ impl NodeRequest {
     /// Checks sizes and arguments; a request that fails is rejected whole
     /// and changes nothing.
     pub fn validate(&self) -> Result<(), NodeReply> {
-        let key_ok = |k: &Datum| {
-            if k.len() > MAX_KEY {
-                Err(NodeReply::error(
-                    ErrorCode::TooLarge,
-                    format!("key of {} bytes is over the {MAX_KEY}-byte limit", k.len()),
-                ))
+        let within = |what: &str, d: &Datum, max: usize| {
+            if d.len() > max {
+                let message = format!("{what} of {} bytes is over the {max}-byte limit", d.len());
+                Err(NodeReply::error(ErrorCode::TooLarge, message))
             } else {
                 Ok(())
             }
         };
-        let value_ok = |v: &Datum| {
-            if v.len() > MAX_VALUE {
-                Err(NodeReply::error(
-                    ErrorCode::TooLarge,
-                    format!("value of {} bytes is over the {MAX_VALUE}-byte limit", v.len()),
-                ))
-            } else {
-                Ok(())
-            }
-        };
+        let key_ok = |k: &Datum| within("key", k, MAX_KEY);
+        let value_ok = |v: &Datum| within("value", v, MAX_VALUE);
         match self {
             NodeRequest::Put { key, value } => key_ok(key).and(value_ok(value)),
             NodeRequest::GetOne { key } | NodeRequest::Delete { key } => key_ok(key),

@@ -16,7 +16,7 @@
 use std::collections::HashMap;
 
 use super::ring::Ring;
-use super::{Member, Placement};
+use super::{extend_distinct, Member, Placement};
 
 pub struct Bounded {
     ring: Ring,
@@ -136,14 +136,7 @@ impl Placement for Bounded {
             return Vec::new();
         };
         let mut out = vec![first];
-        for m in self.ring.owner_indices(hash, self.members().len()) {
-            if out.len() >= r {
-                break;
-            }
-            if !out.contains(&m) {
-                out.push(m);
-            }
-        }
+        extend_distinct(&mut out, self.ring.owner_indices(hash, self.members().len()), r);
         out.truncate(r);
         out
     }

@@ -15,7 +15,7 @@
 //! The slot table is the state: [`Jump::slot_table`] exports it and
 //! [`Jump::from_slots`] rebuilds the same placement elsewhere.
 
-use super::{mix64, normalize, Member, Placement};
+use super::{extend_distinct, mix64, normalize, Member, Placement};
 
 /// Jumps before giving up on hitting a live slot and scanning instead.
 const MAX_REJUMPS: usize = 64;
@@ -136,14 +136,7 @@ impl Placement for Jump {
             tries += 1;
         }
         // Fill any remainder in member order, so the answer is always complete.
-        for m in 0..self.members.len() {
-            if out.len() >= want {
-                break;
-            }
-            if !out.contains(&m) {
-                out.push(m);
-            }
-        }
+        extend_distinct(&mut out, 0..self.members.len(), want);
         out.truncate(r);
         out
     }

@@ -221,16 +221,20 @@ pub fn build_for_keys(spec: &PlacementSpec, members: &[Member], hashes: &[u64]) 
 /// place by slot. `r` must not exceed the members the table holds.
 fn distinct_walk(table: &[u32], start: usize, r: usize) -> Vec<usize> {
     let mut out = Vec::with_capacity(r);
-    for step in 0..table.len() {
+    extend_distinct(&mut out, (0..table.len()).map(|step| table[(start + step) % table.len()] as usize), r);
+    out
+}
+
+/// Appends the candidates not already in `out`, in order, until it holds `r`.
+fn extend_distinct(out: &mut Vec<usize>, candidates: impl IntoIterator<Item = usize>, r: usize) {
+    for m in candidates {
         if out.len() >= r {
             break;
         }
-        let m = table[(start + step) % table.len()] as usize;
         if !out.contains(&m) {
             out.push(m);
         }
     }
-    out
 }
 
 /// A strong 64-bit mixer (the SplitMix64 finaliser): spreads a hash combined
