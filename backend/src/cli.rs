@@ -264,9 +264,10 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Registry { port, bind } => {
+            let shutdown = crate::server::shutdown_signal();
             let listener = tokio::net::TcpListener::bind((bind.as_str(), port)).await?;
             println!("Embedded registry (Consul HTTP API subset) at http://{}", listener.local_addr()?);
-            crate::registry::Registry::new().serve(listener, crate::server::shutdown_signal()).await?;
+            crate::registry::Registry::new().serve(listener, shutdown).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Put { key, value, target } => {

@@ -82,6 +82,9 @@ pub fn app(state: App, static_dir: &std::path::Path) -> Router {
 }
 
 pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
+    // Installed first, so a signal at any moment of start-up stops what has
+    // been started instead of killing the process with its nodes running.
+    let mut shutdown = Box::pin(shutdown_signal());
     if !opts.static_dir.join("index.html").exists() {
         tracing::warn!(dir = %opts.static_dir.display(), "no built page here; the API still works (build it with scripts/run.sh)");
     }
@@ -113,17 +116,24 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         supervisor: Arc::new(Mutex::new(supervisor)),
         consul: consul.clone(),
     };
-    let started = start_nodes(&admin, opts.nodes).await;
+    let started = tokio::select! {
+        started = start_nodes(&admin, opts.nodes) => Some(started),
+        () = &mut shutdown => None,
+    };
     let result = match started {
-        Err(e) => Err(e),
-        Ok(_) => {
+        None => {
+            tracing::info!("signal during start-up");
+            Ok(())
+        }
+        Some(Err(e)) => Err(e),
+        Some(Ok(_)) => {
             println!(
                 "ShardScope serving at http://{addr}/ with {} nodes, registry {} (Ctrl-C stops everything)",
                 cluster.nodes().len(),
                 consul.base()
             );
             let app = app(App { cluster, admin: admin.clone() }, &opts.static_dir);
-            axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await.map_err(Into::into)
+            axum::serve(listener, app).with_graceful_shutdown(shutdown).await.map_err(Into::into)
         }
     };
     // Nodes deregister as they stop, so the registry goes last.
@@ -168,12 +178,18 @@ async fn start_nodes(admin: &Admin, requested: Option<usize>) -> anyhow::Result<
     Ok(n)
 }
 
-/// Completes on Ctrl-C (SIGINT) or SIGTERM.
-pub async fn shutdown_signal() {
-    let mut term =
-        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler installs");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
+/// Completes on Ctrl-C (SIGINT) or SIGTERM. The handlers are installed when
+/// this is called, not when the future is first polled, so a signal that
+/// arrives while the caller is still starting up is not lost (and does not
+/// kill the process with the default action).
+pub fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler installs");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler installs");
+    async move {
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
     }
 }

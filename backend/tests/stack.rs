@@ -100,6 +100,33 @@ fn sigterm_stops_serve_and_every_node_it_started() {
 }
 
 #[test]
+fn sigterm_during_start_up_still_stops_every_node() {
+    let data = tempfile::tempdir().unwrap();
+    let mut serve = Command::new(shardscope_exe())
+        .args(["serve", "--port", "0", "--registry-port", "0", "--nodes", "3"])
+        .env_remove("CONSUL_HTTP_ADDR")
+        .arg("--data-dir")
+        .arg(data.path())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // The signal lands as soon as the first node process exists: while
+    // serve is still waiting for its nodes to register.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut nodes = children_of(serve.id());
+    while nodes.is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(2));
+        nodes = children_of(serve.id());
+    }
+    assert!(!nodes.is_empty(), "serve launched no node within 30 s");
+    let status = common::terminate(&mut serve);
+    assert!(status.success(), "serve exits cleanly on SIGTERM during start-up: {status:?}");
+    for node in nodes {
+        assert!(!pid_alive(node), "node process {node} outlived serve");
+    }
+}
+
+#[test]
 fn cli_load_runs_key_sets_and_operation_files() {
     let stack = Stack::start(2, &[]);
     let dir = tempfile::tempdir().unwrap();
