@@ -1,8 +1,9 @@
-//! `shardscope load FILE`: runs a key set or an operations file against the
-//! cluster with an indicatif progress bar, then prints a summary. Files are
-//! parsed by `shared::keyset` (the same parser the page uses). Operations on
-//! one key run in file order; different keys run concurrently, and a
-//! `GET_ALL` waits for everything before it.
+//! Running many operations at once: `shardscope load FILE` (a key set or an
+//! operations file, with an indicatif progress bar and a summary) and the
+//! page's "load into cluster" (`batch` over the WebSocket) share [`run`].
+//! Files are parsed by `shared::keyset` (the same parser the page uses).
+//! Operations on one key run in file order; different keys run concurrently,
+//! and a `GET_ALL` waits for everything before it.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -12,20 +13,12 @@ use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
 use shardscope_shared::hash::key_hash;
 use shardscope_shared::keyset;
-use shardscope_shared::protocol::{ErrorCode, NodeReply, NodeRequest};
+use shardscope_shared::protocol::{BatchSummary, NodeReply, NodeRequest};
 
 use crate::client::Remote;
 
 /// Largest file `load` reads.
 const MAX_FILE: u64 = 1 << 30;
-
-#[derive(Default)]
-struct Tally {
-    ok: u64,
-    not_found: u64,
-    failed: u64,
-    first_error: Option<String>,
-}
 
 pub async fn load(remote: &Remote, file: &Path, lanes: usize) -> anyhow::Result<ExitCode> {
     let size = std::fs::metadata(file)?.len();
@@ -38,36 +31,9 @@ pub async fn load(remote: &Remote, file: &Path, lanes: usize) -> anyhow::Result<
         ProgressStyle::with_template("{bar:40} {pos}/{len} ops  {per_sec}  eta {eta}").expect("the template is valid"),
     );
     let started = Instant::now();
-    let mut tally = Tally::default();
-    // Segments end at each GET_ALL; within one, lanes by key hash.
-    for segment in ops.split_inclusive(|op| matches!(op, NodeRequest::GetAll)) {
-        let lanes_ops = partition(segment, lanes.max(1));
-        let results = futures::stream::iter(lanes_ops)
-            .map(|lane| {
-                let bar = bar.clone();
-                async move {
-                    let mut replies = Vec::new();
-                    for op in lane {
-                        replies.push(remote.request(op).await.map_err(|e| format!("{e:#}")));
-                        bar.inc(1);
-                    }
-                    replies
-                }
-            })
-            .buffer_unordered(lanes.max(1))
-            .collect::<Vec<_>>()
+    let tally =
+        run(&ops, lanes, |op| async move { remote.request(op).await.map_err(|e| format!("{e:#}")) }, || bar.inc(1))
             .await;
-        for reply in results.into_iter().flatten() {
-            match reply {
-                Ok(NodeReply::Error { error: ErrorCode::NotFound, .. }) => tally.not_found += 1,
-                Ok(NodeReply::Error { message, .. }) | Err(message) => {
-                    tally.failed += 1;
-                    tally.first_error.get_or_insert(message);
-                }
-                Ok(_) => tally.ok += 1,
-            }
-        }
-    }
     bar.finish_and_clear();
     let secs = started.elapsed().as_secs_f64();
     println!(
@@ -86,22 +52,67 @@ pub async fn load(remote: &Remote, file: &Path, lanes: usize) -> anyhow::Result<
     Ok(ExitCode::SUCCESS)
 }
 
-/// Splits operations into `lanes` by key hash, keeping each key's order;
-/// a trailing `GET_ALL` gets a lane of its own after the others.
-fn partition(segment: &[NodeRequest], lanes: usize) -> Vec<Vec<&NodeRequest>> {
-    let mut out: Vec<Vec<&NodeRequest>> = vec![Vec::new(); lanes];
-    let mut last = Vec::new();
-    for op in segment {
-        match op {
-            NodeRequest::Put { key, .. } | NodeRequest::GetOne { key } | NodeRequest::Delete { key } => {
-                out[(key_hash(key.as_bytes()) % lanes as u64) as usize].push(op)
-            }
-            other => last.push(other),
+/// Runs `ops` with `exec`, `lanes` at a time: operations on one key in order,
+/// different keys concurrently, and each `GET_ALL` (or any operation without
+/// a key) after everything before it. `done` is called after each operation.
+pub async fn run<'a, F, Fut>(ops: &'a [NodeRequest], lanes: usize, exec: F, done: impl Fn()) -> BatchSummary
+where
+    F: Fn(&'a NodeRequest) -> Fut,
+    Fut: std::future::Future<Output = Result<NodeReply, String>>,
+{
+    let lanes = lanes.max(1);
+    let mut summary = BatchSummary::default();
+    for segment in ops.split_inclusive(|op| key_of(op).is_none()) {
+        let (keyed, rest) = match segment.split_last() {
+            Some((last, before)) if key_of(last).is_none() => (before, Some(last)),
+            _ => (segment, None),
+        };
+        // The lanes' futures are made up front: a stream holding a closure
+        // would hide from rustc that a caller's task stays `Send`.
+        let lane_futures: Vec<_> = partition(keyed, lanes)
+            .into_iter()
+            .map(|lane| {
+                let (exec, done) = (&exec, &done);
+                async move {
+                    let mut replies = Vec::with_capacity(lane.len());
+                    for op in lane {
+                        replies.push(exec(op).await);
+                        done();
+                    }
+                    replies
+                }
+            })
+            .collect();
+        let replies = futures::stream::iter(lane_futures).buffer_unordered(lanes).collect::<Vec<_>>().await;
+        for reply in replies.into_iter().flatten() {
+            summary.count(reply.as_ref().map_err(Clone::clone));
+        }
+        if let Some(op) = rest {
+            summary.count(exec(op).await.as_ref().map_err(Clone::clone));
+            done();
         }
     }
-    out.retain(|lane| !lane.is_empty());
-    if !last.is_empty() {
-        out.push(last);
+    summary
+}
+
+/// The key a single-key operation is about.
+fn key_of(op: &NodeRequest) -> Option<&[u8]> {
+    match op {
+        NodeRequest::Put { key, .. } | NodeRequest::GetOne { key } | NodeRequest::Delete { key } => {
+            Some(key.as_bytes())
+        }
+        _ => None,
     }
+}
+
+/// Splits single-key operations into at most `lanes` lanes by key hash,
+/// keeping each key's order.
+fn partition(keyed: &[NodeRequest], lanes: usize) -> Vec<Vec<&NodeRequest>> {
+    let mut out: Vec<Vec<&NodeRequest>> = vec![Vec::new(); lanes];
+    for op in keyed {
+        let key = key_of(op).expect("segments hold single-key operations before their last");
+        out[(key_hash(key) % lanes as u64) as usize].push(op);
+    }
+    out.retain(|lane| !lane.is_empty());
     out
 }

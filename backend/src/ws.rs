@@ -14,10 +14,13 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::{mpsc, Semaphore};
 
 use crate::admin::Admin;
+use crate::cluster::Cluster;
 
 /// Requests one connection may have in flight; past that the socket is not
 /// read until one finishes.
 const IN_FLIGHT: usize = 256;
+/// Keys one `batch` works on at once.
+const BATCH_LANES: usize = 256;
 
 pub async fn upgrade(ws: WebSocketUpgrade, State(admin): State<Admin>) -> Response {
     ws.max_message_size(MAX_MESSAGE).on_upgrade(move |socket| session(socket, admin))
@@ -125,6 +128,13 @@ async fn answer(admin: &Admin, text: &str) -> ServerMsg {
                 .collect();
             return ServerMsg::Stats { id, stats };
         }
+        ClientMsg::Batch { id, ops } => {
+            if let Err(reply) = check_batch(&ops) {
+                return ServerMsg::Reply { id, node: None, reply };
+            }
+            let summary = crate::load::run(&ops, BATCH_LANES, |op| run_op(cluster, op), || {}).await;
+            return ServerMsg::BatchReply { id, summary };
+        }
         ClientMsg::ChangePlacement { id, placement } => {
             let name = placement.name();
             let done = admin.change_placement(placement).await.map(|p| (format!("now placing with {name}"), Some(p)));
@@ -132,6 +142,38 @@ async fn answer(admin: &Admin, text: &str) -> ServerMsg {
         }
     };
     ServerMsg::Reply { id, node, reply }
+}
+
+/// A batch runs only what a key set or the seeds' operations file holds,
+/// each within the node's limits; otherwise none of it runs.
+fn check_batch(ops: &[NodeRequest]) -> Result<(), NodeReply> {
+    for (i, op) in ops.iter().enumerate() {
+        let allowed = matches!(
+            op,
+            NodeRequest::Put { .. } | NodeRequest::GetOne { .. } | NodeRequest::Delete { .. } | NodeRequest::GetAll
+        );
+        if !allowed {
+            let message = format!("batch operation {i}: only PUT, GET_ONE, DELETE and GET_ALL run in a batch");
+            return Err(NodeReply::error(ErrorCode::BadRequest, message));
+        }
+        op.validate().map_err(|reply| match reply {
+            NodeReply::Error { error, message } => {
+                NodeReply::error(error, format!("batch operation {i}: {message}; nothing was run"))
+            }
+            other => other,
+        })?;
+    }
+    Ok(())
+}
+
+/// One operation of a batch, routed like its single request.
+async fn run_op(cluster: &Cluster, op: &NodeRequest) -> Result<NodeReply, String> {
+    Ok(match op {
+        NodeRequest::Put { key, .. } | NodeRequest::GetOne { key } | NodeRequest::Delete { key } => {
+            cluster.request_key(key.as_bytes(), op).await.1
+        }
+        _ => cluster.get_all().await,
+    })
 }
 
 fn admin_reply(id: u64, outcome: Result<(String, Option<Progress>), String>) -> ServerMsg {

@@ -209,6 +209,11 @@ async fn uploaded_key_set_is_charted_with_shareds_counts_for_every_algorithm() {
     .await;
 
     println!("{}", text_of(&client, "[data-testid=upload-summary]").await.unwrap());
+    for row in client.find_all(Locator::Css("[data-testid=compare] tbody tr")).await.unwrap() {
+        let name = row.attr("data-algorithm").await.unwrap().unwrap();
+        let ms = row.find(Locator::Css("td[data-ms]")).await.unwrap().attr("data-ms").await.unwrap().unwrap();
+        println!("{name}: placed and counted in {ms} ms");
+    }
     let nodes = cluster_nodes(&stack).await;
     let members = members_of(&nodes);
     let hashes: Vec<u64> = keys.iter().map(|k| key_hash(k.as_bytes())).collect();
@@ -273,6 +278,56 @@ async fn uploaded_key_set_is_charted_with_shareds_counts_for_every_algorithm() {
     client.execute("document.querySelector('[data-testid=compare]').scrollIntoView()", vec![]).await.unwrap();
     let png = client.screenshot().await.unwrap();
     std::fs::write(screenshot_dir().join("upload.png"), png).unwrap();
+    client.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn load_into_cluster_runs_an_uploaded_operations_file_with_progress() {
+    let (stack, _driver, client) = open_page(3).await;
+    // The seeds' operations: 2,500 PUTs (three batches), then a DELETE, a GET
+    // of the deleted key (not found) and a GET_ALL. SHARDSCOPE_LOAD_PUTS
+    // measures a bigger load (the progress line gives the rate).
+    let puts: u64 = std::env::var("SHARDSCOPE_LOAD_PUTS").ok().and_then(|v| v.parse().ok()).unwrap_or(2500);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("operations.jsonl");
+    let mut text = String::new();
+    for i in 0..puts {
+        text.push_str(&format!("{{\"op\":\"PUT\",\"key\":\"user:{i}\",\"value\":\"v-{i}\"}}\n"));
+    }
+    text.push_str("{\"op\":\"DELETE\",\"key\":\"user:7\"}\n{\"op\":\"GET_ONE\",\"key\":\"user:7\"}\n");
+    text.push_str("{\"op\":\"GET_ALL\",}\n");
+    std::fs::write(&file, text).unwrap();
+    let input = client.find(Locator::Css("[data-testid=upload-input]")).await.unwrap();
+    input.send_keys(file.to_str().unwrap()).await.unwrap();
+    eventually("the key set", || async {
+        let p = client.find(Locator::Css("[data-testid=upload-summary]")).await.ok()?;
+        p.attr("data-keys").await.ok()?.filter(|k| *k == (puts + 2).to_string())
+    })
+    .await;
+    client.find(Locator::Css("[data-testid=load-cluster]")).await.unwrap().click().await.unwrap();
+    let progress = eventually("the load to finish", || async {
+        let bar = client.find(Locator::Css("[data-testid=load-progress][data-finished=true]")).await.ok()?;
+        let mut attrs = Vec::new();
+        for a in ["data-done", "data-total", "data-ok", "data-not-found", "data-failed"] {
+            attrs.push(bar.attr(a).await.ok()??.parse::<u64>().ok()?);
+        }
+        Some(attrs)
+    })
+    .await;
+    assert_eq!(progress, vec![puts + 3, puts + 3, puts + 2, 1, 0], "done, total, ok, not found, failed");
+    println!("{}", text_of(&client, "[data-testid=load-progress] span").await.unwrap());
+
+    // The cluster holds what the file says, on the owners the backend routes to.
+    let http = reqwest::Client::new();
+    let got = http.get(format!("{}/kv/user:42", stack.url)).send().await.unwrap();
+    assert_eq!(got.status(), 200);
+    assert_eq!(got.text().await.unwrap(), "v-42");
+    assert_eq!(http.get(format!("{}/kv/user:7", stack.url)).send().await.unwrap().status(), 404);
+    let all: serde_json::Value = http.get(format!("{}/kv", stack.url)).send().await.unwrap().json().await.unwrap();
+    assert_eq!(all["collection"].as_array().unwrap().len() as u64, puts - 1);
+    client.execute("document.querySelector('[data-testid=load-progress]').scrollIntoView()", vec![]).await.unwrap();
+    let png = client.screenshot().await.unwrap();
+    std::fs::write(screenshot_dir().join("load-into-cluster.png"), png).unwrap();
     client.close().await.unwrap();
 }
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use common::Stack;
 use futures::{SinkExt, StreamExt};
-use shardscope_shared::protocol::{ClientMsg, ErrorCode, NodeReply, ServerMsg};
+use shardscope_shared::protocol::{ClientMsg, ErrorCode, NodeReply, NodeRequest, ServerMsg};
 use tokio_tungstenite::tungstenite::Message;
 
 type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
@@ -23,7 +23,7 @@ async fn next_reply(ws: &mut Ws) -> ServerMsg {
     loop {
         let msg = tokio::time::timeout(Duration::from_secs(30), ws.next()).await.expect("a reply").unwrap().unwrap();
         let msg: ServerMsg = serde_json::from_str(&msg.into_text().unwrap()).unwrap();
-        if matches!(msg, ServerMsg::Reply { .. } | ServerMsg::AdminReply { .. }) {
+        if matches!(msg, ServerMsg::Reply { .. } | ServerMsg::AdminReply { .. } | ServerMsg::BatchReply { .. }) {
             return msg;
         }
     }
@@ -91,6 +91,62 @@ async fn key_operations_admin_and_errors_over_the_websocket() {
     assert_eq!(p.keys_total, 199);
     let all: serde_json::Value = reqwest::get(format!("{}/kv", stack.url)).await.unwrap().json().await.unwrap();
     assert_eq!(all["collection"].as_array().unwrap().len(), 199);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_batch_runs_each_keys_operations_in_order_or_not_at_all() {
+    let stack = Stack::start(3, &[]);
+    let (mut ws, _) =
+        tokio_tungstenite::connect_async(format!("{}/ws", stack.url.replace("http://", "ws://"))).await.unwrap();
+    let put = |k: &str, v: &str| NodeRequest::Put { key: k.into(), value: v.into() };
+
+    // A batch with one operation a batch may not hold runs none of them.
+    let refused = vec![put("early", "1"), NodeRequest::Stats, put("late", "2")];
+    send(&mut ws, &ClientMsg::Batch { id: 1, ops: refused }).await;
+    let ServerMsg::Reply { id: 1, reply: NodeReply::Error { error, message }, .. } = next_reply(&mut ws).await else {
+        panic!("a refusal")
+    };
+    assert_eq!(error, ErrorCode::BadRequest);
+    assert!(message.contains("batch operation 1"), "{message}");
+    let oversize = vec![put("fine", "1"), put("big", &"x".repeat(shardscope_shared::protocol::MAX_VALUE + 1))];
+    send(&mut ws, &ClientMsg::Batch { id: 2, ops: oversize }).await;
+    let ServerMsg::Reply { id: 2, reply: NodeReply::Error { error, message }, .. } = next_reply(&mut ws).await else {
+        panic!("a refusal")
+    };
+    assert_eq!(error, ErrorCode::TooLarge);
+    assert!(message.contains("batch operation 1") && message.contains("nothing was run"), "{message}");
+    let all: serde_json::Value = reqwest::get(format!("{}/kv", stack.url)).await.unwrap().json().await.unwrap();
+    assert_eq!(all["collection"].as_array().unwrap().len(), 0, "a refused batch changes nothing");
+
+    // Each key's operations in order (k-i is written twice, odd ones then
+    // deleted), many keys at once; GET_ALL after all of them.
+    let mut ops = Vec::new();
+    for i in 0..300 {
+        ops.push(put(&format!("k-{i}"), "first"));
+    }
+    for i in 0..300 {
+        ops.push(put(&format!("k-{i}"), &format!("second-{i}")));
+        if i % 2 == 1 {
+            ops.push(NodeRequest::Delete { key: format!("k-{i}").into() });
+            ops.push(NodeRequest::GetOne { key: format!("k-{i}").into() });
+        }
+    }
+    ops.push(NodeRequest::GetAll);
+    send(&mut ws, &ClientMsg::Batch { id: 3, ops }).await;
+    let ServerMsg::BatchReply { id: 3, summary } = next_reply(&mut ws).await else { panic!("a batch reply") };
+    assert_eq!((summary.ok, summary.not_found, summary.failed), (600 + 150 + 1, 150, 0), "{summary:?}");
+    let all: serde_json::Value = reqwest::get(format!("{}/kv", stack.url)).await.unwrap().json().await.unwrap();
+    let mut got: Vec<(String, String)> = all["collection"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["key"].as_str().unwrap().to_string(), e["value"].as_str().unwrap().to_string()))
+        .collect();
+    got.sort();
+    let mut want: Vec<(String, String)> =
+        (0..300).filter(|i| i % 2 == 0).map(|i| (format!("k-{i}"), format!("second-{i}"))).collect();
+    want.sort();
+    assert_eq!(got, want);
 }
 
 #[tokio::test(flavor = "multi_thread")]

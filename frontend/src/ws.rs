@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use futures::channel::mpsc;
+use futures::channel::{mpsc, oneshot};
 use futures::{SinkExt, StreamExt};
 use gloo_net::websocket::{futures::WebSocket, Message};
 use leptos::prelude::*;
@@ -51,6 +51,8 @@ pub struct Backend {
     pub stats: RwSignal<BTreeMap<String, NodeStats>>,
     outbox: StoredValue<Option<mpsc::UnboundedSender<ClientMsg>>>,
     next_id: StoredValue<u64>,
+    /// Requests sent with [`Backend::call`], waiting for their reply.
+    waiters: StoredValue<HashMap<u64, oneshot::Sender<ServerMsg>>>,
 }
 
 impl Backend {
@@ -68,6 +70,7 @@ impl Backend {
             previous: RwSignal::new(None),
             outbox: StoredValue::new(None),
             next_id: StoredValue::new(1),
+            waiters: StoredValue::new(HashMap::new()),
         };
         let Some(url) = ws_url() else { return backend };
         let Ok(socket) = WebSocket::open(&url) else {
@@ -87,7 +90,18 @@ impl Backend {
         spawn_local(async move {
             while let Some(Ok(Message::Text(text))) = stream.next().await {
                 backend.connected.set(true);
-                match serde_json::from_str::<ServerMsg>(&text) {
+                let msg = serde_json::from_str::<ServerMsg>(&text);
+                let waiter = match &msg {
+                    Ok(ServerMsg::Reply { id, .. } | ServerMsg::BatchReply { id, .. }) => {
+                        backend.waiters.try_update_value(|w| w.remove(id)).flatten()
+                    }
+                    _ => None,
+                };
+                if let (Some(waiter), Ok(msg)) = (waiter, &msg) {
+                    let _ = waiter.send(msg.clone());
+                    continue;
+                }
+                match msg {
                     Ok(ServerMsg::Cluster { nodes, placement, slots }) => {
                         let ids = |ns: &[NodeInfo]| ns.iter().map(|n| n.id.clone()).collect::<Vec<_>>();
                         let changed = backend.nodes.with_untracked(|old| ids(old) != ids(&nodes))
@@ -132,10 +146,13 @@ impl Backend {
                             }
                         });
                     }
+                    Ok(ServerMsg::BatchReply { .. }) => {}
                     Err(e) => leptos::logging::warn!("unreadable message from backend: {e}"),
                 }
             }
             backend.connected.set(false);
+            // Whoever waits for a reply learns that none will come.
+            backend.waiters.update_value(HashMap::clear);
         });
         backend
     }
@@ -150,6 +167,21 @@ impl Backend {
             }
         });
         id
+    }
+
+    /// Sends a request and waits for its reply; `None` when the connection
+    /// is gone (or was never open).
+    pub async fn call(&self, make: impl FnOnce(u64) -> ClientMsg) -> Option<ServerMsg> {
+        if self.outbox.with_value(Option::is_none) {
+            return None;
+        }
+        let (tx, rx) = oneshot::channel();
+        let id = self.next_id.get_value();
+        self.waiters.update_value(|w| {
+            w.insert(id, tx);
+        });
+        self.send(make);
+        rx.await.ok()
     }
 }
 

@@ -405,6 +405,52 @@ pub enum ClientMsg {
     Stats {
         id: u64,
     },
+    /// Run `PUT`, `GET_ONE`, `DELETE` and `GET_ALL` operations through the
+    /// cluster (a page loading a key set): each key's operations in order, a
+    /// `GET_ALL` after everything before it. Answered with `batch_reply`.
+    Batch {
+        id: u64,
+        ops: Vec<NodeRequest>,
+    },
+}
+
+/// What a batch of operations came to.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct BatchSummary {
+    pub ok: u64,
+    /// `GET_ONE` or `DELETE` of a key that is not there.
+    pub not_found: u64,
+    pub failed: u64,
+    /// The first failure, in words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_error: Option<String>,
+}
+
+impl BatchSummary {
+    /// Counts one operation's outcome.
+    pub fn count(&mut self, outcome: Result<&NodeReply, String>) {
+        match outcome {
+            Ok(NodeReply::Error { error: ErrorCode::NotFound, .. }) => self.not_found += 1,
+            Ok(NodeReply::Error { message, .. }) => self.fail(message.clone()),
+            Err(message) => self.fail(message),
+            Ok(_) => self.ok += 1,
+        }
+    }
+
+    /// Adds another summary's counts (the first error seen stays).
+    pub fn add(&mut self, other: BatchSummary) {
+        self.ok += other.ok;
+        self.not_found += other.not_found;
+        self.failed += other.failed;
+        if self.first_error.is_none() {
+            self.first_error = other.first_error;
+        }
+    }
+
+    fn fail(&mut self, message: String) {
+        self.failed += 1;
+        self.first_error.get_or_insert(message);
+    }
 }
 
 /// A message from the backend to the page over the WebSocket.
@@ -450,6 +496,8 @@ pub enum ServerMsg {
     /// The answer to the request with the same `id`; `node` is the node that
     /// served it (the key's owner), when there is one.
     Reply { id: u64, node: Option<String>, reply: NodeReply },
+    /// The answer to `batch`.
+    BatchReply { id: u64, summary: BatchSummary },
 }
 
 #[cfg(test)]

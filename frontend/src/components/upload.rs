@@ -9,6 +9,8 @@ use shardscope_shared::hash::key_hash;
 use shardscope_shared::keyset;
 use shardscope_shared::placement::analysis::{distribution, moved_keys, Distribution};
 use shardscope_shared::placement::{build_for_keys, Member, PlacementSpec};
+use shardscope_shared::protocol::{BatchSummary, ClientMsg, NodeReply, NodeRequest, ServerMsg};
+use std::sync::Arc;
 use wasm_bindgen::JsCast;
 
 use super::chart::BarChart;
@@ -19,20 +21,40 @@ use crate::ws::Backend;
 pub struct KeySet {
     pub name: String,
     pub hashes: Vec<u64>,
-    generated: bool,
+    /// A file's operations, as parsed; `None` for a generated set.
+    ops: Option<Arc<Vec<NodeRequest>>>,
+    /// How long reading, parsing and hashing the file took, in ms.
+    read_ms: Option<f64>,
 }
 
 impl KeySet {
     /// `n` generated keys, `key-0` .. `key-{n-1}`.
     pub fn generated(n: usize) -> KeySet {
-        let hashes = (0..n).map(|i| key_hash(format!("key-{i}").as_bytes())).collect();
-        KeySet { name: format!("{n} generated keys"), hashes, generated: true }
+        let hashes = (0..n).map(|i| key_hash(generated_key(i).as_bytes())).collect();
+        KeySet { name: format!("{n} generated keys"), hashes, ops: None, read_ms: None }
     }
 
     /// The size of a generated set (the URL can carry it); `None` for a file.
     pub fn generated_size(&self) -> Option<usize> {
-        self.generated.then_some(self.hashes.len())
+        self.ops.is_none().then_some(self.hashes.len())
     }
+
+    /// What loading the set into the cluster runs: a file's operations, or a
+    /// PUT of `value-i` under each generated `key-i`.
+    fn operations(&self) -> Arc<Vec<NodeRequest>> {
+        match &self.ops {
+            Some(ops) => ops.clone(),
+            None => Arc::new(
+                (0..self.hashes.len())
+                    .map(|i| NodeRequest::Put { key: generated_key(i).into(), value: format!("value-{i}").into() })
+                    .collect(),
+            ),
+        }
+    }
+}
+
+fn generated_key(i: usize) -> String {
+    format!("key-{i}")
 }
 
 /// The preset sizes (seed 000 reports 5,000 to 100,000 keys).
@@ -46,15 +68,26 @@ struct Row {
     dist: Distribution,
     moved: f64,
     ideal: f64,
+    /// Time to place the set and count keys per node, in ms.
+    ms: f64,
 }
 
-fn analyse(hashes: &[u64], members: &[Member]) -> Vec<Row> {
+/// The page's clock, in ms (`performance.now()`).
+fn now_ms() -> f64 {
+    web_sys::window().and_then(|w| w.performance()).map(|p| p.now()).unwrap_or(0.0)
+}
+
+/// Every algorithm's numbers on `hashes`; `now` is the clock (ms).
+fn analyse(hashes: &[u64], members: &[Member], now: impl Fn() -> f64) -> Vec<Row> {
     let mut joined = members.to_vec();
     joined.push(Member::new("node-new"));
     PlacementSpec::all_defaults()
         .into_iter()
         .map(|spec| {
+            let t0 = now();
             let before = build_for_keys(&spec, members, hashes);
+            let dist = distribution(before.as_ref(), hashes);
+            let ms = now() - t0;
             // A join is add_member on the live placement (jump keeps its
             // buckets); bounded places the set afresh over the new members.
             let after = if matches!(spec, PlacementSpec::Bounded { .. }) {
@@ -67,9 +100,10 @@ fn analyse(hashes: &[u64], members: &[Member]) -> Vec<Row> {
             let mv = moved_keys(before.as_ref(), after.as_ref(), hashes);
             Row {
                 ids: before.members().iter().map(|m| m.id.clone()).collect(),
-                dist: distribution(before.as_ref(), hashes),
+                dist,
                 moved: mv.fraction,
                 ideal: mv.ideal,
+                ms,
                 spec,
             }
         })
@@ -84,6 +118,7 @@ pub fn Upload(backend: Backend, keyset: RwSignal<Option<KeySet>>) -> impl IntoVi
         let Some(input) = ev.target().and_then(|t| t.dyn_into::<web_sys::HtmlInputElement>().ok()) else { return };
         let Some(file) = input.files().and_then(|f| f.get(0)) else { return };
         spawn_local(async move {
+            let t0 = now_ms();
             let text = match wasm_bindgen_futures::JsFuture::from(file.text()).await {
                 Ok(t) => t.as_string().unwrap_or_default(),
                 Err(_) => return error.set(Some(format!("could not read {}", file.name()))),
@@ -93,7 +128,8 @@ pub fn Upload(backend: Backend, keyset: RwSignal<Option<KeySet>>) -> impl IntoVi
                 Ok(ops) => {
                     let hashes = keyset::keys(&ops).into_iter().map(key_hash).collect();
                     error.set(None);
-                    keyset.set(Some(KeySet { name, hashes, generated: false }));
+                    let read_ms = Some(now_ms() - t0);
+                    keyset.set(Some(KeySet { name, hashes, ops: Some(Arc::new(ops)), read_ms }));
                 }
                 Err(e) => error.set(Some(format!("{name}: {e}"))),
             }
@@ -105,10 +141,9 @@ pub fn Upload(backend: Backend, keyset: RwSignal<Option<KeySet>>) -> impl IntoVi
         if members.is_empty() {
             return None;
         }
-        let now = || web_sys::window().and_then(|w| w.performance()).map(|p| p.now()).unwrap_or(0.0);
-        let start = now();
-        let rows = analyse(&set.hashes, &members);
-        took_ms.set(Some(now() - start));
+        let start = now_ms();
+        let rows = analyse(&set.hashes, &members, now_ms);
+        took_ms.set(Some(now_ms() - start));
         Some((set, rows))
     });
     view! {
@@ -121,16 +156,19 @@ pub fn Upload(backend: Backend, keyset: RwSignal<Option<KeySet>>) -> impl IntoVi
             }).collect_view()}
         </div>
         {move || error.get().map(|e| view! { <p class="error" data-testid="upload-error">{e}</p> })}
+        <LoadIntoCluster backend keyset />
         {move || {
             let (set, rows) = rows.get()?;
             let took = took_ms.get().unwrap_or(0.0);
             Some(view! {
                 <p data-testid="upload-summary" data-keys=set.hashes.len().to_string()>
-                    {format!("{}: {} keys, all six algorithms in {took:.0} ms", set.name, set.hashes.len())}
+                    {format!("{}: {} keys{}, all six algorithms in {took:.0} ms", set.name, set.hashes.len(),
+                        set.read_ms.map(|ms| format!(" (read, parsed and hashed in {ms:.0} ms)")).unwrap_or_default())}
                 </p>
                 <table class="compare" data-testid="compare">
                     <thead><tr><th>"algorithm"</th><th>"keys per node"</th><th>"mean"</th><th>"std dev"</th>
-                        <th>"max/mean"</th><th>"moved on a join"</th></tr></thead>
+                        <th>"max/mean"</th><th>"moved on a join"</th>
+                        <th title="placing the set and counting keys per node, in this browser">"time"</th></tr></thead>
                     <tbody>
                         {rows.into_iter().map(|r| view! {
                             <tr data-algorithm=r.spec.name() data-moved=r.moved.to_string()>
@@ -140,6 +178,7 @@ pub fn Upload(backend: Backend, keyset: RwSignal<Option<KeySet>>) -> impl IntoVi
                                 <td>{format!("{:.1}", r.dist.std_dev)}</td>
                                 <td data-max-over-mean=r.dist.max_over_mean.to_string()>{format!("{:.3}", r.dist.max_over_mean)}</td>
                                 <td>{format!("{:.1}% (ideal {:.1}%)", 100.0 * r.moved, 100.0 * r.ideal)}</td>
+                                <td data-ms=r.ms.to_string()>{format!("{:.0} ms", r.ms)}</td>
                             </tr>
                         }).collect_view()}
                     </tbody>
@@ -147,4 +186,119 @@ pub fn Upload(backend: Backend, keyset: RwSignal<Option<KeySet>>) -> impl IntoVi
             })
         }}
     }
+}
+
+/// Operations per `batch` request, and the most value bytes one carries
+/// (well under the WebSocket's message limit, even base64-encoded).
+const CHUNK_OPS: usize = 1000;
+const CHUNK_BYTES: usize = 4 << 20;
+
+/// A load into the cluster, as far as it got.
+#[derive(Clone, Default)]
+struct Loading {
+    total: usize,
+    done: usize,
+    summary: BatchSummary,
+    seconds: f64,
+    finished: bool,
+    /// Why it stopped early: refused by the backend, connection lost, or stopped.
+    stopped: Option<String>,
+}
+
+/// "Load into cluster": runs the set's operations through the backend in
+/// `batch` requests of up to [`CHUNK_OPS`], one after another (so each key's
+/// operations keep the file's order), with live progress and a stop button.
+#[component]
+fn LoadIntoCluster(backend: Backend, keyset: RwSignal<Option<KeySet>>) -> impl IntoView {
+    let loading = RwSignal::new(None::<Loading>);
+    let stop = StoredValue::new(false);
+    let start = move |_| {
+        if loading.with_untracked(|l| l.as_ref().is_some_and(|l| !l.finished)) {
+            return;
+        }
+        let Some(ops) = keyset.with_untracked(|k| k.as_ref().map(KeySet::operations)) else { return };
+        stop.set_value(false);
+        spawn_local(async move {
+            let t0 = now_ms();
+            let mut state = Loading { total: ops.len(), ..Default::default() };
+            loading.set(Some(state.clone()));
+            for chunk in chunks(&ops) {
+                if stop.get_value() {
+                    state.stopped = Some("stopped".into());
+                    break;
+                }
+                match backend.call(|id| ClientMsg::Batch { id, ops: chunk.to_vec() }).await {
+                    Some(ServerMsg::BatchReply { summary, .. }) => state.summary.add(summary),
+                    Some(ServerMsg::Reply { reply: NodeReply::Error { message, .. }, .. }) => {
+                        state.stopped = Some(format!("the backend refused a batch: {message}"));
+                        break;
+                    }
+                    _ => {
+                        state.stopped = Some("the connection to the backend was lost".into());
+                        break;
+                    }
+                }
+                state.done += chunk.len();
+                state.seconds = (now_ms() - t0) / 1000.0;
+                loading.set(Some(state.clone()));
+            }
+            state.seconds = (now_ms() - t0) / 1000.0;
+            state.finished = true;
+            loading.set(Some(state));
+        });
+    };
+    let running = move || loading.with(|l| l.as_ref().is_some_and(|l| !l.finished));
+    view! {
+        <div class="kv-form">
+            <button data-testid="load-cluster" on:click=start
+                disabled=move || running() || !backend.connected.get() || keyset.with(Option::is_none)>
+                "Load into cluster"</button>
+            <button class="small" data-testid="load-stop" on:click=move |_| stop.set_value(true)
+                disabled=move || !running()>"Stop"</button>
+        </div>
+        {move || loading.get().map(|l| {
+            let width = format!("width:{:.1}%", 100.0 * l.done as f64 / l.total.max(1) as f64);
+            let rate = l.done as f64 / l.seconds.max(1e-3);
+            let s = &l.summary;
+            let head = if l.finished && l.stopped.is_none() { "Loaded" } else { "Loading" };
+            let text = format!(
+                "{head} {} of {} operations in {:.1} s ({rate:.0}/s): {} ok, {} not found, {} failed",
+                l.done, l.total, l.seconds, s.ok, s.not_found, s.failed
+            );
+            view! {
+                <div class="flow" data-testid="load-progress" data-done=l.done.to_string()
+                    data-total=l.total.to_string() data-ok=s.ok.to_string()
+                    data-not-found=s.not_found.to_string() data-failed=s.failed.to_string()
+                    data-finished=l.finished.to_string()>
+                    <span>{text}</span>
+                    <div class="bar"><div class="fill" style=width></div></div>
+                </div>
+                {s.first_error.clone().map(|e| view! { <p class="error">{format!("first failure: {e}")}</p> })}
+                {l.stopped.map(|e| view! { <p class="error" data-testid="load-stopped">{e}</p> })}
+            }
+        })}
+    }
+}
+
+/// Splits operations into `batch` requests of at most [`CHUNK_OPS`]
+/// operations and about [`CHUNK_BYTES`] of keys and values.
+fn chunks(ops: &[NodeRequest]) -> Vec<&[NodeRequest]> {
+    let mut out = Vec::new();
+    let (mut start, mut bytes) = (0, 0);
+    for (i, op) in ops.iter().enumerate() {
+        let size = match op {
+            NodeRequest::Put { key, value } => key.len() + value.len(),
+            NodeRequest::GetOne { key } | NodeRequest::Delete { key } => key.len(),
+            _ => 0,
+        };
+        if i > start && (i - start == CHUNK_OPS || bytes + size > CHUNK_BYTES) {
+            out.push(&ops[start..i]);
+            (start, bytes) = (i, 0);
+        }
+        bytes += size;
+    }
+    if start < ops.len() {
+        out.push(&ops[start..]);
+    }
+    out
 }
