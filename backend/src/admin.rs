@@ -13,6 +13,7 @@ use tokio::sync::Mutex;
 use crate::cluster::Cluster;
 use crate::rebalance::{Change, Rebalancer};
 use crate::supervisor::Supervisor;
+use crate::token::Token;
 
 /// The Consul KV key holding the desired node count (seed 001).
 pub const CLUSTER_SIZE: &str = "cluster_size";
@@ -24,9 +25,24 @@ pub struct Admin {
     pub rebalancer: Rebalancer,
     pub supervisor: Arc<Mutex<Supervisor>>,
     pub consul: Consul,
+    /// When set, administration needs it (see [`crate::token`]).
+    pub token: Option<Token>,
 }
 
 impl Admin {
+    /// Whether a request carrying `presented` may administer the cluster;
+    /// the error says how to present the token.
+    pub fn authorize(&self, presented: Option<&str>) -> Result<(), String> {
+        match &self.token {
+            Some(token) if !token.accepts(presented) => Err(format!(
+                "administration needs the admin token: send `Authorization: Bearer TOKEN` \
+                 (the CLI's --token or {}), or open the page with ?token=TOKEN",
+                crate::token::ENV
+            )),
+            _ => Ok(()),
+        }
+    }
+
     /// Launches one more node; it joins through the registry. Returns it
     /// before its keys have arrived (progress comes as events). The desired
     /// count in Consul KV (`cluster_size`) grows by one.

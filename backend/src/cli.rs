@@ -38,6 +38,10 @@ pub enum Command {
         /// Address to bind; loopback unless you say otherwise.
         #[arg(long, default_value = "127.0.0.1")]
         bind: String,
+        /// Token every write (register, check, KV) must carry; made and
+        /// printed when --bind is not loopback and none is given.
+        #[arg(long, env = crate::token::ENV, hide_env_values = true)]
+        token: Option<String>,
     },
     /// Store VALUE under KEY.
     Put {
@@ -144,6 +148,11 @@ pub struct ServeArgs {
     /// Most keys a rebalance moves per second (0: as fast as it goes).
     #[arg(long, default_value_t = 0)]
     pub rebalance_rate: u64,
+    /// Token that adding and removing nodes, changing the algorithm and
+    /// writing to the embedded registry need. Without one, a fresh token is
+    /// made (and printed) when --bind is not loopback; on loopback none is needed.
+    #[arg(long, env = crate::token::ENV, hide_env_values = true)]
+    pub admin_token: Option<String>,
 }
 
 /// The algorithms `serve` can route with.
@@ -205,6 +214,9 @@ pub struct Target {
     /// Talk to one node directly, e.g. tcp://127.0.0.1:5601.
     #[arg(long)]
     pub direct: Option<String>,
+    /// The backend's admin token, for add-node and remove-node.
+    #[arg(long, env = crate::token::ENV, hide_env_values = true)]
+    pub token: Option<String>,
 }
 
 pub fn main(cli: Cli) -> ExitCode {
@@ -246,6 +258,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                     batch: a.rebalance_batch.clamp(1, shardscope_shared::protocol::MAX_SCAN_LIMIT),
                     max_keys_per_sec: (a.rebalance_rate > 0).then_some(a.rebalance_rate),
                 },
+                admin_token: a.admin_token,
             })
             .await?;
             Ok(ExitCode::SUCCESS)
@@ -263,11 +276,19 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             shardscope_node::run(config, crate::server::shutdown_signal()).await?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Registry { port, bind } => {
+        Command::Registry { port, bind, token } => {
             let shutdown = crate::server::shutdown_signal();
+            let token = crate::token::resolve(&bind, token.as_deref())?;
             let listener = tokio::net::TcpListener::bind((bind.as_str(), port)).await?;
             println!("Embedded registry (Consul HTTP API subset) at http://{}", listener.local_addr()?);
-            crate::registry::Registry::new().serve(listener, shutdown).await?;
+            if let Some((token, true)) = &token {
+                println!(
+                    "Write token (generated: {bind} is not loopback): {}; nodes send it as CONSUL_HTTP_TOKEN",
+                    token.as_str()
+                );
+            }
+            let registry = crate::registry::Registry::new().with_token(token.map(|(t, _)| t));
+            registry.serve(listener, shutdown).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Put { key, value, target } => {
@@ -295,19 +316,26 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             crate::load::load(&remote, &file, concurrency).await
         }
         Command::AddNode { target } => {
-            let resp =
-                reqwest::Client::new().post(format!("{}/nodes", target.addr.trim_end_matches('/'))).send().await?;
-            print_json(resp).await
+            let url = format!("{}/nodes", target.addr.trim_end_matches('/'));
+            print_json(admin_request(reqwest::Client::new().post(url), &target).send().await?).await
         }
         Command::RemoveNode { id, target } => {
             let url = format!("{}/nodes/{}", target.addr.trim_end_matches('/'), urlencode(id.as_bytes()));
-            print_json(reqwest::Client::new().delete(url).send().await?).await
+            print_json(admin_request(reqwest::Client::new().delete(url), &target).send().await?).await
         }
         Command::Nodes { target } => {
             let body = reqwest::get(format!("{}/nodes", target.addr.trim_end_matches('/'))).await?.text().await?;
             println!("{body}");
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+/// An administrative request, with the admin token when one is given.
+fn admin_request(req: reqwest::RequestBuilder, target: &Target) -> reqwest::RequestBuilder {
+    match &target.token {
+        Some(token) => req.bearer_auth(token),
+        None => req,
     }
 }
 

@@ -18,6 +18,8 @@
 //! - [`supervisor`]: launches and stops the node processes `serve` owns.
 //! - [`rest`], [`ws`]: the HTTP API (`/kv`, `/nodes`, `/healthz`) and the
 //!   page's WebSocket (`/ws`).
+//! - [`token`]: the admin token that guards administration and registry
+//!   writes when ShardScope is reachable beyond loopback.
 //! - [`server`]: wires the above into one axum app and runs `serve`.
 
 pub mod admin;
@@ -33,4 +35,5 @@ pub mod registry;
 pub mod rest;
 pub mod server;
 pub mod supervisor;
+pub mod token;
 pub mod ws;

@@ -5,7 +5,8 @@
 //! `X-Consul-Index` on every read and blocking queries (`index` + `wait`).
 //! It runs the checks itself (TTL expiry, HTTP and TCP probes) and
 //! deregisters services critical for longer than
-//! `DeregisterCriticalServiceAfter`. No gossip, no Raft, no ACLs.
+//! `DeregisterCriticalServiceAfter`. No gossip, no Raft, no ACL system: one
+//! optional token that every write must carry.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -18,6 +19,8 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
 use axum::{Json, Router};
+
+use crate::token::Token;
 use base64::Engine as _;
 use shardscope_shared::consul::{
     parse_duration, AgentNode, AgentService, CatalogService, HealthCheck, KvPair, ServiceEntry, ServiceRegistration,
@@ -81,6 +84,8 @@ struct Tables {
 pub struct Registry {
     tables: Arc<Mutex<Tables>>,
     changes: watch::Sender<u64>,
+    /// When set, writes need it (see [`acl`]).
+    token: Option<Token>,
 }
 
 impl Default for Registry {
@@ -93,7 +98,13 @@ impl Registry {
     pub fn new() -> Self {
         let tables = Tables { index: 1, ..Default::default() };
         let (changes, _) = watch::channel(1);
-        Registry { tables: Arc::new(Mutex::new(tables)), changes }
+        Registry { tables: Arc::new(Mutex::new(tables)), changes, token: None }
+    }
+
+    /// Writes (registration, checks, KV) will need `token`.
+    pub fn with_token(mut self, token: Option<Token>) -> Self {
+        self.token = token;
+        self
     }
 
     /// Records a write: bumps the index and wakes blocking queries.
@@ -128,6 +139,7 @@ impl Registry {
             .route("/v1/status/leader", get(|| async { Json("127.0.0.1:8300") }))
             .fallback(|| async { (StatusCode::NOT_FOUND, "Unsupported endpoint\n") })
             .layer(DefaultBodyLimit::max(MAX_BODY))
+            .layer(axum::middleware::from_fn_with_state(self.clone(), acl))
             .with_state(self)
     }
 
@@ -314,6 +326,20 @@ impl<S: Send + Sync> FromRequestParts<S> for QueryParams {
         QueryParams::parse(parts.uri.query().unwrap_or_default())
             .map_err(|e| bad_request(format!("Invalid query parameters: {e}")))
     }
+}
+
+/// With a token, every write (PUT, DELETE) must carry it, as under a Consul
+/// ACL policy that denies anonymous writes; reads stay open. Consul answers
+/// a write it refuses with 403 "Permission denied", and so does this.
+async fn acl(State(reg): State<Registry>, req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    if let Some(token) = &reg.token {
+        let read = matches!(*req.method(), axum::http::Method::GET | axum::http::Method::HEAD);
+        if !read && !token.accepts(crate::token::presented(req.headers(), req.uri().query()).as_deref()) {
+            return (StatusCode::FORBIDDEN, "Permission denied: this write needs the admin token (X-Consul-Token)\n")
+                .into_response();
+        }
+    }
+    next.run(req).await
 }
 
 async fn register(State(reg): State<Registry>, body: Bytes) -> Response {

@@ -34,8 +34,18 @@ pub fn routes() -> Router<App> {
         .route("/metrics", get(metrics))
 }
 
+/// The refusal (401) of an administrative request without the admin token.
+fn refusal(admin: &Admin, headers: &HeaderMap) -> Option<Response> {
+    let presented = crate::token::presented(headers, None);
+    let message = admin.authorize(presented.as_deref()).err()?;
+    Some(reply_response(NodeReply::error(ErrorCode::Unauthorized, message)))
+}
+
 /// `POST /nodes`: launches a node; it joins and gets its share (watch `/ws`).
-async fn add_node(State(admin): State<Admin>) -> Response {
+async fn add_node(State(admin): State<Admin>, headers: HeaderMap) -> Response {
+    if let Some(refused) = refusal(&admin, &headers) {
+        return refused;
+    }
     match admin.add_node().await {
         Ok(info) => (StatusCode::ACCEPTED, Json(info)).into_response(),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, format!("cannot launch a node: {e:#}")),
@@ -43,7 +53,10 @@ async fn add_node(State(admin): State<Admin>) -> Response {
 }
 
 /// `DELETE /nodes/{id}`: answers once the node's keys have moved off.
-async fn remove_node(State(admin): State<Admin>, Path(id): Path<String>) -> Response {
+async fn remove_node(State(admin): State<Admin>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    if let Some(refused) = refusal(&admin, &headers) {
+        return refused;
+    }
     if !admin.cluster.nodes().iter().any(|n| n.id == id) {
         return error(StatusCode::NOT_FOUND, format!("no node {id:?} in the cluster"));
     }
@@ -54,7 +67,10 @@ async fn remove_node(State(admin): State<Admin>, Path(id): Path<String>) -> Resp
 }
 
 /// `PUT /placement`: answers once every key is where the new spec puts it.
-async fn change_placement(State(admin): State<Admin>, body: Bytes) -> Response {
+async fn change_placement(State(admin): State<Admin>, headers: HeaderMap, body: Bytes) -> Response {
+    if let Some(refused) = refusal(&admin, &headers) {
+        return refused;
+    }
     let spec: PlacementSpec = match serde_json::from_slice(&body) {
         Ok(spec) => spec,
         Err(e) => return error(StatusCode::BAD_REQUEST, format!("not a placement spec: {e}")),
@@ -145,6 +161,7 @@ fn reply_response(reply: NodeReply) -> Response {
             ErrorCode::BadRequest => StatusCode::BAD_REQUEST,
             ErrorCode::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
         },
         _ => StatusCode::OK,
     };

@@ -49,6 +49,8 @@ pub struct ServeOptions {
     pub fsync: FsyncPolicy,
     /// How fast rebalances move keys.
     pub rebalance: Settings,
+    /// The admin token; `None` generates one when `bind` is not loopback.
+    pub admin_token: Option<String>,
 }
 
 /// What every handler can reach.
@@ -88,33 +90,53 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     if !opts.static_dir.join("index.html").exists() {
         tracing::warn!(dir = %opts.static_dir.display(), "no built page here; the API still works (build it with scripts/run.sh)");
     }
+    let token = crate::token::resolve(&opts.bind, opts.admin_token.as_deref())?;
     let listener = tokio::net::TcpListener::bind((opts.bind.as_str(), opts.port)).await?;
     let addr: SocketAddr = listener.local_addr()?;
+    let token = token.map(|(token, generated)| {
+        if generated {
+            println!(
+                "Admin token (generated: {} is not loopback; set {} to choose one): {}\n  \
+                 open http://{addr}/?token={} to add and remove nodes from the page",
+                opts.bind,
+                crate::token::ENV,
+                token.as_str(),
+                token.as_str()
+            );
+        }
+        token
+    });
 
     // Membership: a real Consul agent, or the embedded stand-in.
     let (stop_registry, registry_stopped) = tokio::sync::oneshot::channel::<()>();
+    // The embedded registry takes the admin token for writes; our nodes and
+    // our own client present it. A real agent gets CONSUL_HTTP_TOKEN.
     let (consul, embedded) = match &opts.registry {
         Some(agent) => (Consul::new(agent), None),
         None => {
             let reg_listener = tokio::net::TcpListener::bind((opts.bind.as_str(), opts.registry_port)).await?;
             let reg_addr = reg_listener.local_addr()?;
-            let task = tokio::spawn(Registry::new().serve(reg_listener, async {
+            let registry = Registry::new().with_token(token.clone());
+            let task = tokio::spawn(registry.serve(reg_listener, async {
                 let _ = registry_stopped.await;
             }));
             tracing::info!(%reg_addr, "embedded registry (Consul HTTP API) listening");
-            (Consul::new(&format!("http://{reg_addr}")), Some(task))
+            let consul = Consul::new(&format!("http://{reg_addr}"));
+            (token.as_ref().map_or(consul.clone(), |t| consul.with_token(t.as_str())), Some(task))
         }
     };
 
     let cluster = Cluster::new(opts.placement.clone());
     let rebalancer = Rebalancer::spawn(cluster.clone(), opts.rebalance);
     let watch = tokio::spawn(crate::membership::watch(consul.clone(), cluster.clone(), rebalancer.clone()));
-    let supervisor = Supervisor::new(&opts.data_dir, &opts.bind, consul.base(), opts.fsync)?;
+    let registry_token = token.as_ref().filter(|_| embedded.is_some()).map(|t| t.as_str().to_string());
+    let supervisor = Supervisor::new(&opts.data_dir, &opts.bind, consul.base(), registry_token, opts.fsync)?;
     let admin = Admin {
         cluster: cluster.clone(),
         rebalancer,
         supervisor: Arc::new(Mutex::new(supervisor)),
         consul: consul.clone(),
+        token,
     };
     let started = tokio::select! {
         started = start_nodes(&admin, opts.nodes) => Some(started),

@@ -23,6 +23,8 @@ pub struct Supervisor {
     data_dir: PathBuf,
     bind: String,
     registry: String,
+    /// Sent by the nodes as `CONSUL_HTTP_TOKEN` (the embedded registry's token).
+    registry_token: Option<String>,
     fsync: FsyncPolicy,
     nodes: Vec<ManagedNode>,
     launched: usize,
@@ -30,12 +32,19 @@ pub struct Supervisor {
 
 impl Supervisor {
     /// Nodes will register with the Consul agent at `registry`.
-    pub fn new(data_dir: &Path, bind: &str, registry: &str, fsync: FsyncPolicy) -> anyhow::Result<Self> {
+    pub fn new(
+        data_dir: &Path,
+        bind: &str,
+        registry: &str,
+        registry_token: Option<String>,
+        fsync: FsyncPolicy,
+    ) -> anyhow::Result<Self> {
         Ok(Supervisor {
             exe: std::env::current_exe()?,
             data_dir: data_dir.to_path_buf(),
             bind: bind.to_string(),
             registry: registry.to_string(),
+            registry_token,
             fsync,
             nodes: Vec::new(),
             launched: 0,
@@ -57,6 +66,9 @@ impl Supervisor {
             .arg("--data-dir")
             .arg(&dir)
             .kill_on_drop(true);
+        if let Some(token) = &self.registry_token {
+            cmd.env("CONSUL_HTTP_TOKEN", token);
+        }
         // SAFETY: prctl is async-signal-safe; it only sets this child's
         // parent-death signal between fork and exec.
         unsafe {

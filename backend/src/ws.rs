@@ -4,7 +4,8 @@
 //! administration) and gets replies with the same id, answered concurrently.
 
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
-use axum::extract::State;
+use axum::extract::{RawQuery, State};
+use axum::http::HeaderMap;
 use axum::response::Response;
 use std::sync::Arc;
 
@@ -22,14 +23,22 @@ const IN_FLIGHT: usize = 256;
 /// Keys one `batch` works on at once.
 const BATCH_LANES: usize = 256;
 
-pub async fn upgrade(ws: WebSocketUpgrade, State(admin): State<Admin>) -> Response {
-    ws.max_message_size(MAX_MESSAGE).on_upgrade(move |socket| session(socket, admin))
+/// Opens a session; with the admin token (`/ws?token=..`), one that may
+/// administer the cluster.
+pub async fn upgrade(
+    ws: WebSocketUpgrade,
+    State(admin): State<Admin>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let may_administer = admin.authorize(crate::token::presented(&headers, query.as_deref()).as_deref());
+    ws.max_message_size(MAX_MESSAGE).on_upgrade(move |socket| session(socket, admin, may_administer))
 }
 
 /// One page's connection: requests are answered concurrently (replies carry
 /// their request's id), and cluster and rebalance events are pushed in
 /// between, all through one writer.
-async fn session(socket: WebSocket, admin: Admin) {
+async fn session(socket: WebSocket, admin: Admin, may_administer: Result<(), String>) {
     let cluster = admin.cluster.clone();
     let (mut sink, mut stream) = socket.split();
     let (out, mut outbox) = mpsc::channel::<ServerMsg>(IN_FLIGHT);
@@ -63,9 +72,9 @@ async fn session(socket: WebSocket, admin: Admin) {
                     Some(Ok(_)) => continue,
                 };
                 let Ok(slot) = slots.clone().acquire_owned().await else { break };
-                let (admin, out) = (admin.clone(), out.clone());
+                let (admin, out, may_administer) = (admin.clone(), out.clone(), may_administer.clone());
                 tokio::spawn(async move {
-                    let reply = answer(&admin, text.as_str()).await;
+                    let reply = answer(&admin, &may_administer, text.as_str()).await;
                     let _ = out.send(reply).await;
                     drop(slot);
                 });
@@ -75,7 +84,7 @@ async fn session(socket: WebSocket, admin: Admin) {
     writer.abort();
 }
 
-async fn answer(admin: &Admin, text: &str) -> ServerMsg {
+async fn answer(admin: &Admin, may_administer: &Result<(), String>, text: &str) -> ServerMsg {
     let cluster = &admin.cluster;
     let msg: ClientMsg = match serde_json::from_str(text) {
         Ok(msg) => msg,
@@ -84,6 +93,13 @@ async fn answer(admin: &Admin, text: &str) -> ServerMsg {
             return ServerMsg::Reply { id: 0, node: None, reply };
         }
     };
+    if let (
+        ClientMsg::AddNode { id } | ClientMsg::RemoveNode { id, .. } | ClientMsg::ChangePlacement { id, .. },
+        Err(why),
+    ) = (&msg, may_administer)
+    {
+        return admin_reply(*id, Err(why.clone()));
+    }
     let (id, node, reply) = match msg {
         ClientMsg::Put { id, key, value } => {
             let (node, reply) =

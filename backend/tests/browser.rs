@@ -168,12 +168,19 @@ fn members_of(nodes: &[shardscope_shared::protocol::NodeInfo]) -> Vec<shardscope
 
 /// Starts a stack with the built page and opens it in headless Chromium.
 async fn open_page(nodes: usize) -> (Stack, Driver, Client) {
+    open_page_with(nodes, &[], "/").await
+}
+
+/// Like [`open_page`], with extra `serve` arguments, opening `path`.
+async fn open_page_with(nodes: usize, serve_args: &[&str], path: &str) -> (Stack, Driver, Client) {
     let dist = workspace_root().join("dist");
     assert!(dist.join("index.html").exists(), "build the page first: scripts/build-page.sh");
-    let stack = Stack::start(nodes, &["--static-dir", dist.to_str().unwrap()]);
+    let mut args = vec!["--static-dir", dist.to_str().unwrap()];
+    args.extend_from_slice(serve_args);
+    let stack = Stack::start(nodes, &args);
     let driver = Driver::start();
     let client = driver.browser().await;
-    client.goto(&stack.url).await.unwrap();
+    client.goto(&format!("{}{path}", stack.url)).await.unwrap();
     eventually("nodes listed", || async {
         let items = client.find_all(Locator::Css("[data-testid=node-list] li")).await.ok()?;
         (items.len() == nodes).then_some(())
@@ -328,6 +335,54 @@ async fn load_into_cluster_runs_an_uploaded_operations_file_with_progress() {
     client.execute("document.querySelector('[data-testid=load-progress]').scrollIntoView()", vec![]).await.unwrap();
     let png = client.screenshot().await.unwrap();
     std::fs::write(screenshot_dir().join("load-into-cluster.png"), png).unwrap();
+    client.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_an_admin_token_the_page_administers_only_when_opened_with_it() {
+    let (stack, _driver, client) = open_page_with(2, &["--admin-token", "s3cret"], "/").await;
+    client.find(Locator::Css("[data-testid=add-node]")).await.unwrap().click().await.unwrap();
+    let refusal = eventually("the refusal", || async {
+        text_of(&client, "[data-testid=admin-outcome]").await.filter(|t| !t.is_empty())
+    })
+    .await;
+    assert!(refusal.contains("failed") && refusal.contains("admin token"), "{refusal}");
+    assert_eq!(cluster_nodes(&stack).await.len(), 2);
+
+    // Opened with ?token=, the page may add a node, and hides the token.
+    client.goto(&format!("{}/?token=s3cret#keys=5000", stack.url)).await.unwrap();
+    eventually("nodes listed", || async {
+        let items = client.find_all(Locator::Css("[data-testid=node-list] li")).await.ok()?;
+        (items.len() == 2).then_some(())
+    })
+    .await;
+    let url = client.current_url().await.unwrap();
+    assert!(!url.as_str().contains("s3cret"), "the token left the address bar: {url}");
+    assert!(url.as_str().ends_with("#keys=5000"), "the view state stayed: {url}");
+    client.find(Locator::Css("[data-testid=add-node]")).await.unwrap().click().await.unwrap();
+    eventually("three nodes in the page", || async {
+        let items = client.find_all(Locator::Css("[data-testid=node-list] li")).await.ok()?;
+        (items.len() == 3).then_some(())
+    })
+    .await;
+    assert_eq!(cluster_nodes(&stack).await.len(), 3);
+    // A reload in the same tab keeps the right to administer.
+    client.refresh().await.unwrap();
+    eventually("nodes listed again", || async {
+        let items = client.find_all(Locator::Css("[data-testid=node-list] li")).await.ok()?;
+        (items.len() == 3).then_some(())
+    })
+    .await;
+    let remove =
+        client.find(Locator::Css("[data-testid=node-list] li:last-child [data-testid=remove-node]")).await.unwrap();
+    remove.click().await.unwrap();
+    eventually("back to two nodes", || async {
+        let items = client.find_all(Locator::Css("[data-testid=node-list] li")).await.ok()?;
+        (items.len() == 2).then_some(())
+    })
+    .await;
+    let png = client.screenshot().await.unwrap();
+    std::fs::write(screenshot_dir().join("admin-token.png"), png).unwrap();
     client.close().await.unwrap();
 }
 

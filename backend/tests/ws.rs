@@ -150,6 +150,77 @@ async fn a_batch_runs_each_keys_operations_in_order_or_not_at_all() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn with_an_admin_token_administration_and_registry_writes_need_it() {
+    let stack = Stack::start(2, &["--admin-token", "s3cret"]);
+    let http = reqwest::Client::new();
+    let node_count = || async {
+        let nodes: Vec<serde_json::Value> =
+            reqwest::get(format!("{}/nodes", stack.url)).await.unwrap().json().await.unwrap();
+        nodes.len()
+    };
+    // REST: refused without the token or with a wrong one; nothing changes.
+    let refused = [
+        http.post(format!("{}/nodes", stack.url)),
+        http.post(format!("{}/nodes", stack.url)).bearer_auth("guess"),
+        http.delete(format!("{}/nodes/node-1", stack.url)),
+        http.put(format!("{}/placement", stack.url)).body(r#"{"algorithm":"jump"}"#),
+    ];
+    for req in refused {
+        let resp = req.send().await.unwrap();
+        assert_eq!(resp.status(), 401);
+        let body: NodeReply = resp.json().await.unwrap();
+        let NodeReply::Error { error: ErrorCode::Unauthorized, message } = body else { panic!("{body:?}") };
+        assert!(message.contains("admin token"), "{message}");
+    }
+    assert_eq!(node_count().await, 2);
+    // Key operations do not need it.
+    assert_eq!(http.put(format!("{}/kv/open", stack.url)).body("yes").send().await.unwrap().status(), 200);
+
+    // The CLI: refused without --token (exit 1, saying why), done with it.
+    let cli = |token: Option<&str>| {
+        let mut cmd = std::process::Command::new(common::shardscope_exe());
+        cmd.args(["add-node", "--addr", &stack.url]).env_remove("SHARDSCOPE_ADMIN_TOKEN");
+        if let Some(t) = token {
+            cmd.args(["--token", t]);
+        }
+        cmd.output().unwrap()
+    };
+    let out = cli(None);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("admin token"));
+    assert!(cli(Some("s3cret")).status.success());
+
+    // The WebSocket: a session opened without the token may not administer;
+    // one opened with ?token= may.
+    let ws_url = format!("{}/ws", stack.url.replace("http://", "ws://"));
+    let (mut ws, _) = tokio_tungstenite::connect_async(&ws_url).await.unwrap();
+    send(&mut ws, &ClientMsg::RemoveNode { id: 1, node: "node-1".into() }).await;
+    let ServerMsg::AdminReply { id: 1, ok: false, message, .. } = next_reply(&mut ws).await else { panic!() };
+    assert!(message.contains("admin token"), "{message}");
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("{ws_url}?token=s3cret")).await.unwrap();
+    let spec = shardscope_shared::placement::PlacementSpec::Jump;
+    send(&mut ws, &ClientMsg::ChangePlacement { id: 2, placement: spec }).await;
+    let ServerMsg::AdminReply { id: 2, ok: true, .. } = next_reply(&mut ws).await else { panic!() };
+    // The node the CLI added registered with the token and joined.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while node_count().await < 3 {
+        assert!(std::time::Instant::now() < deadline, "the added node never joined");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // The embedded registry: reads are open, writes need the token (403 as Consul's ACLs answer).
+    let kv = format!("{}/v1/kv/probe", stack.registry);
+    assert_eq!(http.put(&kv).body("x").send().await.unwrap().status(), 403);
+    assert_eq!(http.put(&kv).header("X-Consul-Token", "guess").body("x").send().await.unwrap().status(), 403);
+    let register = format!("{}/v1/agent/service/register", stack.registry);
+    let fake = r#"{"Name":"shardscope-node","ID":"impostor","Address":"127.0.0.1","Port":9}"#;
+    assert_eq!(http.put(&register).body(fake).send().await.unwrap().status(), 403);
+    assert_eq!(http.get(format!("{}/v1/kv/cluster_size", stack.registry)).send().await.unwrap().status(), 200);
+    assert_eq!(http.put(&kv).header("X-Consul-Token", "s3cret").body("x").send().await.unwrap().status(), 200);
+    assert_eq!(node_count().await, 3, "no impostor joined");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn rest_error_paths_are_clear_and_change_nothing() {
     let stack = Stack::start(1, &[]);
     let http = reqwest::Client::new();

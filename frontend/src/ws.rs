@@ -185,8 +185,35 @@ impl Backend {
     }
 }
 
+/// `/ws` on the page's own host, with the admin token when the page has one.
 fn ws_url() -> Option<String> {
     let location = web_sys::window()?.location();
     let scheme = if location.protocol().ok()? == "https:" { "wss" } else { "ws" };
-    Some(format!("{scheme}://{}/ws", location.host().ok()?))
+    let query = admin_token().map(|t| format!("?token={t}")).unwrap_or_default();
+    Some(format!("{scheme}://{}/ws{query}", location.host().ok()?))
+}
+
+/// Where the tab keeps the admin token.
+const TOKEN_KEY: &str = "shardscope-admin-token";
+
+/// The admin token (as written in a URL): from the page's `?token=`, which
+/// is then kept in the tab's session storage and taken out of the address
+/// bar (so a projector does not show it), or from an earlier load in this tab.
+fn admin_token() -> Option<String> {
+    let window = web_sys::window()?;
+    let storage = window.session_storage().ok().flatten();
+    let location = window.location();
+    let search = location.search().ok()?;
+    let params: Vec<&str> = search.trim_start_matches('?').split('&').filter(|p| !p.is_empty()).collect();
+    let Some(token) = params.iter().find_map(|p| p.strip_prefix("token=")) else {
+        return storage?.get_item(TOKEN_KEY).ok().flatten();
+    };
+    if let Some(storage) = &storage {
+        let _ = storage.set_item(TOKEN_KEY, token);
+    }
+    let rest: Vec<&str> = params.iter().copied().filter(|p| !p.starts_with("token=")).collect();
+    let query = if rest.is_empty() { String::new() } else { format!("?{}", rest.join("&")) };
+    let url = format!("{}{query}{}", location.pathname().ok()?, location.hash().ok()?);
+    let _ = window.history().ok()?.replace_state_with_url(&wasm_bindgen::JsValue::NULL, "", Some(&url));
+    Some(token.to_string())
 }

@@ -30,6 +30,15 @@ impl Consul {
         let base = if addr.contains("://") { addr.to_string() } else { format!("http://{addr}") };
         let base = base.trim_end_matches('/').to_string();
         let token = std::env::var("CONSUL_HTTP_TOKEN").ok().filter(|t| !t.is_empty());
+        Self::build(base, token)
+    }
+
+    /// The same agent, sending `token` (instead of `CONSUL_HTTP_TOKEN`).
+    pub fn with_token(self, token: &str) -> Self {
+        Self::build(self.base, Some(token.to_string()))
+    }
+
+    fn build(base: String, token: Option<String>) -> Self {
         let config = rs_consul::Config { address: base.clone(), token: token.clone(), ..Default::default() };
         Consul { api: Arc::new(rs_consul::Consul::new(config)), base, http: reqwest::Client::new(), token }
     }

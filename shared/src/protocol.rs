@@ -207,6 +207,8 @@ pub enum ErrorCode {
     TooLarge,
     /// The node or backend could not serve the request.
     Unavailable,
+    /// Administration without the admin token (backend only).
+    Unauthorized,
 }
 
 /// A storage node's reply. Shapes follow the seeds: a `GET_ONE` answer is

@@ -47,6 +47,7 @@ impl Stack {
         let mut child = Command::new(shardscope_exe())
             .args(["serve", "--port", "0", "--registry-port", "0"])
             .env_remove("CONSUL_HTTP_ADDR")
+            .env_remove("SHARDSCOPE_ADMIN_TOKEN")
             .arg("--data-dir")
             .arg(data.path())
             .args(args)
