@@ -5,12 +5,19 @@
 //! `--fsync always` vs Redis `appendfsync always`, and `--fsync periodic:1s`
 //! vs `appendfsync everysec`.
 //!
+//! The node is driven by a minimal ZMTP DEALER written like the minimal RESP
+//! client Redis gets (requests written in one go, replies framed and checked
+//! for errors, not decoded), so the two servers are compared through equally
+//! thin clients; a last column gives the node's throughput through the
+//! backend's own `NodeClient` (JSON replies decoded, one task per request).
+//!
 //! Run with `scripts/bench-node.sh`. Prints a markdown table.
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use shardscope_backend::node_client::NodeClient;
+use shardscope_node::zmtp;
 use shardscope_shared::protocol::{Entry, NodeReply, NodeRequest};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
@@ -83,6 +90,47 @@ impl Resp {
     }
 }
 
+/// A minimal ZMTP DEALER, the twin of [`Resp`]: requests `["", json]`
+/// written in one go, replies read in order and checked for errors.
+struct Zmtp {
+    stream: TcpStream,
+    decoder: zmtp::Decoder,
+    buf: Vec<u8>,
+    items: Vec<zmtp::Item>,
+}
+
+impl Zmtp {
+    async fn connect(port: u16) -> Zmtp {
+        let mut stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        stream.set_nodelay(true).unwrap();
+        let mut hello = zmtp::greeting().to_vec();
+        zmtp::encode_ready("DEALER", &mut hello);
+        stream.write_all(&hello).await.unwrap();
+        Zmtp { stream, decoder: zmtp::Decoder::new(1 << 30), buf: Vec::new(), items: Vec::new() }
+    }
+
+    async fn run(&mut self, requests: &[Vec<u8>]) {
+        let mut out = Vec::new();
+        for r in requests {
+            zmtp::encode_message([&b""[..], r].into_iter(), &mut out);
+        }
+        self.stream.write_all(&out).await.unwrap();
+        let mut replies = 0;
+        while replies < requests.len() {
+            self.buf.reserve(64 * 1024);
+            assert!(self.stream.read_buf(&mut self.buf).await.unwrap() > 0, "the node hung up");
+            let used = self.decoder.decode(&self.buf, &mut self.items).unwrap();
+            self.buf.drain(..used);
+            for item in self.items.drain(..) {
+                let zmtp::Item::Message(frames) = item else { continue };
+                let reply = frames.last().unwrap();
+                assert!(!reply.starts_with(br#"{"error""#), "node error: {}", String::from_utf8_lossy(reply));
+                replies += 1;
+            }
+        }
+    }
+}
+
 #[derive(Clone, Copy, PartialEq)]
 enum Op {
     Put,
@@ -133,7 +181,29 @@ where
     Cell { ops_per_sec: (lat.len() * depth) as f64 / elapsed.as_secs_f64(), p50_us: pct(0.50), p99_us: pct(0.99) }
 }
 
-async fn bench_node(endpoint: &str, op: Op, conns: usize, depth: usize) -> Cell {
+async fn bench_node(port: u16, op: Op, conns: usize, depth: usize) -> Cell {
+    let mut clients = Vec::new();
+    for _ in 0..conns {
+        clients.push(Zmtp::connect(port).await);
+    }
+    measure(clients, depth, move |mut conn: Zmtp, i| {
+        let value = "x".repeat(VALUE);
+        let reqs: Vec<Vec<u8>> = (0..depth)
+            .map(|d| match op {
+                Op::Put => NodeRequest::Put { key: key(i + d).into(), value: value.as_str().into() },
+                Op::Get => NodeRequest::GetOne { key: key(i + d).into() },
+            })
+            .map(|r| serde_json::to_vec(&r).unwrap())
+            .collect();
+        async move {
+            conn.run(&reqs).await;
+            conn
+        }
+    })
+    .await
+}
+
+async fn bench_node_client(endpoint: &str, op: Op, conns: usize, depth: usize) -> Cell {
     let mut clients = Vec::new();
     for _ in 0..conns {
         clients.push(NodeClient::connect(endpoint).await.unwrap());
@@ -196,8 +266,8 @@ async fn main() {
         return;
     }
     let shapes = [("1", 1, 1), ("16", 16, 1), ("64", 64, 1), ("1 conn x 64 pipelined", 1, 64)];
-    println!("| durability (ours / redis) | op | in flight | shardscope ops/s | p50 us | p99 us | redis ops/s | p50 us | p99 us | ours / redis |");
-    println!("|---|---|---|---|---|---|---|---|---|---|");
+    println!("| durability (ours / redis) | op | in flight | shardscope ops/s | p50 us | p99 us | redis ops/s | p50 us | p99 us | ours / redis | ours via NodeClient ops/s |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
     for (ours, theirs) in [("always", "always"), ("periodic:1s", "everysec")] {
         let dir = tempfile::tempdir().unwrap();
         let node_port = free_port();
@@ -229,18 +299,20 @@ async fn main() {
         preload(&endpoint, redis_port).await;
         for op in [Op::Put, Op::Get] {
             for (label, conns, depth) in shapes {
-                let a = bench_node(&endpoint, op, conns, depth).await;
+                let a = bench_node(node_port, op, conns, depth).await;
                 let b = bench_redis(redis_port, op, conns, depth).await;
+                let c = bench_node_client(&endpoint, op, conns, depth).await;
                 let name = if op == Op::Put { "PUT / SET" } else { "GET" };
                 println!(
-                    "| {ours} / {theirs} | {name} | {label} | {:.0} | {} | {} | {:.0} | {} | {} | {:.2}x |",
+                    "| {ours} / {theirs} | {name} | {label} | {:.0} | {} | {} | {:.0} | {} | {} | {:.2}x | {:.0} |",
                     a.ops_per_sec,
                     a.p50_us,
                     a.p99_us,
                     b.ops_per_sec,
                     b.p50_us,
                     b.p99_us,
-                    a.ops_per_sec / b.ops_per_sec
+                    a.ops_per_sec / b.ops_per_sec,
+                    c.ops_per_sec
                 );
             }
         }

@@ -225,7 +225,7 @@ async fn malformed_input_gets_error_replies_and_the_node_keeps_serving() {
     assert_eq!(error_of(&raw.ask(vec![big_key.into_bytes()]).await), "too_large");
     let huge = vec![b' '; MAX_MESSAGE + 10];
     assert_eq!(error_of(&raw.ask(vec![huge]).await), "too_large");
-    // A frame past the transport limit: libzmq drops that peer, nobody else.
+    // A frame past the transport limit: the node drops that peer, nobody else.
     let mut abuser = zeromq::DealerSocket::new();
     abuser.connect(&node.endpoint).await.unwrap();
     let monster = vec![Bytes::new(), Bytes::from(vec![b'x'; 2 * MAX_MESSAGE + 1024])];
@@ -237,6 +237,69 @@ async fn malformed_input_gets_error_replies_and_the_node_keeps_serving() {
     assert_eq!(stats["stats"]["keys"], 1);
     let mut fresh = Raw::connect(&node.endpoint).await;
     assert_eq!(fresh.ask(vec![br#"{"op":"GET_ALL"}"#.to_vec()]).await["collection"].as_array().unwrap().len(), 1);
+}
+
+/// Raw bytes at the node's port: whatever they claim, nothing big is
+/// allocated, the offender is disconnected, and everyone else is served.
+#[tokio::test(flavor = "multi_thread")]
+async fn forged_and_foreign_bytes_on_the_wire_are_refused() {
+    use shardscope_node::zmtp;
+    use std::io::{Read, Write};
+
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(dir.path(), "always");
+    let addr = format!("127.0.0.1:{}", node.port());
+    // Reads until the node hangs up (a close, or a reset when our bytes
+    // were left unread); returns what it sent.
+    let hung_up = |mut s: std::net::TcpStream| {
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut got = Vec::new();
+        match s.read_to_end(&mut got) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+            Err(e) => panic!("the node did not close the connection: {e}"),
+        }
+        got
+    };
+    let handshake = || {
+        let mut s = std::net::TcpStream::connect(&addr).unwrap();
+        let mut hello = zmtp::greeting().to_vec();
+        zmtp::encode_ready("DEALER", &mut hello);
+        s.write_all(&hello).unwrap();
+        s
+    };
+
+    // A frame header claiming 2^62 bytes (zmq.rs would try to reserve them).
+    let mut forged = handshake();
+    let mut header = vec![0x02];
+    header.extend_from_slice(&(1u64 << 62).to_be_bytes());
+    forged.write_all(&header).unwrap();
+    let answer = hung_up(forged);
+    assert!(String::from_utf8_lossy(&answer).contains("ERROR"), "the node says why before closing");
+    // Two million empty frames of one message: each counts 32 bytes against
+    // the 32 MiB limit, so they cannot pile up either.
+    let mut frames = handshake();
+    let flood: Vec<u8> = std::iter::repeat_n([0x01u8, 0x00], 1 << 21).flatten().collect();
+    let _ = frames.write_all(&flood);
+    hung_up(frames);
+    // Not ZeroMQ at all, and a ZeroMQ peer of a socket type a ROUTER does not serve.
+    let mut http = std::net::TcpStream::connect(&addr).unwrap();
+    http.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    hung_up(http);
+    let mut publisher = std::net::TcpStream::connect(&addr).unwrap();
+    let mut hello = zmtp::greeting().to_vec();
+    zmtp::encode_ready("PUB", &mut hello);
+    publisher.write_all(&hello).unwrap();
+    hung_up(publisher);
+    // A peer that stops halfway through its greeting holds nothing up.
+    let mut stalled = std::net::TcpStream::connect(&addr).unwrap();
+    stalled.write_all(&zmtp::greeting()[..20]).unwrap();
+
+    let mut raw = Raw::connect(&node.endpoint).await;
+    assert_eq!(raw.ask(vec![br#"{"op":"PUT","key":"k","value":"v"}"#.to_vec()]).await["status"], "ok");
+    let stats = raw.ask(vec![br#"{"op":"STATS"}"#.to_vec()]).await;
+    assert_eq!(stats["stats"]["keys"], 1, "nothing the offenders sent was stored");
+    drop(stalled);
 }
 
 #[test]

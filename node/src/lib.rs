@@ -5,10 +5,12 @@
 //!   into a reply.
 //! - [`wal`]: the write-ahead log that makes acknowledged writes durable, and
 //!   the fsync policies.
-//! - [`server`]: the ZeroMQ ROUTER socket loop (libzmq) that feeds requests to
-//!   the store, commits them in groups, and sends replies back along each
+//! - [`server`]: the ZeroMQ ROUTER event loop that feeds requests to the
+//!   store, commits them in groups, and sends replies back along each
 //!   request's envelope, so REQ clients (pyzmq, libzmq) and DEALER clients
 //!   (the backend) both work.
+//! - [`zmtp`]: ZeroMQ's wire protocol (ZMTP 3, NULL mechanism), with every
+//!   length checked before anything is allocated.
 //!
 //! - [`consul`]: the Consul HTTP client a node registers itself with (the
 //!   backend uses it too, to watch membership).
@@ -19,5 +21,6 @@ pub mod consul;
 pub mod server;
 pub mod store;
 pub mod wal;
+pub mod zmtp;
 
 pub use server::{run, NodeConfig};

@@ -1,18 +1,27 @@
-//! The node's ZeroMQ ROUTER loop, on libzmq in a thread of its own.
+//! The node's ZeroMQ ROUTER: one thread running an event loop (mio) over
+//! the listening socket and every peer, speaking ZMTP 3 ([`crate::zmtp`]).
 //!
-//! Every incoming message is `[identity, envelope.., payload]`: a REQ client's
+//! Every incoming message is `[envelope.., payload]`: a REQ client's
 //! envelope is one empty delimiter frame, a DEALER client may add its own
-//! frames (the backend sends a request id). The reply goes back as
-//! `[identity, envelope.., reply]`, so each client gets its envelope back.
+//! frames (the backend sends a request id). The reply goes back on the same
+//! connection as `[envelope.., reply]`, so each client gets its envelope
+//! back, as from a libzmq ROUTER.
 //!
-//! Group commit: the loop takes every request already waiting (up to 1024),
-//! applies them in order, makes their writes durable with one log commit,
-//! and only then sends their replies. libzmq's `ZMQ_MAXMSGSIZE` drops peers
-//! that send more than twice the message limit; anything up to that gets a
-//! `too_large` reply.
+//! Group commit: each round reads every peer with data waiting, applies
+//! their requests in order, makes the writes durable with one log commit,
+//! and only then sends the replies. A peer whose frames exceed twice the
+//! message limit is dropped (as libzmq's `ZMQ_MAXMSGSIZE` does); a payload
+//! up to that gets a `too_large` reply.
 
+use std::collections::HashMap;
+use std::io::{ErrorKind, Read, Write};
 use std::path::PathBuf;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token, Waker};
 
 use shardscope_shared::consul::{CheckDefinition, ServiceRegistration, NODE_SERVICE};
 use shardscope_shared::protocol::{parse_request, ErrorCode, NodeReply, MAX_MESSAGE};
@@ -20,9 +29,7 @@ use shardscope_shared::protocol::{parse_request, ErrorCode, NodeReply, MAX_MESSA
 use crate::consul::Consul;
 use crate::store::Store;
 use crate::wal::FsyncPolicy;
-
-/// Requests answered per group commit at most.
-const BATCH: usize = 1024;
+use crate::zmtp;
 
 /// How to run a node.
 #[derive(Clone, Debug)]
@@ -72,20 +79,25 @@ impl NodeConfig {
 pub async fn run(config: NodeConfig, shutdown: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
     let store = Store::open(&config.data_dir, config.fsync)?;
     tracing::info!(keys = store.len(), data_dir = %config.data_dir.display(), "data recovered");
-    let ctx = zmq::Context::new();
-    let socket = ctx.socket(zmq::ROUTER)?;
-    socket.set_maxmsgsize(2 * MAX_MESSAGE as i64)?;
-    socket.set_linger(1000)?;
-    let endpoint = format!("tcp://{}:{}", config.bind, config.port);
-    socket.bind(&endpoint)?;
-    let stop_addr = format!("inproc://stop-{}", config.port);
-    let stop_rx = ctx.socket(zmq::PAIR)?;
-    stop_rx.bind(&stop_addr)?;
-    let stop_tx = ctx.socket(zmq::PAIR)?;
-    stop_tx.connect(&stop_addr)?;
+    let listener = std::net::TcpListener::bind((config.bind.as_str(), config.port))?;
+    listener.set_nonblocking(true)?;
+    let endpoint = format!("tcp://{}", listener.local_addr()?);
+    let poll = Poll::new()?;
+    let waker = Arc::new(Waker::new(poll.registry(), WAKE)?);
+    let stop = Arc::new(AtomicBool::new(false));
     tracing::info!(%endpoint, "node listening");
-    let worker =
-        std::thread::Builder::new().name("zmq-router".into()).spawn(move || serve_loop(socket, stop_rx, store))?;
+    let worker_stop = stop.clone();
+    let worker = std::thread::Builder::new().name("zmtp-router".into()).spawn(move || {
+        Router {
+            poll,
+            listener: TcpListener::from_std(listener),
+            conns: HashMap::new(),
+            next: FIRST_CONN,
+            store,
+            chunk: vec![0; 64 * 1024],
+        }
+        .run(&worker_stop)
+    })?;
 
     if let Some(consul) = &config.registry {
         register_with_retries(consul, &config.registration()).await?;
@@ -98,60 +110,259 @@ pub async fn run(config: NodeConfig, shutdown: impl std::future::Future<Output =
             Err(e) => tracing::warn!(id = %config.id, "could not deregister: {e:#}"),
         }
     }
-    stop_tx.send("stop", 0)?;
+    stop.store(true, Ordering::SeqCst);
+    waker.wake()?;
     let outcome = tokio::task::spawn_blocking(move || worker.join()).await?;
-    outcome.map_err(|_| anyhow::anyhow!("the ZeroMQ loop panicked"))??;
+    outcome.map_err(|_| anyhow::anyhow!("the node's loop panicked"))??;
     tracing::info!("node stopped");
     Ok(())
 }
 
-/// Answers requests until a message arrives on `stop`; then answers what is
-/// already queued and returns.
-fn serve_loop(socket: zmq::Socket, stop: zmq::Socket, mut store: Store) -> anyhow::Result<()> {
-    loop {
-        let timeout = store.sync_due_in().map_or(-1, |d| d.as_millis().max(1) as i64);
-        let mut items = [socket.as_poll_item(zmq::POLLIN), stop.as_poll_item(zmq::POLLIN)];
-        zmq::poll(&mut items, timeout)?;
-        let stopping = items[1].is_readable();
-        if items[0].is_readable() || stopping {
-            serve_batch(&socket, &mut store)?;
+const LISTENER: Token = Token(0);
+const WAKE: Token = Token(1);
+const FIRST_CONN: usize = 2;
+/// Bytes read from one peer per round, so that one busy peer cannot starve
+/// the others (the rest is read next round).
+const READ_PER_ROUND: usize = 1 << 20;
+/// Unsent reply bytes past which a peer's requests are not read until it
+/// takes its replies.
+const MAX_UNSENT: usize = 8 << 20;
+/// How long a stopping node keeps sending replies already made.
+const DRAIN: Duration = Duration::from_secs(2);
+
+/// One peer: its socket, what it sent that is not yet decoded, and what we
+/// have not yet sent it.
+struct Conn {
+    stream: TcpStream,
+    decoder: zmtp::Decoder,
+    inbuf: Vec<u8>,
+    outbuf: Vec<u8>,
+    sent: usize,
+    /// Read stopped before the socket was drained: read again next round.
+    more_to_read: bool,
+    closed: bool,
+}
+
+impl Conn {
+    fn unsent(&self) -> usize {
+        self.outbuf.len() - self.sent
+    }
+
+    /// Reads what is there (up to a round's share) through `chunk` and
+    /// decodes it.
+    fn read(&mut self, chunk: &mut [u8], items: &mut Vec<zmtp::Item>) {
+        self.more_to_read = false;
+        let mut taken = 0;
+        while taken < READ_PER_ROUND {
+            match self.stream.read(chunk) {
+                Ok(0) => {
+                    self.closed = true;
+                    break;
+                }
+                Ok(n) => {
+                    self.inbuf.extend_from_slice(&chunk[..n]);
+                    taken += n;
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(_) => {
+                    self.closed = true;
+                    break;
+                }
+            }
         }
-        if store.sync_due_in() == Some(Duration::ZERO) {
-            store.sync()?;
+        self.more_to_read = taken >= READ_PER_ROUND;
+        match self.decoder.decode(&self.inbuf, items) {
+            Ok(used) => {
+                self.inbuf.drain(..used);
+            }
+            Err(e) => {
+                tracing::debug!("dropping a peer: {e}");
+                zmtp::encode_error(&e.0, &mut self.outbuf);
+                self.flush();
+                self.closed = true;
+            }
         }
-        if stopping {
-            store.sync()?;
-            return Ok(());
+    }
+
+    /// Sends what it can without blocking.
+    fn flush(&mut self) {
+        while self.sent < self.outbuf.len() {
+            match self.stream.write(&self.outbuf[self.sent..]) {
+                Ok(0) => {
+                    self.closed = true;
+                    break;
+                }
+                Ok(n) => self.sent += n,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(_) => {
+                    self.closed = true;
+                    break;
+                }
+            }
+        }
+        if self.sent == self.outbuf.len() {
+            self.outbuf.clear();
+            self.sent = 0;
+        } else if self.sent > (1 << 20) {
+            self.outbuf.drain(..self.sent);
+            self.sent = 0;
         }
     }
 }
 
-/// Takes every waiting request, applies them, commits once, then replies.
-fn serve_batch(socket: &zmq::Socket, store: &mut Store) -> anyhow::Result<()> {
-    let mut replies = Vec::new();
-    while replies.len() < BATCH {
-        match socket.recv_multipart(zmq::DONTWAIT) {
-            Ok(frames) => replies.extend(serve_one(store, frames)),
-            Err(zmq::Error::EAGAIN) => break,
-            Err(e) => return Err(e.into()),
-        }
-    }
-    if let Err(e) = store.commit() {
-        // Nothing here was acknowledged; stop rather than ack what the log lacks.
-        tracing::error!("write-ahead log failed: {e}; stopping");
-        return Err(e.into());
-    }
-    for reply in replies {
-        socket.send_multipart(reply, 0)?;
-    }
-    Ok(())
+/// The node's event loop: one thread, every peer, the store.
+struct Router {
+    poll: Poll,
+    listener: TcpListener,
+    conns: HashMap<Token, Conn>,
+    next: usize,
+    store: Store,
+    /// Where reads land before they are appended to a peer's buffer.
+    chunk: Vec<u8>,
 }
 
-/// Handles one ROUTER message; `None` when it carries no payload to answer.
+impl Router {
+    /// Serves until `stop` is set: each round reads every ready peer,
+    /// applies their requests in order, commits the log once, then sends
+    /// the replies. After `stop`, answers what has arrived and syncs.
+    fn run(mut self, stop: &AtomicBool) -> anyhow::Result<()> {
+        self.poll.registry().register(&mut self.listener, LISTENER, Interest::READABLE)?;
+        let mut events = Events::with_capacity(1024);
+        loop {
+            let busy = self.conns.values().any(|c| c.more_to_read && c.unsent() < MAX_UNSENT);
+            let timeout = if busy { Some(Duration::ZERO) } else { self.store.sync_due_in() };
+            match self.poll.poll(&mut events, timeout) {
+                Ok(()) => {}
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e.into()),
+            }
+            for event in events.iter() {
+                match event.token() {
+                    LISTENER => self.accept()?,
+                    WAKE => {}
+                    token => {
+                        if let Some(conn) = self.conns.get_mut(&token) {
+                            if event.is_writable() {
+                                conn.flush();
+                            }
+                            if event.is_readable() || event.is_read_closed() || event.is_error() {
+                                conn.more_to_read = true;
+                            }
+                        }
+                    }
+                }
+            }
+            let stopping = stop.load(Ordering::SeqCst);
+            self.serve_round(stopping)?;
+            if self.store.sync_due_in() == Some(Duration::ZERO) {
+                self.store.sync()?;
+            }
+            if stopping {
+                self.drain();
+                self.store.sync()?;
+                return Ok(());
+            }
+        }
+    }
+
+    fn accept(&mut self) -> anyhow::Result<()> {
+        loop {
+            match self.listener.accept() {
+                Ok((mut stream, _)) => {
+                    let _ = stream.set_nodelay(true);
+                    let token = Token(self.next);
+                    self.next += 1;
+                    self.poll.registry().register(&mut stream, token, Interest::READABLE | Interest::WRITABLE)?;
+                    let mut outbuf = zmtp::greeting().to_vec();
+                    zmtp::encode_ready("ROUTER", &mut outbuf);
+                    let mut conn = Conn {
+                        stream,
+                        decoder: zmtp::Decoder::new(2 * MAX_MESSAGE),
+                        inbuf: Vec::new(),
+                        outbuf,
+                        sent: 0,
+                        more_to_read: true,
+                        closed: false,
+                    };
+                    conn.flush();
+                    self.conns.insert(token, conn);
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                // Out of descriptors and the like: keep serving who is here.
+                Err(e) => {
+                    tracing::warn!("accept failed: {e}");
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    /// Reads every peer with something to read, applies the requests in
+    /// arrival order, commits once, then queues and sends the replies.
+    fn serve_round(&mut self, stopping: bool) -> anyhow::Result<()> {
+        let mut answered: Vec<(Token, Vec<Vec<u8>>)> = Vec::new();
+        let mut items = Vec::new();
+        let chunk = &mut self.chunk;
+        for (&token, conn) in self.conns.iter_mut() {
+            if !(conn.more_to_read || stopping) || conn.unsent() >= MAX_UNSENT {
+                continue;
+            }
+            conn.read(chunk, &mut items);
+            for item in items.drain(..) {
+                match item {
+                    zmtp::Item::Message(frames) => {
+                        answered.extend(serve_one(&mut self.store, frames).map(|r| (token, r)))
+                    }
+                    zmtp::Item::Ping(context) => zmtp::encode_command("PONG", &context, &mut conn.outbuf),
+                }
+            }
+        }
+        if let Err(e) = self.store.commit() {
+            // Nothing here was acknowledged; stop rather than ack what the log lacks.
+            tracing::error!("write-ahead log failed: {e}; stopping");
+            return Err(e.into());
+        }
+        for (token, reply) in answered {
+            if let Some(conn) = self.conns.get_mut(&token) {
+                zmtp::encode_message(reply.iter().map(Vec::as_slice), &mut conn.outbuf);
+            }
+        }
+        let mut gone = Vec::new();
+        for (&token, conn) in self.conns.iter_mut() {
+            if conn.unsent() > 0 {
+                conn.flush();
+            }
+            if conn.closed {
+                gone.push(token);
+            }
+        }
+        for token in gone {
+            if let Some(mut conn) = self.conns.remove(&token) {
+                let _ = self.poll.registry().deregister(&mut conn.stream);
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends the replies still queued, for a little while.
+    fn drain(&mut self) {
+        let deadline = Instant::now() + DRAIN;
+        let mut events = Events::with_capacity(64);
+        while self.conns.values().any(|c| c.unsent() > 0 && !c.closed) && Instant::now() < deadline {
+            let _ = self.poll.poll(&mut events, Some(Duration::from_millis(50)));
+            for conn in self.conns.values_mut() {
+                conn.flush();
+            }
+        }
+    }
+}
+
+/// Handles one message `[envelope.., payload]`; the reply is
+/// `[envelope.., reply]`. `None` for a message with no frames.
 fn serve_one(store: &mut Store, mut frames: Vec<Vec<u8>>) -> Option<Vec<Vec<u8>>> {
-    if frames.len() < 2 {
-        return None;
-    }
     let payload = frames.pop()?;
     let reply = if payload.len() > MAX_MESSAGE {
         let message = format!("message of {} bytes is over the {MAX_MESSAGE}-byte limit", payload.len());
