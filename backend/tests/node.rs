@@ -239,6 +239,25 @@ async fn malformed_input_gets_error_replies_and_the_node_keeps_serving() {
     assert_eq!(fresh.ask(vec![br#"{"op":"GET_ALL"}"#.to_vec()]).await["collection"].as_array().unwrap().len(), 1);
 }
 
+/// The backend's client outlives a node restart: what was in flight fails
+/// with `unavailable`, and the next request connects again.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_backends_client_reconnects_after_a_node_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(dir.path(), "always");
+    let port = node.port();
+    let client = NodeClient::connect(&node.endpoint).await.unwrap();
+    let put = NodeRequest::Put { key: "k".into(), value: "v".into() };
+    assert_eq!(client.request(&put).await, NodeReply::ok());
+    node.kill_9();
+    let down = client.request(&NodeRequest::GetOne { key: "k".into() }).await;
+    let NodeReply::Error { error: ErrorCode::Unavailable, message } = down else { panic!("{down:?}") };
+    assert!(message.contains(&format!("127.0.0.1:{port}")), "{message}");
+    let _again = Node::start_on(dir.path(), "always", port);
+    let back = client.request(&NodeRequest::GetOne { key: "k".into() }).await;
+    assert_eq!(back, NodeReply::Value { key: "k".into(), value: "v".into() });
+}
+
 /// Raw bytes at the node's port: whatever they claim, nothing big is
 /// allocated, the offender is disconnected, and everyone else is served.
 #[tokio::test(flavor = "multi_thread")]
