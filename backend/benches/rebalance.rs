@@ -199,7 +199,10 @@ async fn main() {
     );
     println!("| join wall time, POST /nodes to rebalance_done | {wall:.2} s |");
     println!("| keys moved per second | {:.0} |", progress.keys_moved as f64 / wall);
-    println!("| keys scanned per second | {:.0} |", progress.keys_scanned as f64 / progress.seconds);
+    println!(
+        "| keys read from nodes per second (only the moving arcs) | {:.0} |",
+        progress.keys_scanned as f64 / progress.seconds
+    );
     println!("| GET via REST, 64 in flight | {rest:.0} ops/s ({:.2}x direct) |", rest / direct);
     println!("| GET via WebSocket, one socket, 64 in flight | {ws_rate:.0} ops/s ({:.2}x direct) |", ws_rate / direct);
     println!("| GET direct to the nodes, 64 in flight | {direct:.0} ops/s |");

@@ -4,7 +4,8 @@
 //! For each change it builds the target placement from the current one (so
 //! jump keeps its bucket history), publishes the plan, and switches routing
 //! into two-placement mode (see [`crate::cluster`]). Then, node by node, it
-//! pages through each current member's keys with `SCAN`; under the exclusive
+//! pages through each current member's keys with `SCAN` (on a ring, only
+//! those in the arcs that change owner); under the exclusive
 //! routing gate it copies the page's moving keys to their new owners
 //! (`PUT_BATCH` with `if_absent`, so a newer client write always wins) and
 //! deletes them from the source (`DELETE_BATCH`). Keys only leave a source,
@@ -16,7 +17,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use shardscope_shared::hash::key_hash;
-use shardscope_shared::placement::analysis::ideal_fraction;
+use shardscope_shared::placement::analysis::{ideal_fraction, moved_ranges};
 use shardscope_shared::placement::{build, build_for_keys, restore, Member, Placement, PlacementSpec};
 use shardscope_shared::protocol::{Datum, Entry, Flow, NodeInfo, NodeReply, NodeRequest, Progress, ServerMsg};
 use tokio::sync::{mpsc, oneshot};
@@ -146,6 +147,14 @@ async fn rebalance(cluster: &Cluster, change: &Change, settings: Settings) -> Ou
     let sources: Vec<(String, NodeClient)> =
         source_ids.iter().filter_map(|id| cluster.client(id).map(|c| (id.clone(), c))).collect();
     let keys_total = count_keys(&sources).await;
+    // On a ring only the arcs that change owner move: members are asked for
+    // the keys there and no others. A joiner is read whole (what it holds
+    // from an earlier life may belong anywhere).
+    let ranges = moved_ranges(old.as_ref(), new.as_ref());
+    let joiner = match change {
+        Change::Join(info) => Some(info.id.as_str()),
+        _ => None,
+    };
     let ideal = ideal_fraction(old.members(), new.members());
     cluster.publish(ServerMsg::RebalancePlan {
         change: change.to_string(),
@@ -172,10 +181,12 @@ async fn rebalance(cluster: &Cluster, change: &Change, settings: Settings) -> Ou
     let mut last_report = Instant::now();
     for (source_id, source) in &sources {
         let mut cursor: Option<Datum> = None;
+        let ranges = if Some(source_id.as_str()) == joiner { None } else { ranges.clone() };
         loop {
             let mut attempt = 0;
             let page = loop {
-                match move_batch(cluster, source_id, source, cursor.clone(), settings.batch).await {
+                let scan = NodeRequest::Scan { cursor: cursor.clone(), limit: settings.batch, ranges: ranges.clone() };
+                match move_batch(cluster, source_id, source, scan).await {
                     Ok(page) => break page,
                     Err(message) if attempt < RETRIES => {
                         attempt += 1;
@@ -274,18 +285,17 @@ struct Page {
     next: Option<Datum>,
 }
 
-/// Under the exclusive routing gate: scans one page of `source` after
-/// `cursor`, copies its keys whose owner under `target` is another node
+/// Under the exclusive routing gate: runs `scan` (a `SCAN`) on `source`,
+/// copies the page's keys whose owner under the target is another node
 /// there, and deletes them from `source`.
 async fn move_batch(
     cluster: &Cluster,
     source_id: &str,
     source: &NodeClient,
-    cursor: Option<Datum>,
-    limit: usize,
+    scan: NodeRequest,
 ) -> Result<Page, String> {
     let _routing = cluster.lock_routing().await;
-    let (entries, next) = match source.request(&NodeRequest::Scan { cursor, limit, ranges: None }).await {
+    let (entries, next) = match source.request(&scan).await {
         NodeReply::Page { page, next } => (page, next),
         other => return Err(format!("SCAN on {source_id}: {other:?}")),
     };

@@ -154,18 +154,36 @@ impl Store {
     /// Up to `limit` pairs from `start` in key order, only keys whose hash
     /// is in one of `ranges` when given.
     fn entries(&self, start: Bound<&[u8]>, ranges: Option<&[(u64, u64)]>, limit: usize) -> Vec<Entry> {
+        let ranges = ranges.map(merge_ranges);
         self.map
             .range::<[u8], _>((start, Bound::Unbounded))
             .filter(|(k, _)| {
-                ranges.is_none_or(|rs| {
+                ranges.as_deref().is_none_or(|rs| {
+                    // Sorted and disjoint: the one range that can hold h
+                    // is the last starting at or below it.
                     let h = key_hash(k);
-                    rs.iter().any(|&(lo, hi)| lo <= h && h <= hi)
+                    let i = rs.partition_point(|&(lo, _)| lo <= h);
+                    i > 0 && h <= rs[i - 1].1
                 })
             })
             .take(limit)
             .map(|(k, v)| Entry { key: Datum(k.clone()), value: Datum(v.clone()) })
             .collect()
     }
+}
+
+/// Ranges sorted by start, overlapping or touching ones merged.
+fn merge_ranges(ranges: &[(u64, u64)]) -> Vec<(u64, u64)> {
+    let mut sorted = ranges.to_vec();
+    sorted.sort_unstable();
+    let mut out: Vec<(u64, u64)> = Vec::with_capacity(sorted.len());
+    for (lo, hi) in sorted {
+        match out.last_mut() {
+            Some(last) if lo <= last.1.saturating_add(1) => last.1 = last.1.max(hi),
+            _ => out.push((lo, hi)),
+        }
+    }
+    out
 }
 
 fn not_found(key: &Datum) -> NodeReply {
@@ -278,6 +296,20 @@ mod tests {
         let want = (0..25).filter(|i| key_hash(format!("k{i:02}").as_bytes()) <= u64::MAX / 2).count();
         assert_eq!(page.len(), want);
         assert!(page.iter().all(|e| key_hash(e.key.as_bytes()) <= u64::MAX / 2));
+        // Unsorted, overlapping and touching ranges mean their union.
+        let q = u64::MAX / 4;
+        let messy = vec![(3 * q, u64::MAX), (q / 2, q), (0, q / 3), (q / 4, q / 2 - 1), (3 * q + 5, 3 * q + 9)];
+        let in_union = |h: u64| messy.iter().any(|&(lo, hi)| lo <= h && h <= hi);
+        let NodeReply::Page { page, .. } =
+            s.apply(NodeRequest::Scan { cursor: None, limit: 100, ranges: Some(messy.clone()) })
+        else {
+            panic!("SCAN answers a page")
+        };
+        let got: Vec<String> = page.iter().map(|e| e.key.to_text_lossy()).collect();
+        let want: Vec<String> =
+            (0..25).map(|i| format!("k{i:02}")).filter(|k| in_union(key_hash(k.as_bytes()))).collect();
+        assert_eq!(got, want);
+        assert_eq!(merge_ranges(&messy), vec![(0, q), (3 * q, u64::MAX)]);
     }
 
     #[test]

@@ -102,6 +102,45 @@ pub fn moved_keys(before: &dyn Placement, after: &dyn Placement, hashes: &[u64])
     }
 }
 
+/// The hash ranges (inclusive, in order, merged) of exactly the hashes whose
+/// owner differs between `before` and `after`, when both own by ring
+/// position ([`Placement::ring_positions`]): a rebalance then asks nodes
+/// only for the keys in them (`SCAN` with `ranges`). `None` when either
+/// placement is not a ring or has no members: every key must be looked at.
+pub fn moved_ranges(before: &dyn Placement, after: &dyn Placement) -> Option<Vec<(u64, u64)>> {
+    let (a, b) = (before.ring_positions()?, after.ring_positions()?);
+    if a.is_empty() || b.is_empty() {
+        return None;
+    }
+    // Between two neighbouring cuts, (cuts[i-1], cuts[i]], both placements
+    // have one owner each: that of their first position at or after cuts[i].
+    let mut cuts: Vec<u64> = a.iter().chain(b).copied().collect();
+    cuts.sort_unstable();
+    cuts.dedup();
+    let owner = |p: &dyn Placement, h: u64| p.owner_index(h).map(|i| p.members()[i].id.clone());
+    let differs = |h: u64| owner(before, h) != owner(after, h);
+    let mut ranges: Vec<(u64, u64)> = Vec::new();
+    let mut add = |lo: u64, hi: u64| match ranges.last_mut() {
+        Some(last) if last.1.checked_add(1) == Some(lo) => last.1 = hi,
+        _ => ranges.push((lo, hi)),
+    };
+    let (first, last) = (cuts[0], cuts[cuts.len() - 1]);
+    // [0, first] and (last, MAX] are one arc across the top of the ring.
+    let wrap = differs(first);
+    if wrap {
+        add(0, first);
+    }
+    for w in cuts.windows(2) {
+        if differs(w[1]) {
+            add(w[0] + 1, w[1]);
+        }
+    }
+    if wrap && last < u64::MAX {
+        add(last + 1, u64::MAX);
+    }
+    Some(ranges)
+}
+
 /// The least expected fraction of keys that must move when membership goes
 /// from `before` to `after`: the total variation distance between the two
 /// weight shares. One join into N equal members gives 1/(N+1); one leave
@@ -128,6 +167,45 @@ mod tests {
 
     fn ms(ids: &[&str]) -> Vec<Member> {
         ids.iter().map(|id| Member::new(*id)).collect()
+    }
+
+    #[test]
+    fn moved_ranges_hold_exactly_the_keys_that_move_on_a_ring() {
+        use crate::hash::key_hash;
+        use crate::placement::{build, PlacementSpec};
+        let hashes: Vec<u64> = (0..20_000).map(|i| key_hash(format!("k{i}").as_bytes())).collect();
+        let inside = |ranges: &[(u64, u64)], h: u64| ranges.iter().any(|&(lo, hi)| lo <= h && h <= hi);
+        let four = ms(&["a", "b", "c", "d"]);
+        let changes = [
+            (PlacementSpec::Ring { vnodes: 16 }, ms(&["a", "b", "c", "d", "e"])),
+            (PlacementSpec::Ring { vnodes: 16 }, ms(&["a", "c", "d"])),
+            (PlacementSpec::Ring { vnodes: 40 }, four.clone()),
+        ];
+        for (after_spec, after_members) in changes {
+            let before = build(&PlacementSpec::Ring { vnodes: 16 }, &four);
+            let after = build(&after_spec, &after_members);
+            let ranges = moved_ranges(before.as_ref(), after.as_ref()).unwrap();
+            assert!(ranges.windows(2).all(|w| w[0].1 < w[1].0), "sorted, disjoint, merged");
+            let moving: Vec<usize> =
+                moved_keys(before.as_ref(), after.as_ref(), &hashes).moves.iter().map(|m| m.key).collect();
+            let in_ranges: Vec<usize> = (0..hashes.len()).filter(|&k| inside(&ranges, hashes[k])).collect();
+            assert_eq!(moving, in_ranges);
+            // And at the edges of each range, where off-by-ones would hide.
+            let id = |p: &dyn Placement, h: u64| p.owner_index(h).map(|i| p.members()[i].id.clone());
+            for &(lo, hi) in &ranges {
+                for h in [lo, hi] {
+                    assert_ne!(id(before.as_ref(), h), id(after.as_ref(), h));
+                }
+                for h in [lo.wrapping_sub(1), hi.wrapping_add(1)] {
+                    if !inside(&ranges, h) {
+                        assert_eq!(id(before.as_ref(), h), id(after.as_ref(), h));
+                    }
+                }
+            }
+        }
+        // Not a ring: no ranges, every key is looked at.
+        let jump = build(&PlacementSpec::Jump, &four);
+        assert!(moved_ranges(jump.as_ref(), jump.as_ref()).is_none());
     }
 
     #[test]

@@ -138,6 +138,13 @@ pub trait Placement: Send + Sync {
         None
     }
 
+    /// The ring positions where ownership can change, sorted, when the
+    /// owner of a hash is that of the first position at or after it
+    /// (wrapping): the ring's virtual nodes. `None` for the rest.
+    fn ring_positions(&self) -> Option<&[u64]> {
+        None
+    }
+
     /// Whether placement depends on the key set (bounded): then the cluster
     /// reports every key written and removed.
     fn depends_on_keys(&self) -> bool {

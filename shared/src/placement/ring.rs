@@ -95,6 +95,10 @@ impl Placement for Ring {
         Some(self.owners[self.successor(hash)] as usize)
     }
 
+    fn ring_positions(&self) -> Option<&[u64]> {
+        Some(&self.points)
+    }
+
     fn owner_indices(&self, hash: u64, r: usize) -> Vec<usize> {
         if self.points.is_empty() {
             return Vec::new();
