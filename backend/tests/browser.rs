@@ -86,6 +86,21 @@ async fn text_of(client: &Client, css: &str) -> Option<String> {
     client.find(Locator::Css(css)).await.ok()?.text().await.ok()
 }
 
+/// Saves what the browser shows as `target/screenshots/NAME`.
+async fn save_screenshot(client: &Client, name: &str) {
+    let png = client.screenshot().await.unwrap();
+    std::fs::write(screenshot_dir().join(name), png).unwrap();
+}
+
+/// Waits until the page lists `n` nodes.
+async fn nodes_listed(client: &Client, n: usize, what: &str) {
+    eventually(what, || async {
+        let items = client.find_all(Locator::Css("[data-testid=node-list] li")).await.ok()?;
+        (items.len() == n).then_some(())
+    })
+    .await;
+}
+
 pub fn screenshot_dir() -> PathBuf {
     let dir = workspace_root().join("target").join("screenshots");
     std::fs::create_dir_all(&dir).unwrap();
@@ -102,11 +117,7 @@ async fn page_puts_a_key_and_shows_the_owner_the_backend_uses() {
     client.goto(&stack.url).await.unwrap();
 
     // The page lists the three nodes it got over the WebSocket.
-    eventually("three nodes listed", || async {
-        let items = client.find_all(Locator::Css("[data-testid=node-list] li")).await.ok()?;
-        (items.len() == 3).then_some(())
-    })
-    .await;
+    nodes_listed(&client, 3, "three nodes listed").await;
     let ticks = client.find_all(Locator::Css("svg.ring line.vnode")).await.unwrap();
     assert_eq!(ticks.len(), 3 * 160, "one tick per virtual node");
 
@@ -151,8 +162,7 @@ async fn page_puts_a_key_and_shows_the_owner_the_backend_uses() {
     let dot = client.find(Locator::Css("svg.ring circle.key[data-key='browser-key']")).await.unwrap();
     assert_eq!(dot.attr("data-owner").await.unwrap().as_deref(), Some(backend_owner.as_str()));
 
-    let png = client.screenshot().await.unwrap();
-    std::fs::write(screenshot_dir().join("skeleton.png"), png).unwrap();
+    save_screenshot(&client, "skeleton.png").await;
     client.close().await.unwrap();
 }
 
@@ -181,11 +191,7 @@ async fn open_page_with(nodes: usize, serve_args: &[&str], path: &str) -> (Stack
     let driver = Driver::start();
     let client = driver.browser().await;
     client.goto(&format!("{}{path}", stack.url)).await.unwrap();
-    eventually("nodes listed", || async {
-        let items = client.find_all(Locator::Css("[data-testid=node-list] li")).await.ok()?;
-        (items.len() == nodes).then_some(())
-    })
-    .await;
+    nodes_listed(&client, nodes, "nodes listed").await;
     (stack, driver, client)
 }
 
@@ -283,8 +289,7 @@ async fn uploaded_key_set_is_charted_with_shareds_counts_for_every_algorithm() {
     })
     .await;
     client.execute("document.querySelector('[data-testid=compare]').scrollIntoView()", vec![]).await.unwrap();
-    let png = client.screenshot().await.unwrap();
-    std::fs::write(screenshot_dir().join("upload.png"), png).unwrap();
+    save_screenshot(&client, "upload.png").await;
     client.close().await.unwrap();
 }
 
@@ -333,8 +338,7 @@ async fn load_into_cluster_runs_an_uploaded_operations_file_with_progress() {
     let all: serde_json::Value = http.get(format!("{}/kv", stack.url)).send().await.unwrap().json().await.unwrap();
     assert_eq!(all["collection"].as_array().unwrap().len() as u64, puts - 1);
     client.execute("document.querySelector('[data-testid=load-progress]').scrollIntoView()", vec![]).await.unwrap();
-    let png = client.screenshot().await.unwrap();
-    std::fs::write(screenshot_dir().join("load-into-cluster.png"), png).unwrap();
+    save_screenshot(&client, "load-into-cluster.png").await;
     client.close().await.unwrap();
 }
 
@@ -351,38 +355,21 @@ async fn with_an_admin_token_the_page_administers_only_when_opened_with_it() {
 
     // Opened with ?token=, the page may add a node, and hides the token.
     client.goto(&format!("{}/?token=s3cret#keys=5000", stack.url)).await.unwrap();
-    eventually("nodes listed", || async {
-        let items = client.find_all(Locator::Css("[data-testid=node-list] li")).await.ok()?;
-        (items.len() == 2).then_some(())
-    })
-    .await;
+    nodes_listed(&client, 2, "nodes listed").await;
     let url = client.current_url().await.unwrap();
     assert!(!url.as_str().contains("s3cret"), "the token left the address bar: {url}");
     assert!(url.as_str().ends_with("#keys=5000"), "the view state stayed: {url}");
     client.find(Locator::Css("[data-testid=add-node]")).await.unwrap().click().await.unwrap();
-    eventually("three nodes in the page", || async {
-        let items = client.find_all(Locator::Css("[data-testid=node-list] li")).await.ok()?;
-        (items.len() == 3).then_some(())
-    })
-    .await;
+    nodes_listed(&client, 3, "three nodes in the page").await;
     assert_eq!(cluster_nodes(&stack).await.len(), 3);
     // A reload in the same tab keeps the right to administer.
     client.refresh().await.unwrap();
-    eventually("nodes listed again", || async {
-        let items = client.find_all(Locator::Css("[data-testid=node-list] li")).await.ok()?;
-        (items.len() == 3).then_some(())
-    })
-    .await;
+    nodes_listed(&client, 3, "nodes listed again").await;
     let remove =
         client.find(Locator::Css("[data-testid=node-list] li:last-child [data-testid=remove-node]")).await.unwrap();
     remove.click().await.unwrap();
-    eventually("back to two nodes", || async {
-        let items = client.find_all(Locator::Css("[data-testid=node-list] li")).await.ok()?;
-        (items.len() == 2).then_some(())
-    })
-    .await;
-    let png = client.screenshot().await.unwrap();
-    std::fs::write(screenshot_dir().join("admin-token.png"), png).unwrap();
+    nodes_listed(&client, 2, "back to two nodes").await;
+    save_screenshot(&client, "admin-token.png").await;
     client.close().await.unwrap();
 }
 
@@ -418,11 +405,7 @@ async fn add_node_from_the_page_shows_the_rebalance_the_backend_did() {
     assert_eq!(moved, done.keys_moved);
     assert_eq!(fraction, done.fraction);
     assert!(moved > 0);
-    eventually("four nodes listed", || async {
-        let items = client.find_all(Locator::Css("[data-testid=node-list] li")).await.ok()?;
-        (items.len() == 4).then_some(())
-    })
-    .await;
+    nodes_listed(&client, 4, "four nodes listed").await;
     // The ring animates exactly the keys shared says the join moved.
     let after = cluster_nodes(&stack).await;
     let spec = shardscope_shared::placement::PlacementSpec::Ring { vnodes: 160 };
@@ -443,8 +426,7 @@ async fn add_node_from_the_page_shows_the_rebalance_the_backend_did() {
         client.find_all(Locator::Css("svg.ring circle.set-key[data-moved=true] animate")).await.unwrap().len(),
         2 * animated
     );
-    let png = client.screenshot().await.unwrap();
-    std::fs::write(screenshot_dir().join("add-node.png"), png).unwrap();
+    save_screenshot(&client, "add-node.png").await;
     client.close().await.unwrap();
 }
 
@@ -500,8 +482,7 @@ async fn data_browser_pages_searches_and_deletes() {
     .await;
     assert_eq!(http.get(format!("{}/kv/other:3", stack.url)).send().await.unwrap().status(), 404);
     assert!(said.contains("node-"), "{said}");
-    let png = client.screenshot().await.unwrap();
-    std::fs::write(screenshot_dir().join("data-browser.png"), png).unwrap();
+    save_screenshot(&client, "data-browser.png").await;
     client.close().await.unwrap();
 }
 
@@ -550,8 +531,7 @@ async fn what_if_join_matches_shared_and_moves_no_data() {
     let after_nodes = cluster_nodes(&stack).await;
     assert_eq!(after_nodes, nodes, "what-if changes nothing in the cluster");
     client.execute("document.querySelector('[data-testid=whatif-result]').scrollIntoView()", vec![]).await.unwrap();
-    let png = client.screenshot().await.unwrap();
-    std::fs::write(screenshot_dir().join("what-if.png"), png).unwrap();
+    save_screenshot(&client, "what-if.png").await;
     client.close().await.unwrap();
 }
 
@@ -591,8 +571,7 @@ async fn demo_mode_narrates_a_join_with_shareds_numbers() {
     })
     .await;
     assert_eq!(back, "node-4 joins.");
-    let png = client.screenshot().await.unwrap();
-    std::fs::write(screenshot_dir().join("demo.png"), png).unwrap();
+    save_screenshot(&client, "demo.png").await;
     client.close().await.unwrap();
 }
 
@@ -643,8 +622,7 @@ async fn a_link_reproduces_the_view_and_the_url_follows_it() {
         ),
         "{url}"
     );
-    let png = client.screenshot().await.unwrap();
-    std::fs::write(screenshot_dir().join("link.png"), png).unwrap();
+    save_screenshot(&client, "link.png").await;
     client.close().await.unwrap();
 }
 
@@ -698,7 +676,6 @@ async fn every_algorithm_is_shown_by_its_own_logic_with_shareds_answer() {
     let bounded_owner = build_for_keys(&spec, &members, &set).owner_of(key.as_bytes()).unwrap().to_string();
     assert_eq!(walk.rsplit(',').next().unwrap(), bounded_owner);
     client.execute("document.querySelector('[data-testid=logic-bounded]').scrollIntoView()", vec![]).await.unwrap();
-    let png = client.screenshot().await.unwrap();
-    std::fs::write(screenshot_dir().join("logic.png"), png).unwrap();
+    save_screenshot(&client, "logic.png").await;
     client.close().await.unwrap();
 }
