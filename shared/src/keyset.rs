@@ -4,6 +4,8 @@
 //! and JSON lines (`{"key":..,"value":..}`, or the seeds' operations,
 //! `{"op":"PUT","key":..,"value":..}`, `GET_ONE`, `DELETE`, `GET_ALL`).
 
+use std::borrow::Cow;
+
 use crate::protocol::{parse_request, Datum, NodeRequest};
 
 /// How a file is laid out.
@@ -59,15 +61,11 @@ pub fn parse(text: &str, format: Format) -> Result<Vec<NodeRequest>, ParseError>
                 None => put(line, ""),
             },
             Format::Csv => {
-                let fields = csv_fields(line).map_err(err)?;
-                if n == 1 && fields.first().is_some_and(|f| f.eq_ignore_ascii_case("key")) {
+                let (key, value) = csv_key_value(line).map_err(err)?;
+                if n == 1 && key.eq_ignore_ascii_case("key") {
                     continue;
                 }
-                match fields.as_slice() {
-                    [] => continue,
-                    [k] => put(k, ""),
-                    [k, v, ..] => put(k, v),
-                }
+                put(&key, &value)
             }
             Format::JsonLines => json_line(line).map_err(err)?,
         };
@@ -97,6 +95,20 @@ fn json_line(line: &str) -> Result<NodeRequest, String> {
         None => Datum::default(),
     };
     Ok(NodeRequest::Put { key, value })
+}
+
+/// The first two fields of one CSV record (RFC 4180 quoting, no embedded
+/// newlines): key and value (empty when absent). A record without quotes
+/// is read in place.
+fn csv_key_value(line: &str) -> Result<(Cow<'_, str>, Cow<'_, str>), String> {
+    if !line.contains('"') {
+        let mut fields = line.splitn(3, ',');
+        let mut next = || Cow::Borrowed(fields.next().unwrap_or(""));
+        return Ok((next(), next()));
+    }
+    let mut fields = csv_fields(line)?.into_iter();
+    let mut next = || Cow::Owned(fields.next().unwrap_or_default());
+    Ok((next(), next()))
 }
 
 /// Splits one CSV record (RFC 4180 quoting, no embedded newlines).

@@ -15,6 +15,10 @@
 
 use std::collections::HashMap;
 
+/// Key hash -> member index. Keys are hashes already; foldhash (seeded per
+/// process, so keys cannot be chosen to collide) is far cheaper than SipHash.
+type Assigned = HashMap<u64, u32, foldhash::fast::RandomState>;
+
 use super::ring::Ring;
 use super::{extend_distinct, Member, Placement};
 
@@ -23,7 +27,7 @@ pub struct Bounded {
     capacity: f64,
     caps: Vec<u64>,
     loads: Vec<u64>,
-    assigned: HashMap<u64, u32>,
+    assigned: Assigned,
 }
 
 impl Bounded {
@@ -34,7 +38,7 @@ impl Bounded {
             capacity: capacity.max(1.0),
             caps: Vec::new(),
             loads: Vec::new(),
-            assigned: HashMap::new(),
+            assigned: Assigned::default(),
         };
         b.place(hashes.to_vec());
         b
@@ -74,7 +78,7 @@ impl Bounded {
         keys.sort_unstable();
         keys.dedup();
         self.loads = vec![0; self.ring.members().len()];
-        self.assigned.clear();
+        self.assigned = Assigned::with_capacity_and_hasher(keys.len(), Default::default());
         self.caps = self.caps_for(keys.len());
         for h in keys {
             if let Some(owner) = self.walk_to_free(h) {
