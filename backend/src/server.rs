@@ -122,7 +122,11 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
             }));
             tracing::info!(%reg_addr, "embedded registry (Consul HTTP API) listening");
             let consul = Consul::new(&format!("http://{reg_addr}"));
-            (token.as_ref().map_or(consul.clone(), |t| consul.with_token(t.as_str())), Some(task))
+            let consul = match &token {
+                Some(t) => consul.with_token(t.as_str()),
+                None => consul,
+            };
+            (consul, Some(task))
         }
     };
 
