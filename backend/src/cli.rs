@@ -181,7 +181,8 @@ impl ServeArgs {
 
 #[derive(Args, Debug)]
 pub struct NodeArgs {
-    /// ZeroMQ ROUTER port.
+    /// ZeroMQ ROUTER port (0: one the system picks; the node prints
+    /// `listening ID tcp://HOST:PORT` on stdout once it listens).
     #[arg(long)]
     pub port: u16,
     /// Directory for this node's files.
@@ -265,7 +266,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Node(a) => {
             let config = shardscope_node::NodeConfig {
-                id: a.id.unwrap_or_else(|| format!("node-{}", a.port)),
+                id: a.id,
                 registry: a.registry.as_deref().map(shardscope_node::consul::Consul::new),
                 advertise: a.advertise,
                 bind: a.bind,

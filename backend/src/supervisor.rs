@@ -9,7 +9,11 @@ use std::time::Duration;
 
 use shardscope_node::wal::FsyncPolicy;
 use shardscope_shared::protocol::NodeInfo;
+use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
+
+/// How long a node may take to recover its data and listen.
+const STARTUP: Duration = Duration::from_secs(60);
 
 /// A node process started by this backend.
 pub struct ManagedNode {
@@ -51,20 +55,22 @@ impl Supervisor {
         })
     }
 
-    /// Starts the next node (`node-1`, `node-2`, ...) on a free port; it
-    /// registers itself once it listens, and the membership watch sees it.
+    /// Starts the next node (`node-1`, `node-2`, ...) on a port the system
+    /// picks (the node binds port 0 and says which it got, so no other
+    /// process can take the port in between); returns once it listens. It
+    /// registers itself, and the membership watch sees it.
     pub async fn launch(&mut self) -> anyhow::Result<NodeInfo> {
         self.launched += 1;
         let id = format!("node-{}", self.launched);
-        let port = free_port(&self.bind)?;
         let dir = self.data_dir.join(&id);
         let mut cmd = Command::new(&self.exe);
         cmd.arg("node")
-            .args(["--port", &port.to_string(), "--bind", &self.bind, "--id", &id])
+            .args(["--port", "0", "--bind", &self.bind, "--id", &id])
             .args(["--registry", &self.registry])
             .args(["--fsync", &self.fsync.to_string()])
             .arg("--data-dir")
             .arg(&dir)
+            .stdout(std::process::Stdio::piped())
             .kill_on_drop(true);
         if let Some(token) = &self.registry_token {
             cmd.env("CONSUL_HTTP_TOKEN", token);
@@ -79,8 +85,25 @@ impl Supervisor {
                 Ok(())
             });
         }
-        let child = cmd.spawn()?;
-        let info = NodeInfo { id, addr: format!("tcp://{}:{port}", self.bind), healthy: true };
+        let mut child = cmd.spawn()?;
+        let mut lines = BufReader::new(child.stdout.take().expect("stdout is piped")).lines();
+        let ready = tokio::time::timeout(STARTUP, lines.next_line()).await;
+        let addr = match ready {
+            Ok(Ok(Some(line))) => line.rsplit(' ').next().unwrap_or_default().to_string(),
+            outcome => {
+                terminate(&mut child).await;
+                let why = match outcome {
+                    Err(_) => format!("did not listen within {STARTUP:?}"),
+                    _ => {
+                        format!("exited ({:?}) before it listened; see its log above", child.try_wait().ok().flatten())
+                    }
+                };
+                anyhow::bail!("{id} {why}");
+            }
+        };
+        // Nothing more is expected on stdout; read it anyway so the node never blocks on it.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        let info = NodeInfo { id, addr, healthy: true };
         tracing::info!(id = %info.id, addr = %info.addr, pid = child.id(), "node started");
         self.nodes.push(ManagedNode { info: info.clone(), child });
         Ok(info)
@@ -118,9 +141,4 @@ async fn terminate(child: &mut Child) {
     if tokio::time::timeout(Duration::from_secs(5), child.wait()).await.is_err() {
         let _ = child.kill().await;
     }
-}
-
-/// A port the OS reports free on `bind` right now.
-fn free_port(bind: &str) -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind((bind, 0))?.local_addr()?.port())
 }

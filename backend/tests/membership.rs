@@ -35,22 +35,31 @@ async fn a_node_started_by_hand_joins_and_leaves_through_the_registry() {
     let (mut ws, _) = tokio_tungstenite::connect_async(&ws_url).await.unwrap();
     assert_eq!(next_cluster(&mut ws).await.len(), 2);
 
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    // Port 0: the node takes a port the system picks and says which, with
+    // its default id, node-PORT.
     let data = tempfile::tempdir().unwrap();
     let started = Instant::now();
     let mut node = Command::new(shardscope_exe())
-        .args(["node", "--port", &port.to_string(), "--id", "node-by-hand", "--registry", &stack.registry])
+        .args(["node", "--port", "0", "--registry", &stack.registry])
         .arg("--data-dir")
         .arg(data.path())
         .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .spawn()
         .unwrap();
+    let mut ready = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(node.stdout.take().unwrap()), &mut ready).unwrap();
+    let [word, id, endpoint] = ready.split_whitespace().collect::<Vec<_>>()[..] else { panic!("{ready:?}") };
+    assert_eq!(word, "listening");
+    let port: u16 = endpoint.rsplit(':').next().unwrap().parse().unwrap();
+    assert!(port > 0);
+    assert_eq!(id, format!("node-{port}"));
+    let id = id.to_string();
 
-    // The page hears about it without asking.
+    // The page hears about it without asking, at the port it got.
     let nodes = next_cluster(&mut ws).await;
     println!("node start -> page event: {:?}", started.elapsed());
-    assert!(nodes.iter().any(|n| n.id == "node-by-hand" && n.addr == format!("tcp://127.0.0.1:{port}")));
+    assert!(nodes.iter().any(|n| n.id == id && n.addr == format!("tcp://127.0.0.1:{port}")), "{nodes:?}");
     let rest: Vec<NodeInfo> = reqwest::get(format!("{}/nodes", stack.url)).await.unwrap().json().await.unwrap();
     assert_eq!(rest.len(), 3);
 
@@ -59,7 +68,7 @@ async fn a_node_started_by_hand_joins_and_leaves_through_the_registry() {
     for i in 0..200 {
         let resp = reqwest::Client::new().put(format!("{}/kv/k{i}", stack.url)).body("v").send().await.unwrap();
         assert_eq!(resp.status(), 200);
-        served_by_it |= resp.headers()["x-shardscope-node"] == "node-by-hand";
+        served_by_it |= resp.headers()["x-shardscope-node"] == id.as_str();
     }
     assert!(served_by_it, "some of 200 keys should route to the new node");
 
@@ -67,9 +76,9 @@ async fn a_node_started_by_hand_joins_and_leaves_through_the_registry() {
     let status = terminate(&mut node);
     assert!(status.success(), "node exits 0 on SIGTERM: {status:?}");
     let nodes = next_cluster(&mut ws).await;
-    assert!(nodes.iter().all(|n| n.id != "node-by-hand"));
+    assert!(nodes.iter().all(|n| n.id != id));
     let (entries, _) = consul.health_service(NODE_SERVICE, false, None, Duration::from_secs(1)).await.unwrap();
-    assert!(entries.iter().all(|e| e.service.id != "node-by-hand"), "no stale registration");
+    assert!(entries.iter().all(|e| e.service.id != id), "no stale registration");
     assert_eq!(entries.len(), 2);
 }
 

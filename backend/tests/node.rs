@@ -23,27 +23,26 @@ struct Node {
 }
 
 impl Node {
+    /// A node on a port the system picks.
     fn start(dir: &Path, fsync: &str) -> Node {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        Node::start_on(dir, fsync, port)
+        Node::start_on(dir, fsync, 0)
     }
 
+    /// A node on `port` (0: any); returns once it says it listens.
     fn start_on(dir: &Path, fsync: &str, port: u16) -> Node {
-        let child = Command::new(shardscope_exe())
+        let mut child = Command::new(shardscope_exe())
             .args(["node", "--port", &port.to_string(), "--fsync", fsync])
             .arg("--data-dir")
             .arg(dir)
             .env_remove("CONSUL_HTTP_ADDR")
             .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .spawn()
             .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "node did not listen within 20 s");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Node { child, endpoint: format!("tcp://127.0.0.1:{port}") }
+        let mut ready = String::new();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut ready).unwrap();
+        let endpoint = ready.split_whitespace().nth(2).unwrap_or_else(|| panic!("no ready line: {ready:?}"));
+        Node { child, endpoint: endpoint.to_string() }
     }
 
     fn port(&self) -> u16 {

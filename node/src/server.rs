@@ -36,12 +36,12 @@ use crate::zmtp;
 pub struct NodeConfig {
     /// Interface to bind (loopback by default).
     pub bind: String,
-    /// TCP port of the ROUTER socket.
+    /// TCP port of the ROUTER socket; 0 takes one the system picks.
     pub port: u16,
     /// Directory for the node's files.
     pub data_dir: PathBuf,
-    /// Service id in the registry (e.g. `node-3`).
-    pub id: String,
+    /// Service id in the registry (e.g. `node-3`); `None` is `node-PORT`.
+    pub id: Option<String>,
     /// Host other machines reach this node at (defaults to `bind`).
     pub advertise: Option<String>,
     /// Where to register; `None` runs the node unregistered.
@@ -57,7 +57,7 @@ impl NodeConfig {
     pub fn registration(&self) -> ServiceRegistration {
         let host = self.advertise.clone().unwrap_or_else(|| self.bind.clone());
         ServiceRegistration {
-            id: Some(self.id.clone()),
+            id: self.id.clone(),
             name: NODE_SERVICE.to_string(),
             address: host.clone(),
             port: self.port,
@@ -74,14 +74,24 @@ impl NodeConfig {
     }
 }
 
-/// Runs a node until `shutdown` completes: recovers the data, binds, registers;
-/// on shutdown deregisters, answers what is in flight, and returns.
-pub async fn run(config: NodeConfig, shutdown: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
+/// Runs a node until `shutdown` completes: recovers the data, binds, prints
+/// `listening ID tcp://HOST:PORT` on stdout (how a supervisor learns the port
+/// of a node started with port 0), registers; on shutdown deregisters,
+/// answers what is in flight, and returns.
+pub async fn run(mut config: NodeConfig, shutdown: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
     let store = Store::open(&config.data_dir, config.fsync)?;
     tracing::info!(keys = store.len(), data_dir = %config.data_dir.display(), "data recovered");
     let listener = std::net::TcpListener::bind((config.bind.as_str(), config.port))?;
     listener.set_nonblocking(true)?;
+    config.port = listener.local_addr()?.port();
+    let id = config.id.get_or_insert_with(|| format!("node-{}", config.port)).clone();
     let endpoint = format!("tcp://{}", listener.local_addr()?);
+    {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "listening {id} {endpoint}")?;
+        out.flush()?;
+    }
     let poll = Poll::new()?;
     let waker = Arc::new(Waker::new(poll.registry(), WAKE)?);
     let stop = Arc::new(AtomicBool::new(false));
@@ -101,13 +111,13 @@ pub async fn run(config: NodeConfig, shutdown: impl std::future::Future<Output =
 
     if let Some(consul) = &config.registry {
         register_with_retries(consul, &config.registration()).await?;
-        tracing::info!(id = %config.id, registry = consul.base(), "registered");
+        tracing::info!(%id, registry = consul.base(), "registered");
     }
     shutdown.await;
     if let Some(consul) = &config.registry {
-        match consul.deregister(&config.id).await {
-            Ok(()) => tracing::info!(id = %config.id, "deregistered"),
-            Err(e) => tracing::warn!(id = %config.id, "could not deregister: {e:#}"),
+        match consul.deregister(&id).await {
+            Ok(()) => tracing::info!(%id, "deregistered"),
+            Err(e) => tracing::warn!(%id, "could not deregister: {e:#}"),
         }
     }
     stop.store(true, Ordering::SeqCst);
