@@ -337,7 +337,8 @@ async fn load_into_cluster_runs_an_uploaded_operations_file_with_progress() {
     assert_eq!(http.get(format!("{}/kv/user:7", stack.url)).send().await.unwrap().status(), 404);
     let all: serde_json::Value = http.get(format!("{}/kv", stack.url)).send().await.unwrap().json().await.unwrap();
     assert_eq!(all["collection"].as_array().unwrap().len() as u64, puts - 1);
-    client.execute("document.querySelector('[data-testid=load-progress]').scrollIntoView()", vec![]).await.unwrap();
+    let center = "document.querySelector('[data-testid=load-progress]').scrollIntoView({block: 'center'})";
+    client.execute(center, vec![]).await.unwrap();
     save_screenshot(&client, "load-into-cluster.png").await;
     client.close().await.unwrap();
 }

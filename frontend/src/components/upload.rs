@@ -178,7 +178,7 @@ pub fn Upload(backend: Backend, keyset: RwSignal<Option<KeySet>>) -> impl IntoVi
                                 <td>{format!("{:.1}", r.dist.std_dev)}</td>
                                 <td data-max-over-mean=r.dist.max_over_mean.to_string()>{format!("{:.3}", r.dist.max_over_mean)}</td>
                                 <td>{format!("{:.1}% (ideal {:.1}%)", 100.0 * r.moved, 100.0 * r.ideal)}</td>
-                                <td data-ms=r.ms.to_string()>{format!("{:.0} ms", r.ms)}</td>
+                                <td data-ms=r.ms.to_string()>{if r.ms < 10.0 { format!("{:.1} ms", r.ms) } else { format!("{:.0} ms", r.ms) }}</td>
                             </tr>
                         }).collect_view()}
                     </tbody>
