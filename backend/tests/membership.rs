@@ -47,14 +47,10 @@ async fn a_node_started_by_hand_joins_and_leaves_through_the_registry() {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut ready = String::new();
-    std::io::BufRead::read_line(&mut std::io::BufReader::new(node.stdout.take().unwrap()), &mut ready).unwrap();
-    let [word, id, endpoint] = ready.split_whitespace().collect::<Vec<_>>()[..] else { panic!("{ready:?}") };
-    assert_eq!(word, "listening");
+    let (id, endpoint) = common::node_ready(&mut node);
     let port: u16 = endpoint.rsplit(':').next().unwrap().parse().unwrap();
     assert!(port > 0);
     assert_eq!(id, format!("node-{port}"));
-    let id = id.to_string();
 
     // The page hears about it without asking, at the port it got.
     let nodes = next_cluster(&mut ws).await;

@@ -39,10 +39,8 @@ impl Node {
             .stdout(Stdio::piped())
             .spawn()
             .unwrap();
-        let mut ready = String::new();
-        std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut ready).unwrap();
-        let endpoint = ready.split_whitespace().nth(2).unwrap_or_else(|| panic!("no ready line: {ready:?}"));
-        Node { child, endpoint: endpoint.to_string() }
+        let (_, endpoint) = common::node_ready(&mut child);
+        Node { child, endpoint }
     }
 
     fn port(&self) -> u16 {

@@ -110,6 +110,17 @@ pub fn terminate(child: &mut Child) -> std::process::ExitStatus {
     child.wait().unwrap()
 }
 
+/// Reads the line a `shardscope node` prints once it listens,
+/// `listening ID tcp://HOST:PORT`; returns the id and the endpoint.
+pub fn node_ready(node: &mut Child) -> (String, String) {
+    let mut ready = String::new();
+    BufReader::new(node.stdout.take().expect("the node's stdout is piped")).read_line(&mut ready).unwrap();
+    match ready.split_whitespace().collect::<Vec<_>>()[..] {
+        ["listening", id, endpoint] => (id.to_string(), endpoint.to_string()),
+        _ => panic!("not a node's ready line: {ready:?}"),
+    }
+}
+
 /// Pids of the live children of `pid` (from /proc).
 pub fn children_of(pid: u32) -> Vec<u32> {
     let mut out = Vec::new();

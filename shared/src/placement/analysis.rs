@@ -117,7 +117,9 @@ pub fn moved_ranges(before: &dyn Placement, after: &dyn Placement) -> Option<Vec
     let mut cuts: Vec<u64> = a.iter().chain(b).copied().collect();
     cuts.sort_unstable();
     cuts.dedup();
-    let owner = |p: &dyn Placement, h: u64| p.owner_index(h).map(|i| p.members()[i].id.clone());
+    fn owner(p: &dyn Placement, h: u64) -> Option<&str> {
+        p.owner_index(h).map(|i| p.members()[i].id.as_str())
+    }
     let differs = |h: u64| owner(before, h) != owner(after, h);
     let mut ranges: Vec<(u64, u64)> = Vec::new();
     let mut add = |lo: u64, hi: u64| match ranges.last_mut() {
