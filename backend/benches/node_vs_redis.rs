@@ -190,8 +190,8 @@ async fn bench_node(port: u16, op: Op, conns: usize, depth: usize) -> Cell {
         let value = "x".repeat(VALUE);
         let reqs: Vec<Vec<u8>> = (0..depth)
             .map(|d| match op {
-                Op::Put => NodeRequest::Put { key: key(i + d).into(), value: value.as_str().into() },
-                Op::Get => NodeRequest::GetOne { key: key(i + d).into() },
+                Op::Put => NodeRequest::Put { key: key(i + d).into(), value: value.as_str().into(), version: None },
+                Op::Get => NodeRequest::GetOne { key: key(i + d).into(), versioned: false },
             })
             .map(|r| serde_json::to_vec(&r).unwrap())
             .collect();
@@ -212,8 +212,8 @@ async fn bench_node_client(endpoint: &str, op: Op, conns: usize, depth: usize) -
         let value = "x".repeat(VALUE);
         let reqs: Vec<NodeRequest> = (0..depth)
             .map(|d| match op {
-                Op::Put => NodeRequest::Put { key: key(i + d).into(), value: value.as_str().into() },
-                Op::Get => NodeRequest::GetOne { key: key(i + d).into() },
+                Op::Put => NodeRequest::Put { key: key(i + d).into(), value: value.as_str().into(), version: None },
+                Op::Get => NodeRequest::GetOne { key: key(i + d).into(), versioned: false },
             })
             .collect();
         let replies = futures::future::join_all(reqs.iter().map(|r| client.request(r))).await;
@@ -248,11 +248,8 @@ async fn preload(endpoint: &str, redis_port: u16) {
     let mut redis = Resp::connect(redis_port).await;
     let value = "x".repeat(VALUE);
     for chunk in (0..KEYS).collect::<Vec<_>>().chunks(1000) {
-        let entries = chunk.iter().map(|&i| Entry { key: key(i).into(), value: value.as_str().into() }).collect();
-        assert!(matches!(
-            client.request(&NodeRequest::PutBatch { entries, if_absent: false }).await,
-            NodeReply::Ok { .. }
-        ));
+        let entries = chunk.iter().map(|&i| Entry::new(key(i).into(), value.as_str().into())).collect();
+        assert!(matches!(client.request(&NodeRequest::PutBatch { entries }).await, NodeReply::Ok { .. }));
         let cmds: Vec<Vec<Vec<u8>>> =
             chunk.iter().map(|&i| vec![b"SET".to_vec(), key(i).into_bytes(), vec![b'x'; VALUE]]).collect();
         redis.run(&cmds).await;

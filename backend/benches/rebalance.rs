@@ -109,15 +109,15 @@ async fn main() {
         let k = key(i);
         let owner = placement.owner_of(k.as_bytes()).unwrap().to_string();
         let batch = by_owner.entry(owner.clone()).or_default();
-        batch.push(Entry { key: k.into(), value: value.as_str().into() });
+        batch.push(Entry::new(k.into(), value.as_str().into()));
         if batch.len() == 5000 {
             let entries = std::mem::take(batch);
-            let reply = clients[&owner].request(&NodeRequest::PutBatch { entries, if_absent: false }).await;
+            let reply = clients[&owner].request(&NodeRequest::PutBatch { entries }).await;
             assert!(matches!(reply, NodeReply::Ok { .. }), "{reply:?}");
         }
     }
     for (owner, entries) in by_owner {
-        clients[&owner].request(&NodeRequest::PutBatch { entries, if_absent: false }).await;
+        clients[&owner].request(&NodeRequest::PutBatch { entries }).await;
     }
     eprintln!("preloaded {KEYS} keys in {:.1} s", preload.elapsed().as_secs_f64());
 
@@ -143,7 +143,7 @@ async fn main() {
             async move {
                 let k = key(i);
                 let owner = placement.owner_of(k.as_bytes()).unwrap().to_string();
-                let r = clients[&owner].request(&NodeRequest::GetOne { key: k.into() }).await;
+                let r = clients[&owner].request(&NodeRequest::GetOne { key: k.into(), versioned: false }).await;
                 assert!(matches!(r, NodeReply::Value { .. }));
             }
         })

@@ -1,13 +1,14 @@
 //! Cluster administration, as the seeds order it. Add a node: launch it;
 //! it registers, the membership watch sees it, and the rebalancer gives it
 //! its share. Remove a node: move its keys off (rebalance), deregister it,
-//! stop it. Change the algorithm: a rebalance like any other.
+//! stop it. Change the algorithm: a rebalance like any other. Failures are
+//! an [`AdminError`], which REST and the WebSocket map to statuses.
 
 use std::sync::Arc;
 
 use shardscope_node::consul::Consul;
 use shardscope_shared::placement::PlacementSpec;
-use shardscope_shared::protocol::{NodeInfo, Progress};
+use shardscope_shared::protocol::{ErrorCode, NodeInfo, Progress};
 use tokio::sync::Mutex;
 
 use crate::cluster::Cluster;
@@ -32,47 +33,106 @@ pub struct Admin {
 impl Admin {
     /// Whether a request carrying `presented` may administer the cluster;
     /// the error says how to present the token.
-    pub fn authorize(&self, presented: Option<&str>) -> Result<(), String> {
+    pub fn authorize(&self, presented: Option<&str>) -> Result<(), AdminError> {
         match &self.token {
-            Some(token) if !token.accepts(presented) => Err(format!(
+            Some(token) if !token.accepts(presented) => Err(AdminError::Unauthorized(format!(
                 "administration needs the admin token: send `Authorization: Bearer TOKEN` \
                  (the CLI's --token or {}), or open the page with ?token=TOKEN",
                 crate::token::ENV
-            )),
+            ))),
             _ => Ok(()),
         }
     }
 
     /// Launches one more node; it joins through the registry. Returns it
     /// before its keys have arrived (progress comes as events). The desired
-    /// count in Consul KV (`cluster_size`) grows by one.
-    pub async fn add_node(&self) -> anyhow::Result<NodeInfo> {
-        let node = self.supervisor.lock().await.launch().await?;
-        self.set_cluster_size(self.cluster.nodes().len() + 1).await;
-        Ok(node)
+    /// count is recorded first, and the new node's data dir, so a restart
+    /// of `serve` relaunches it.
+    pub async fn add_node(&self) -> Result<NodeInfo, AdminError> {
+        let mut supervisor = self.supervisor.lock().await;
+        let id = supervisor.next_id();
+        self.cluster.set_data_dir(&id, supervisor.dir_of(&id));
+        self.set_desired(self.cluster.desired_nodes().max(self.cluster.nodes().len()) + 1).await?;
+        supervisor.launch_named(&id).await.map_err(|e| AdminError::Launch(format!("{e:#}")))
     }
 
-    async fn set_cluster_size(&self, n: usize) {
+    /// Records the desired node count, in the cluster's state and (seed
+    /// 001) under `cluster_size`.
+    pub async fn set_desired(&self, n: usize) -> Result<(), AdminError> {
+        self.cluster.set_desired_nodes(n).await.map_err(|e| AdminError::Record(format!("{e:#}")))?;
         if let Err(e) = self.consul.kv_put(CLUSTER_SIZE, n.to_string().as_bytes(), None).await {
             tracing::warn!("could not record {CLUSTER_SIZE}={n} in Consul KV: {e:#}");
         }
+        Ok(())
     }
 
     /// Drains `id` (its keys move to the others), deregisters it, and stops it
-    /// if this backend started it.
-    pub async fn remove_node(&self, id: &str) -> Result<Progress, String> {
-        let progress = self.rebalancer.run(Change::Leave(id.to_string())).await?;
+    /// if this backend started it. A node that is down is removed too: the
+    /// keys only it held are lost (the answer says so) rather than the
+    /// cluster waiting for it forever.
+    pub async fn remove_node(&self, id: &str) -> Result<Progress, AdminError> {
+        let members = self.cluster.nodes();
+        if !members.iter().any(|n| n.id == id) {
+            return Err(AdminError::NotAMember(id.to_string()));
+        }
+        if members.len() == 1 {
+            return Err(AdminError::LastNode(id.to_string()));
+        }
+        let progress = self.rebalancer.run(Change::Leave(id.to_string())).await.map_err(AdminError::Rebalance)?;
+        self.cluster.retire(id);
+        self.supervisor.lock().await.stop(id).await;
         if let Err(e) = self.consul.deregister(id).await {
             tracing::warn!(%id, "drained, but deregistering failed: {e:#}");
         }
-        self.supervisor.lock().await.stop(id).await;
         self.cluster.disconnect(id);
-        self.set_cluster_size(self.cluster.nodes().len()).await;
+        self.set_desired(self.cluster.nodes().len()).await?;
         Ok(progress)
     }
 
     /// Moves every key to where `spec` places it, then routes with it.
-    pub async fn change_placement(&self, spec: PlacementSpec) -> Result<Progress, String> {
-        self.rebalancer.run(Change::Placement(spec)).await
+    pub async fn change_placement(&self, spec: PlacementSpec) -> Result<Progress, AdminError> {
+        self.rebalancer.run(Change::Placement(spec)).await.map_err(AdminError::Rebalance)
+    }
+}
+
+/// Why an administrative request failed; REST and the WebSocket map each
+/// to its own status.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("no node {0:?} in the cluster")]
+    NotAMember(String),
+    #[error("{0} is the last node: its keys would have nowhere to go")]
+    LastNode(String),
+    #[error("cannot launch a node: {0}")]
+    Launch(String),
+    #[error("cannot record the cluster's state: {0}")]
+    Record(String),
+    #[error("the change did not finish: {0}")]
+    Rebalance(String),
+}
+
+impl AdminError {
+    /// The HTTP status for it.
+    pub fn status(&self) -> axum::http::StatusCode {
+        use axum::http::StatusCode;
+        match self {
+            AdminError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            AdminError::NotAMember(_) => StatusCode::NOT_FOUND,
+            AdminError::LastNode(_) => StatusCode::CONFLICT,
+            AdminError::Launch(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            AdminError::Record(_) | AdminError::Rebalance(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    /// The error code in the JSON body.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            AdminError::Unauthorized(_) => ErrorCode::Unauthorized,
+            AdminError::NotAMember(_) => ErrorCode::NotFound,
+            AdminError::LastNode(_) => ErrorCode::BadRequest,
+            _ => ErrorCode::Unavailable,
+        }
     }
 }

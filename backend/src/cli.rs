@@ -205,6 +205,16 @@ pub struct NodeArgs {
     /// ack, fsync at most that often), or `never` (write before ack).
     #[arg(long, default_value = "always")]
     pub fsync: FsyncPolicy,
+    /// How long a deleted key's tombstone is kept (so that an older copy
+    /// arriving later, say from a node that was away, cannot bring the key
+    /// back), e.g. `24h`, `30m`.
+    #[arg(long, default_value = "24h", value_parser = duration)]
+    pub tombstone_grace: std::time::Duration,
+}
+
+/// A duration in Consul's syntax (`10ms`, `30s`, `24h`).
+fn duration(s: &str) -> Result<std::time::Duration, String> {
+    shardscope_shared::consul::parse_duration(s).ok_or_else(|| format!("{s:?} is not a duration like 30s or 24h"))
 }
 
 #[derive(Args, Debug)]
@@ -273,6 +283,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 port: a.port,
                 data_dir: a.data_dir,
                 fsync: a.fsync,
+                tombstone_grace: a.tombstone_grace,
             };
             shardscope_node::run(config, crate::server::shutdown_signal()).await?;
             Ok(ExitCode::SUCCESS)
@@ -293,15 +304,15 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Put { key, value, target } => {
-            let req = NodeRequest::Put { key: key.as_str().into(), value: value.into() };
+            let req = NodeRequest::Put { key: key.as_str().into(), value: value.into(), version: None };
             report(send(&target, req).await?)
         }
         Command::Get { key, target } => {
-            let req = NodeRequest::GetOne { key: key.as_str().into() };
+            let req = NodeRequest::GetOne { key: key.as_str().into(), versioned: false };
             report(send(&target, req).await?)
         }
         Command::Delete { key, target } => {
-            let req = NodeRequest::Delete { key: key.as_str().into() };
+            let req = NodeRequest::Delete { key: key.as_str().into(), version: None };
             report(send(&target, req).await?)
         }
         Command::GetAll { target } => report(send(&target, NodeRequest::GetAll).await?),
@@ -365,7 +376,7 @@ fn report(reply: NodeReply) -> anyhow::Result<ExitCode> {
             println!("{}", value.to_text_lossy());
             Ok(ExitCode::SUCCESS)
         }
-        NodeReply::Error { error: ErrorCode::NotFound, message } => {
+        NodeReply::Error { error: ErrorCode::NotFound, message, .. } => {
             eprintln!("not found: {message}");
             Ok(ExitCode::from(2))
         }

@@ -28,16 +28,16 @@ impl Remote {
         };
         let url = |key: &[u8]| format!("{base}/kv/{}", urlencode(key));
         let resp = match req {
-            NodeRequest::Put { key, value } => http.put(url(key.as_bytes())).body(value.0.clone()).send().await?,
-            NodeRequest::GetOne { key } => http.get(url(key.as_bytes())).send().await?,
-            NodeRequest::Delete { key } => http.delete(url(key.as_bytes())).send().await?,
+            NodeRequest::Put { key, value, .. } => http.put(url(key.as_bytes())).body(value.0.clone()).send().await?,
+            NodeRequest::GetOne { key, .. } => http.get(url(key.as_bytes())).send().await?,
+            NodeRequest::Delete { key, .. } => http.delete(url(key.as_bytes())).send().await?,
             NodeRequest::GetAll => http.get(format!("{base}/kv")).send().await?,
             other => anyhow::bail!("{other:?} is a node operation: use --direct"),
         };
         let status = resp.status();
         let body = resp.bytes().await?;
-        if let (NodeRequest::GetOne { key }, true) = (req, status.is_success()) {
-            return Ok(NodeReply::Value { key: key.clone(), value: body.to_vec().into() });
+        if let (NodeRequest::GetOne { key, .. }, true) = (req, status.is_success()) {
+            return Ok(NodeReply::Value { key: key.clone(), value: body.to_vec().into(), version: None });
         }
         serde_json::from_slice(&body).map_err(|e| anyhow::anyhow!("unexpected answer from {base} ({status}): {e}"))
     }

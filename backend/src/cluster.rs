@@ -3,28 +3,44 @@
 //! every key to its owner, tells connected pages about changes, and keeps
 //! routing correct while a rebalance moves keys.
 //!
+//! Every client write is versioned here, by the gateway's hybrid logical
+//! clock, which starts above every version the nodes hold (their `STATS`
+//! say) and passes every version it meets; a node refuses a write older
+//! than its copy (`stale`), and the write is retried with a newer version.
+//!
 //! During a rebalance there are two placements, the current one and the
-//! target. A key whose owner differs between them is *moving*: it lives on
-//! exactly one of the two owners, and the `gate` keeps it that way. Every
-//! request holds the gate shared; the rebalancer holds it exclusive while it
-//! moves one batch (scan the source, copy to the target, delete from the
-//! source). A moving key is written to its new owner and deleted from its old
-//! one, read from the new owner and then the old, and deleted from both.
+//! target. A key whose owner differs between them is *moving*: its newest
+//! copy may be on either owner. Every request holds the `gate` shared; the
+//! rebalancer holds it exclusive while it moves one batch (scan the source,
+//! copy to the target newer-wins, forget at the source). A moving key is
+//! written to its new owner (its version beats any copy on the old one),
+//! read from both (the newer answer wins, a tombstone included), and
+//! deleted on both.
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, RwLock};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, RwLock};
 
-use shardscope_shared::placement::{build, Member, Placement, PlacementSpec};
-use shardscope_shared::protocol::{ErrorCode, NodeInfo, NodeReply, NodeRequest, ServerMsg};
+use shardscope_shared::placement::{build, restore, restore_located, Member, Placement, PlacementSpec};
+use shardscope_shared::protocol::{
+    Datum, Entry, ErrorCode, NodeInfo, NodeReply, NodeRequest, ServerMsg, MAX_SCAN_LIMIT,
+};
+use shardscope_shared::version::{wall_millis, Clock, Version};
 use tokio::sync::broadcast;
 
 use crate::metrics::Metrics;
 use crate::node_client::NodeClient;
+use crate::state::{ClusterState, MemberRecord, Pending, StateStore};
 
 struct Node {
     info: NodeInfo,
     client: NodeClient,
     healthy: bool,
+    /// Where its data lives, when this `serve` launched it.
+    data_dir: Option<PathBuf>,
+    /// Reached at `info.addr` (a node restored from the state is not,
+    /// until it registers).
+    connected: bool,
 }
 
 struct View {
@@ -101,27 +117,229 @@ pub struct Cluster {
     view: Arc<RwLock<View>>,
     gate: Arc<tokio::sync::RwLock<()>>,
     events: broadcast::Sender<ServerMsg>,
+    /// Versions client writes get.
+    clock: Arc<Clock>,
+    /// Where the cluster's state is recorded (none in unit tests of routing).
+    store: Option<StateStore>,
+    meta: Arc<Mutex<Meta>>,
     pub metrics: Metrics,
 }
+
+/// The parts of the durable state that are not routing.
+#[derive(Default)]
+struct Meta {
+    epoch: u64,
+    desired_nodes: usize,
+    /// Data dirs of nodes this `serve` launched, known before they join.
+    data_dirs: BTreeMap<String, PathBuf>,
+    /// Ids the operator removed: they do not join again by registering.
+    retired: BTreeSet<String>,
+}
+
+/// Times a write is retried after meeting a newer copy.
+const STALE_RETRIES: usize = 5;
 
 fn unavailable(message: String) -> NodeReply {
     NodeReply::error(ErrorCode::Unavailable, message)
 }
 
 impl Cluster {
-    pub fn new(spec: PlacementSpec) -> Self {
+    /// A cluster with no nodes yet, recording its state in `store`.
+    pub fn new(spec: PlacementSpec, store: Option<StateStore>) -> Self {
         let placement = build(&spec, &[]);
         let view = View { nodes: BTreeMap::new(), spec, placement, target: None };
         let (events, _) = broadcast::channel(1024);
-        Cluster { view: Arc::new(RwLock::new(view)), gate: Arc::default(), events, metrics: Metrics::new() }
+        let clock = Arc::new(Clock::new(getrandom::u32().unwrap_or(0)));
+        Cluster {
+            view: Arc::new(RwLock::new(view)),
+            gate: Arc::default(),
+            events,
+            clock,
+            store,
+            meta: Arc::default(),
+            metrics: Metrics::new(),
+        }
     }
 
-    /// Connects to a node so it can take part in a rebalance (not yet a member).
+    /// Takes up a recorded state: its members (unhealthy until they
+    /// register again), placement and history, and the change in progress
+    /// (routed with both placements until the rebalancer finishes it).
+    pub fn restore(&self, state: &ClusterState) -> anyhow::Result<()> {
+        let mut view = self.view.write().unwrap();
+        let mut meta = self.meta.lock().unwrap();
+        let records = state.members.iter().chain(state.pending.iter().flat_map(|p| p.members.iter()));
+        for r in records {
+            let info = NodeInfo { id: r.id.clone(), addr: r.addr.clone(), healthy: false };
+            let client = NodeClient::lazy(&r.addr)?;
+            view.nodes.insert(
+                r.id.clone(),
+                Node { info, client, healthy: false, data_dir: r.data_dir.clone(), connected: false },
+            );
+            if let Some(dir) = &r.data_dir {
+                meta.data_dirs.insert(r.id.clone(), dir.clone());
+            }
+        }
+        let members: Vec<Member> = state.members.iter().map(MemberRecord::member).collect();
+        view.spec = state.placement.clone();
+        view.placement = restore(&state.placement, &members, state.slots.as_deref());
+        view.target = state.pending.as_ref().map(|p| {
+            let members: Vec<Member> = p.members.iter().map(MemberRecord::member).collect();
+            (p.placement.clone(), restore(&p.placement, &members, p.slots.as_deref()))
+        });
+        meta.epoch = state.epoch;
+        meta.desired_nodes = state.desired_nodes;
+        meta.retired = state.retired.iter().cloned().collect();
+        Ok(())
+    }
+
+    /// Connects to a node so it can take part in a rebalance (not yet a
+    /// member), or again to a known node at the address it registered; the
+    /// clock moves past every version the node holds.
     pub async fn connect(&self, info: NodeInfo) -> anyhow::Result<()> {
         let client = NodeClient::connect(&info.addr).await?;
+        match client.request(&NodeRequest::Stats).await {
+            NodeReply::Stats { stats } => self.clock.observe(stats.max_version),
+            other => anyhow::bail!("{} did not answer STATS: {other:?}", info.id),
+        }
         let mut view = self.view.write().unwrap();
-        view.nodes.insert(info.id.clone(), Node { info, client, healthy: true });
+        let data_dir = self.meta.lock().unwrap().data_dirs.get(&info.id).cloned();
+        view.nodes.insert(info.id.clone(), Node { info, client, healthy: true, data_dir, connected: true });
+        drop(view);
+        self.broadcast();
         Ok(())
+    }
+
+    /// Whether the backend has reached node `id` at its current address.
+    pub fn is_connected(&self, id: &str) -> bool {
+        self.view.read().unwrap().nodes.get(id).is_some_and(|n| n.connected)
+    }
+
+    /// The address the backend has for node `id`.
+    pub fn addr_of(&self, id: &str) -> Option<String> {
+        self.view.read().unwrap().nodes.get(id).map(|n| n.info.addr.clone())
+    }
+
+    /// Whether `id` holds keys: a member of the current or target placement.
+    pub fn is_member(&self, id: &str) -> bool {
+        let view = self.view.read().unwrap();
+        let of = |p: &dyn Placement| p.members().iter().any(|m| m.id == id);
+        of(view.placement.as_ref()) || view.target.as_ref().is_some_and(|(_, t)| of(t.as_ref()))
+    }
+
+    /// Ids of the current and target placements' members.
+    pub fn member_ids(&self) -> Vec<String> {
+        let view = self.view.read().unwrap();
+        let mut ids: Vec<String> = view.placement.members().iter().map(|m| m.id.clone()).collect();
+        if let Some((_, t)) = &view.target {
+            ids.extend(t.members().iter().map(|m| m.id.clone()));
+        }
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    }
+
+    /// For a placement that depends on the key set (bounded), rebuilds it
+    /// from where the keys are: each member's keys are its assignment. (A
+    /// restarted `serve` knows the members and the spec, not which key
+    /// went where.) Nothing to do for the others.
+    pub async fn relocate(&self) -> anyhow::Result<()> {
+        if !self.view.read().unwrap().placement.depends_on_keys() {
+            return Ok(());
+        }
+        let _routing = self.lock_routing().await;
+        let (spec, members, slots) = self.placement_state();
+        let mut located = Vec::new();
+        for m in &members {
+            let Some(client) = self.client(&m.id) else { continue };
+            let mut cursor = None;
+            loop {
+                let scan =
+                    NodeRequest::Scan { cursor, limit: MAX_SCAN_LIMIT, ranges: None, tombstones: false, prefix: None };
+                let (page, next) = match client.request(&scan).await {
+                    NodeReply::Page { page, next } => (page, next),
+                    other => anyhow::bail!("reading {}'s keys to rebuild bounded placement: {other:?}", m.id),
+                };
+                located
+                    .extend(page.iter().map(|e| (shardscope_shared::hash::key_hash(e.key.as_bytes()), m.id.clone())));
+                match next {
+                    Some(n) => cursor = Some(n),
+                    None => break,
+                }
+            }
+        }
+        let rebuilt = restore_located(&spec, &members, slots.as_deref(), &located);
+        self.view.write().unwrap().placement = rebuilt;
+        tracing::info!(keys = located.len(), "bounded placement rebuilt from where the keys are");
+        Ok(())
+    }
+
+    /// Notes where a node this `serve` is launching keeps its data.
+    pub fn set_data_dir(&self, id: &str, dir: PathBuf) {
+        self.meta.lock().unwrap().data_dirs.insert(id.to_string(), dir);
+    }
+
+    /// Members this `serve` launched, with their data dirs (to relaunch
+    /// after a restart).
+    pub fn owned_members(&self) -> Vec<(String, PathBuf)> {
+        let view = self.view.read().unwrap();
+        view.nodes.iter().filter_map(|(id, n)| n.data_dir.clone().map(|d| (id.clone(), d))).collect()
+    }
+
+    pub fn desired_nodes(&self) -> usize {
+        self.meta.lock().unwrap().desired_nodes
+    }
+
+    /// Records the node count the operator wants.
+    pub async fn set_desired_nodes(&self, n: usize) -> anyhow::Result<()> {
+        self.meta.lock().unwrap().desired_nodes = n;
+        let pending = self.pending();
+        self.persist(pending).await
+    }
+
+    /// Whether the operator removed `id` (it does not join again).
+    pub fn is_retired(&self, id: &str) -> bool {
+        self.meta.lock().unwrap().retired.contains(id)
+    }
+
+    /// Marks `id` removed, so that registering again does not make it join.
+    pub fn retire(&self, id: &str) {
+        self.meta.lock().unwrap().retired.insert(id.to_string());
+    }
+
+    /// The change in progress, as recorded.
+    pub fn pending(&self) -> Option<Pending> {
+        let view = self.view.read().unwrap();
+        let meta = self.meta.lock().unwrap();
+        view.target.as_ref().map(|(spec, t)| Pending {
+            change: String::new(),
+            epoch: meta.epoch,
+            placement: spec.clone(),
+            members: records(&view, &meta, t.members()),
+            slots: t.slots(),
+        })
+    }
+
+    /// The state as it is now, with `pending` as the change in progress.
+    pub fn durable_state(&self, pending: Option<Pending>) -> ClusterState {
+        let view = self.view.read().unwrap();
+        let meta = self.meta.lock().unwrap();
+        ClusterState {
+            epoch: meta.epoch,
+            placement: view.spec.clone(),
+            members: records(&view, &meta, view.placement.members()),
+            slots: view.placement.slots(),
+            desired_nodes: meta.desired_nodes,
+            pending,
+            retired: meta.retired.iter().cloned().collect(),
+        }
+    }
+
+    /// Records the state, with `pending` as the change in progress, and
+    /// bumps the epoch; returns once it is durable.
+    pub async fn persist(&self, pending: Option<Pending>) -> anyhow::Result<()> {
+        let Some(store) = &self.store else { return Ok(()) };
+        self.meta.lock().unwrap().epoch += 1;
+        store.save(&self.durable_state(pending)).await
     }
 
     /// Every node the backend is connected to.
@@ -157,17 +375,6 @@ impl Cluster {
         }
     }
 
-    /// Forgets a node that vanished without a planned leave (crashed and
-    /// was deregistered): its keys are gone with it.
-    pub fn drop_node(&self, id: &str) {
-        {
-            let mut view = self.view.write().unwrap();
-            view.nodes.remove(id);
-            view.placement.remove_member(id);
-        }
-        self.broadcast();
-    }
-
     /// Disconnects a node that has left (after its keys were moved off).
     pub fn disconnect(&self, id: &str) {
         self.view.write().unwrap().nodes.remove(id);
@@ -184,9 +391,27 @@ impl Cluster {
         self.gate.write().await
     }
 
-    /// Starts routing moving keys to `target` (call with routing locked).
-    pub fn begin_rebalance(&self, spec: PlacementSpec, target: Box<dyn Placement>) {
-        self.view.write().unwrap().target = Some((spec, target));
+    /// Starts routing with `from` as the placement and moving keys to
+    /// `target` (call with routing locked).
+    pub fn begin_rebalance(
+        &self,
+        from: (PlacementSpec, Box<dyn Placement>),
+        target: (PlacementSpec, Box<dyn Placement>),
+    ) {
+        let mut view = self.view.write().unwrap();
+        (view.spec, view.placement) = from;
+        view.target = Some(target);
+    }
+
+    /// Drops the target of a rebalance that never moved a key (call with
+    /// routing locked).
+    pub fn abandon_rebalance(&self) {
+        self.view.write().unwrap().target = None;
+    }
+
+    /// Whether node `id` passes its health check.
+    pub fn is_healthy(&self, id: &str) -> bool {
+        self.view.read().unwrap().nodes.get(id).is_some_and(|n| n.healthy)
     }
 
     /// Makes the target the placement (call with routing locked).
@@ -275,12 +500,12 @@ impl Cluster {
                 (Some(id), unavailable(msg))
             }
             Some(Route::One { id, client, .. }) => {
-                let reply = client.request(req).await;
+                let reply = self.send(&client, req).await;
                 (Some(id), reply)
             }
             Some(Route::Moving { old, new }) => match [&old, &new].into_iter().find(|n| !n.2) {
                 Some(sick) => (Some(new.0.clone()), unavailable(format!("{} is failing its health check", sick.0))),
-                None => moving_request(&old, &new, req).await,
+                None => self.moving_request(&old, &new, req).await,
             },
         };
         if matches!((req, &reply), (NodeRequest::Delete { .. }, NodeReply::Ok { .. }))
@@ -300,37 +525,86 @@ impl Cluster {
 
     /// Every key-value pair of every node, in key order.
     pub async fn get_all(&self) -> NodeReply {
-        let _gate = self.gate.read().await;
-        let clients = self.view.read().unwrap().holders();
-        let replies = futures::future::join_all(clients.iter().map(|c| c.request(&NodeRequest::GetAll))).await;
-        let mut all = Vec::new();
-        for reply in replies {
-            match reply {
-                NodeReply::Collection { collection } => all.extend(collection),
-                err @ NodeReply::Error { .. } => return err,
-                other => return unavailable(format!("unexpected reply to GET_ALL: {other:?}")),
-            }
+        match self.scan_merged(&[], None, usize::MAX).await {
+            Ok((collection, _)) => NodeReply::Collection { collection },
+            Err(reply) => reply,
         }
-        all.sort_by(|a, b| a.key.cmp(&b.key));
-        NodeReply::Collection { collection: all }
     }
 
     /// One page of pairs in key order: keys starting with `prefix`, after
     /// `after`, at most `limit`; `next` continues from the page's last key.
+    /// Pages through the nodes with `SCAN`; never loads more than a page
+    /// from each.
     pub async fn list(&self, prefix: &[u8], after: Option<&[u8]>, limit: usize) -> NodeReply {
-        let all = match self.get_all().await {
-            NodeReply::Collection { collection } => collection,
-            other => return other,
-        };
-        let page: Vec<_> = all
-            .into_iter()
-            .filter(|e| e.key.as_bytes().starts_with(prefix) && after.is_none_or(|a| e.key.as_bytes() > a))
-            .take(limit.saturating_add(1))
-            .collect();
-        let more = page.len() > limit;
-        let page: Vec<_> = page.into_iter().take(limit).collect();
-        let next = if more { page.last().map(|e| e.key.clone()) } else { None };
-        NodeReply::Page { page, next }
+        match self.scan_merged(prefix, after, limit).await {
+            Ok((page, more)) => {
+                let next = if more { page.last().map(|e| e.key.clone()) } else { None };
+                NodeReply::Page { page, next }
+            }
+            Err(reply) => reply,
+        }
+    }
+
+    /// Up to `limit` live pairs starting with `prefix` after `after`, in key
+    /// order, merged from every node holding keys (the newest copy of a key
+    /// wins, a tombstone hides it), and whether more follow.
+    async fn scan_merged(
+        &self,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<(Vec<Entry>, bool), NodeReply> {
+        let _gate = self.gate.read().await;
+        let clients = self.view.read().unwrap().holders();
+        let batch = limit.saturating_add(1).clamp(1, MAX_SCAN_LIMIT);
+        let prefix = (!prefix.is_empty()).then(|| Datum(prefix.to_vec()));
+        let mut cursor = after.map(|a| Datum(a.to_vec()));
+        let mut out: Vec<Entry> = Vec::new();
+        loop {
+            let scan = NodeRequest::Scan {
+                cursor: cursor.clone(),
+                limit: batch,
+                ranges: None,
+                tombstones: true,
+                prefix: prefix.clone(),
+            };
+            let replies = futures::future::join_all(clients.iter().map(|c| c.request(&scan))).await;
+            let mut newest: BTreeMap<Datum, Entry> = BTreeMap::new();
+            // Keys up to the smallest last key of an unfinished node are
+            // complete; past it, that node may hold more.
+            let mut horizon: Option<Datum> = None;
+            for reply in replies {
+                let (page, next) = match reply {
+                    NodeReply::Page { page, next } => (page, next),
+                    err @ NodeReply::Error { .. } => return Err(err),
+                    other => return Err(unavailable(format!("unexpected reply to SCAN: {other:?}"))),
+                };
+                if let Some(next) = next {
+                    horizon = Some(horizon.map_or(next.clone(), |h| h.min(next)));
+                }
+                for e in page {
+                    if let Some(v) = e.version {
+                        self.clock.observe(v);
+                    }
+                    match newest.get(&e.key) {
+                        Some(seen) if seen.version >= e.version => {}
+                        _ => {
+                            newest.insert(e.key.clone(), e);
+                        }
+                    }
+                }
+            }
+            let complete = newest.into_values().filter(|e| horizon.as_ref().is_none_or(|h| e.key <= *h));
+            out.extend(complete.filter(|e| !e.deleted).map(|e| Entry::new(e.key, e.value)));
+            if out.len() > limit {
+                out.truncate(limit);
+                return Ok((out, true));
+            }
+            match horizon {
+                Some(h) => cursor = Some(h),
+                None => return Ok((out, false)),
+            }
+        }
     }
 
     /// Each node's `STATS` reply, by node id.
@@ -342,43 +616,92 @@ impl Cluster {
     }
 }
 
-/// A request for a key that is moving from `old` to `new`.
-async fn moving_request(
-    old: &(String, NodeClient, bool),
-    new: &(String, NodeClient, bool),
-    req: &NodeRequest,
-) -> (Option<String>, NodeReply) {
-    let not_found = |r: &NodeReply| matches!(r, NodeReply::Error { error: ErrorCode::NotFound, .. });
-    let ok = |r: &NodeReply| matches!(r, NodeReply::Ok { .. });
-    match req {
-        NodeRequest::GetOne { .. } => {
-            let reply = new.1.request(req).await;
-            if !not_found(&reply) {
-                return (Some(new.0.clone()), reply);
+impl Cluster {
+    /// A client's single-key request sent to one node: reads ask for the
+    /// version, writes get the gateway's (a `stale` answer moves the clock
+    /// past the node's copy and the write goes again with a newer one).
+    async fn send(&self, client: &NodeClient, req: &NodeRequest) -> NodeReply {
+        if let NodeRequest::GetOne { key, .. } = req {
+            let reply = client.request(&NodeRequest::GetOne { key: key.clone(), versioned: true }).await;
+            if let Some(Some(v)) = version_of(&reply) {
+                self.clock.observe(v);
             }
-            (Some(old.0.clone()), old.1.request(req).await)
+            return reply;
         }
-        NodeRequest::Put { key, .. } => {
-            let reply = new.1.request(req).await;
-            if !ok(&reply) {
-                return (Some(new.0.clone()), reply);
+        for _ in 0..STALE_RETRIES {
+            let version = Some(self.clock.tick(wall_millis()));
+            let stamped = match req {
+                NodeRequest::Put { key, value, .. } => {
+                    NodeRequest::Put { key: key.clone(), value: value.clone(), version }
+                }
+                NodeRequest::Delete { key, .. } => NodeRequest::Delete { key: key.clone(), version },
+                other => return client.request(other).await,
+            };
+            match client.request(&stamped).await {
+                NodeReply::Error { error: ErrorCode::Stale, version: Some(newer), .. } => self.clock.observe(newer),
+                reply => return reply,
             }
-            // Retire the old copy so the rebalance can never carry it over.
-            let retired = old.1.request(&NodeRequest::Delete { key: key.clone() }).await;
-            if ok(&retired) || not_found(&retired) {
+        }
+        unavailable(format!("the key kept meeting newer writes ({STALE_RETRIES} tries)"))
+    }
+
+    /// A request for a key that is moving from `old` to `new`.
+    async fn moving_request(
+        &self,
+        old: &(String, NodeClient, bool),
+        new: &(String, NodeClient, bool),
+        req: &NodeRequest,
+    ) -> (Option<String>, NodeReply) {
+        let settled =
+            |r: &NodeReply| matches!(r, NodeReply::Ok { .. } | NodeReply::Error { error: ErrorCode::NotFound, .. });
+        match req {
+            NodeRequest::GetOne { .. } => {
+                let (a, b) = futures::join!(self.send(&new.1, req), self.send(&old.1, req));
+                // The newer of the two answers; a failure is no answer.
+                match (version_of(&a), version_of(&b)) {
+                    (None, _) => (Some(new.0.clone()), a),
+                    (_, None) => (Some(old.0.clone()), b),
+                    (Some(va), Some(vb)) if vb > va => (Some(old.0.clone()), b),
+                    _ => (Some(new.0.clone()), a),
+                }
+            }
+            // Its version is above any copy on the old owner.
+            NodeRequest::Put { .. } => (Some(new.0.clone()), self.send(&new.1, req).await),
+            NodeRequest::Delete { .. } => {
+                let (a, b) = futures::join!(self.send(&new.1, req), self.send(&old.1, req));
+                let reply = match (settled(&a), settled(&b)) {
+                    (true, true) if matches!(b, NodeReply::Ok { .. }) => b,
+                    (true, true) => a,
+                    (false, _) => a,
+                    (true, false) => b,
+                };
                 (Some(new.0.clone()), reply)
-            } else {
-                (Some(new.0.clone()), unavailable(format!("stored on {}, but {} kept an old copy", new.0, old.0)))
             }
+            other => (None, NodeReply::error(ErrorCode::BadRequest, format!("{other:?} is not a single-key request"))),
         }
-        NodeRequest::Delete { .. } => {
-            let (a, b) = futures::join!(new.1.request(req), old.1.request(req));
-            match (ok(&a) || not_found(&a), ok(&b) || not_found(&b)) {
-                (true, true) if not_found(&a) && not_found(&b) => (Some(new.0.clone()), a),
-                (true, true) => (Some(new.0.clone()), NodeReply::ok()),
-                _ => (Some(new.0.clone()), if ok(&a) || not_found(&a) { b } else { a }),
-            }
-        }
-        other => (None, NodeReply::error(ErrorCode::BadRequest, format!("{other:?} is not a single-key request"))),
+    }
+}
+
+/// Records for `members`, with the addresses and data dirs known for them.
+fn records(view: &View, meta: &Meta, members: &[Member]) -> Vec<MemberRecord> {
+    members
+        .iter()
+        .map(|m| MemberRecord {
+            id: m.id.clone(),
+            weight: m.weight,
+            addr: view.nodes.get(&m.id).map(|n| n.info.addr.clone()).unwrap_or_default(),
+            data_dir: meta.data_dirs.get(&m.id).cloned(),
+        })
+        .collect()
+}
+
+/// The version a read answered with: `Some(Some(v))` for a value or a
+/// tombstone, `Some(None)` for a key the node has never held, `None` for a
+/// failure.
+fn version_of(reply: &NodeReply) -> Option<Option<Version>> {
+    match reply {
+        NodeReply::Value { version, .. } => Some(*version),
+        NodeReply::Error { error: ErrorCode::NotFound, version, .. } => Some(*version),
+        _ => None,
     }
 }

@@ -14,6 +14,8 @@
 //!   queries and keeps the cluster view in step.
 //! - [`rebalance`]: moves keys on a join, a leave or a change of algorithm,
 //!   one change at a time, losing no acknowledged write.
+//! - [`state`]: the cluster's durable state (members, placement, history,
+//!   the change in progress) in Consul KV, written before it is acted on.
 //! - [`admin`]: add node, remove node, change placement, in the seeds' order.
 //! - [`supervisor`]: launches and stops the node processes `serve` owns.
 //! - [`rest`], [`ws`]: the HTTP API (`/kv`, `/nodes`, `/healthz`) and the
@@ -34,6 +36,7 @@ pub mod rebalance;
 pub mod registry;
 pub mod rest;
 pub mod server;
+pub mod state;
 pub mod supervisor;
 pub mod token;
 pub mod ws;

@@ -98,7 +98,7 @@ where
 /// The key a single-key operation is about.
 fn key_of(op: &NodeRequest) -> Option<&[u8]> {
     match op {
-        NodeRequest::Put { key, .. } | NodeRequest::GetOne { key } | NodeRequest::Delete { key } => {
+        NodeRequest::Put { key, .. } | NodeRequest::GetOne { key, .. } | NodeRequest::Delete { key, .. } => {
             Some(key.as_bytes())
         }
         _ => None,

@@ -32,8 +32,10 @@ pub fn nodes_of(entries: &[ServiceNode]) -> BTreeMap<String, NodeInfo> {
 
 /// Watches the registry forever, keeping `cluster` in step: a node that
 /// registers and passes its check joins (the rebalancer gives it its share),
-/// a failing check marks it unhealthy, and a node that vanishes from the
-/// registry without a planned leave is dropped.
+/// a member that registers at a new address is reconnected there, and a
+/// failing check (or a member gone from the registry) marks it unhealthy:
+/// its keys answer 503 until it is back or removed, and no other node
+/// answers for them.
 pub async fn watch(consul: Consul, cluster: Cluster, rebalancer: Rebalancer) {
     let mut index: Option<u64> = None;
     let mut backoff = Duration::from_millis(100);
@@ -64,18 +66,29 @@ async fn apply(cluster: &Cluster, rebalancer: &Rebalancer, all: BTreeMap<String,
     for id in cluster.known_ids() {
         if all.contains_key(&id) {
             cluster.set_health(&id, passing.contains(&id));
+        } else if cluster.is_member(&id) {
+            // A member stays one: its keys wait for it (supervision brings
+            // it back, or the operator removes it), never rerouted to nodes
+            // that do not hold them.
+            tracing::info!(%id, "member left the registry: its keys wait for it");
+            cluster.set_health(&id, false);
         } else {
-            tracing::info!(%id, "node left the registry");
-            cluster.drop_node(&id);
+            cluster.disconnect(&id);
         }
     }
     for (id, node) in all {
-        if passing.contains(&id) && !cluster.knows(&id) {
-            tracing::info!(%id, addr = %node.addr, "node registered: joining");
-            match cluster.connect(node.clone()).await {
-                Ok(()) => rebalancer.submit(Change::Join(node)),
-                Err(e) => tracing::warn!(%id, "cannot connect: {e:#}"),
-            }
+        if !passing.contains(&id) || cluster.is_retired(&id) {
+            continue;
+        }
+        if cluster.is_connected(&id) && cluster.addr_of(&id).as_deref() == Some(node.addr.as_str()) {
+            continue;
+        }
+        let joins = !cluster.knows(&id);
+        tracing::info!(%id, addr = %node.addr, joins, "node registered: connecting");
+        match cluster.connect(node.clone()).await {
+            Ok(()) if joins => rebalancer.submit(Change::Join(node)),
+            Ok(()) => {}
+            Err(e) => tracing::warn!(%id, "cannot connect: {e:#}"),
         }
     }
 }

@@ -64,6 +64,14 @@ impl Drop for AbortOnDrop {
 impl NodeClient {
     /// Connects to a node's ROUTER endpoint, e.g. `tcp://127.0.0.1:5601`.
     pub async fn connect(endpoint: &str) -> anyhow::Result<Self> {
+        let client = Self::lazy(endpoint)?;
+        client.link().await.map_err(|e| anyhow::anyhow!("{endpoint}: {e}"))?;
+        Ok(client)
+    }
+
+    /// A client for `endpoint` that connects on its first request (for a
+    /// node known from the cluster's state that may not be up yet).
+    pub fn lazy(endpoint: &str) -> anyhow::Result<Self> {
         let Some(addr) = endpoint.strip_prefix("tcp://") else {
             anyhow::bail!("{endpoint}: only tcp://HOST:PORT endpoints are supported");
         };
@@ -74,9 +82,7 @@ impl NodeClient {
             link: RwLock::new(None),
             connecting: tokio::sync::Mutex::new(()),
         };
-        let client = NodeClient { inner: Arc::new(inner) };
-        client.link().await.map_err(|e| anyhow::anyhow!("{endpoint}: {e}"))?;
-        Ok(client)
+        Ok(NodeClient { inner: Arc::new(inner) })
     }
 
     pub fn endpoint(&self) -> &str {

@@ -5,11 +5,13 @@
 //! jump keeps its bucket history), publishes the plan, and switches routing
 //! into two-placement mode (see [`crate::cluster`]). Then, node by node, it
 //! pages through each current member's keys with `SCAN` (on a ring, only
-//! those in the arcs that change owner); under the exclusive
-//! routing gate it copies the page's moving keys to their new owners
-//! (`PUT_BATCH` with `if_absent`, so a newer client write always wins) and
-//! deletes them from the source (`DELETE_BATCH`). Keys only leave a source,
-//! never arrive there, so the scan cursor never skips one. When every source
+//! those in the arcs that change owner), tombstones included; under the
+//! exclusive routing gate it copies the page's moving keys to their new
+//! owners with their versions (`PUT_BATCH`: the node keeps whichever copy
+//! is newer, so a newer client write always wins, and a tombstone keeps an
+//! older value from coming back) and forgets them at the source
+//! (`DELETE_BATCH`). Keys only leave a source, never arrive there, so the
+//! scan cursor never skips one. When every source
 //! is done the target becomes the placement. Progress goes to every page at
 //! least five times a second.
 
@@ -31,6 +33,9 @@ pub enum Change {
     Join(NodeInfo),
     Leave(String),
     Placement(PlacementSpec),
+    /// Finish the change a restarted `serve` found recorded: move every key
+    /// to where the routing target (restored from the state) places it.
+    Resume,
 }
 
 impl std::fmt::Display for Change {
@@ -39,6 +44,7 @@ impl std::fmt::Display for Change {
             Change::Join(n) => write!(f, "join {}", n.id),
             Change::Leave(id) => write!(f, "leave {id}"),
             Change::Placement(spec) => write!(f, "placement {}", spec.name()),
+            Change::Resume => write!(f, "resume the interrupted change"),
         }
     }
 }
@@ -70,17 +76,17 @@ impl Rebalancer {
     pub fn spawn(cluster: Cluster, settings: Settings) -> Self {
         let (jobs, mut rx) = mpsc::unbounded_channel::<(Change, Option<oneshot::Sender<Outcome>>)>();
         tokio::spawn(async move {
-            let mut stuck = false;
             while let Some((change, done)) = rx.recv().await {
-                let outcome = if stuck {
-                    Err("an earlier rebalance did not finish; fix the failing node and restart".to_string())
-                } else {
-                    rebalance(&cluster, &change, settings).await
-                };
+                let mut outcome = rebalance(&cluster, &change, settings).await;
                 if let Err(message) = &outcome {
-                    stuck |= message.starts_with(GAVE_UP);
                     tracing::warn!(%change, "rebalance failed: {message}");
                     cluster.publish(ServerMsg::RebalanceError { change: change.to_string(), message: message.clone() });
+                    if cluster.pending().is_some() {
+                        // It could not finish: move every key back to where
+                        // it was, so that each has one owner that holds it.
+                        let rolled = roll_back(&cluster, settings).await;
+                        outcome = Err(format!("{message}; rolled back ({} keys moved back)", rolled.keys_moved));
+                    }
                 }
                 if let Some(done) = done {
                     let _ = done.send(outcome);
@@ -104,6 +110,8 @@ impl Rebalancer {
 }
 
 const GAVE_UP: &str = "gave up";
+/// Tries of one batch before a change is rolled back (about a minute: long
+/// enough for supervision to bring a crashed node back).
 const RETRIES: u32 = 30;
 
 /// A copy of a placement, history included.
@@ -111,18 +119,30 @@ fn copy(spec: &PlacementSpec, p: &dyn Placement) -> Box<dyn Placement> {
     restore(spec, p.members(), p.slots().as_deref())
 }
 
+/// What a rebalance does: route with `from` and `to`, move every key from
+/// where `from` (or an earlier life) put it to where `to` does.
+struct Plan {
+    label: String,
+    from: (PlacementSpec, Box<dyn Placement>),
+    to: (PlacementSpec, Box<dyn Placement>),
+    /// Nodes read whole (they may hold keys anywhere): joiners.
+    read_whole: Vec<String>,
+    /// Sources skipped because they are down: their keys are lost.
+    skip: Vec<String>,
+}
+
 async fn rebalance(cluster: &Cluster, change: &Change, settings: Settings) -> Outcome {
-    let started = Instant::now();
     let (spec, members, slots) = cluster.placement_state();
     let old = restore(&spec, &members, slots.as_deref());
-    let (new_spec, new) = match change {
+    let label = change.to_string();
+    let plan = match change {
         Change::Join(info) => {
             if !cluster.knows(&info.id) {
                 cluster.connect(info.clone()).await.map_err(|e| format!("cannot reach {}: {e:#}", info.id))?;
             }
             let mut t = copy(&spec, old.as_ref());
             t.add_member(Member::new(&info.id));
-            (spec.clone(), t)
+            Plan { label, from: (spec.clone(), old), to: (spec, t), read_whole: vec![info.id.clone()], skip: vec![] }
         }
         Change::Leave(id) => {
             if !members.iter().any(|m| &m.id == id) {
@@ -133,31 +153,77 @@ async fn rebalance(cluster: &Cluster, change: &Change, settings: Settings) -> Ou
             }
             let mut t = copy(&spec, old.as_ref());
             t.remove_member(id);
-            (spec.clone(), t)
+            // A node that is down cannot hand its keys over: removing it
+            // loses them (said in the summary) rather than wait forever.
+            let skip = if cluster.is_healthy(id) { vec![] } else { vec![id.clone()] };
+            Plan { label, from: (spec.clone(), old), to: (spec, t), read_whole: vec![], skip }
         }
-        Change::Placement(s) => (s.clone(), build(s, &members)),
+        Change::Placement(s) => {
+            let t = build(s, &members);
+            Plan { label, from: (spec, old), to: (s.clone(), t), read_whole: vec![], skip: vec![] }
+        }
+        Change::Resume => {
+            let Some(pending) = cluster.pending() else { return Err("no change was in progress".into()) };
+            let to_members: Vec<Member> = pending.members.iter().map(|m| m.member()).collect();
+            let t = restore(&pending.placement, &to_members, pending.slots.as_deref());
+            let read_whole = to_members.iter().filter(|m| !members.contains(m)).map(|m| m.id.clone()).collect();
+            Plan { label, from: (spec, old), to: (pending.placement, t), read_whole, skip: vec![] }
+        }
     };
-    // Every member is scanned, and a joiner too: a node that comes back with
-    // data (a restart) has its keys placed like any others.
-    let mut source_ids: Vec<String> = members.iter().map(|m| m.id.clone()).collect();
-    if let Change::Join(info) = change {
-        source_ids.push(info.id.clone());
+    run(cluster, plan, settings).await
+}
+
+/// Moves every key back to where the current placement puts it, after a
+/// change that could not finish: routing goes from the interrupted target
+/// back to the current placement. Sources that are down are skipped (keys
+/// only they held are lost; the rest keep one owner that holds them).
+/// Retried until it succeeds.
+async fn roll_back(cluster: &Cluster, settings: Settings) -> Progress {
+    let mut delay = Duration::from_millis(500);
+    loop {
+        let Some(pending) = cluster.pending() else { return Progress::default() };
+        let (spec, members, slots) = cluster.placement_state();
+        let back = restore(&spec, &members, slots.as_deref());
+        let to_members: Vec<Member> = pending.members.iter().map(|m| m.member()).collect();
+        let interrupted = restore(&pending.placement, &to_members, pending.slots.as_deref());
+        let skip = to_members.iter().chain(&members).filter(|m| !cluster.is_healthy(&m.id)).map(|m| m.id.clone());
+        let plan = Plan {
+            label: "roll back".into(),
+            from: (pending.placement.clone(), interrupted),
+            to: (spec, back),
+            read_whole: to_members.iter().filter(|m| !members.contains(m)).map(|m| m.id.clone()).collect(),
+            skip: skip.collect(),
+        };
+        match run(cluster, plan, settings).await {
+            Ok(progress) => return progress,
+            Err(message) => {
+                cluster.publish(ServerMsg::RebalanceError { change: "roll back".into(), message });
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+        }
     }
+}
+
+async fn run(cluster: &Cluster, plan: Plan, settings: Settings) -> Outcome {
+    let started = Instant::now();
+    let Plan { label, from: (old_spec, old), to: (new_spec, new), read_whole, skip } = plan;
+    // Every node of either placement is a source: a key may be on either
+    // side of an interrupted change, and a joiner may hold keys from an
+    // earlier life.
+    let mut source_ids: Vec<String> = old.members().iter().chain(new.members()).map(|m| m.id.clone()).collect();
+    source_ids.sort_unstable();
     source_ids.dedup();
+    source_ids.retain(|id| !skip.contains(id));
     let sources: Vec<(String, NodeClient)> =
         source_ids.iter().filter_map(|id| cluster.client(id).map(|c| (id.clone(), c))).collect();
     let keys_total = count_keys(&sources).await;
     // On a ring only the arcs that change owner move: members are asked for
-    // the keys there and no others. A joiner is read whole (what it holds
-    // from an earlier life may belong anywhere).
+    // the keys there and no others. A joiner is read whole.
     let ranges = moved_ranges(old.as_ref(), new.as_ref());
-    let joiner = match change {
-        Change::Join(info) => Some(info.id.as_str()),
-        _ => None,
-    };
     let ideal = ideal_fraction(old.members(), new.members());
     cluster.publish(ServerMsg::RebalancePlan {
-        change: change.to_string(),
+        change: label.clone(),
         from: old.members().iter().map(|m| m.id.clone()).collect(),
         to: new.members().iter().map(|m| m.id.clone()).collect(),
         placement: new_spec.clone(),
@@ -173,27 +239,42 @@ async fn rebalance(cluster: &Cluster, change: &Change, settings: Settings) -> Ou
         } else {
             new
         };
-        cluster.begin_rebalance(new_spec.clone(), new);
+        // Recorded before the first key moves: a restart finishes it.
+        cluster.begin_rebalance((old_spec, old), (new_spec.clone(), new));
+        if let Err(e) = cluster.persist(cluster.pending()).await {
+            cluster.abandon_rebalance();
+            return Err(format!("cannot record the change in Consul KV: {e:#}"));
+        }
     }
     cluster.metrics.set_rebalancing(true);
-    let mut progress = Progress { change: change.to_string(), keys_total, ideal, ..Default::default() };
+    let mut progress =
+        Progress { change: label.clone(), keys_total, ideal, unreachable: skip.clone(), ..Default::default() };
     let mut flows: BTreeMap<(String, String), (u64, u64)> = BTreeMap::new();
     let mut last_report = Instant::now();
     for (source_id, source) in &sources {
         let mut cursor: Option<Datum> = None;
-        let ranges = if Some(source_id.as_str()) == joiner { None } else { ranges.clone() };
+        let ranges = if read_whole.contains(source_id) { None } else { ranges.clone() };
         loop {
             let mut attempt = 0;
             let page = loop {
-                let scan = NodeRequest::Scan { cursor: cursor.clone(), limit: settings.batch, ranges: ranges.clone() };
+                let scan = NodeRequest::Scan {
+                    cursor: cursor.clone(),
+                    limit: settings.batch,
+                    ranges: ranges.clone(),
+                    tombstones: true,
+                    prefix: None,
+                };
                 match move_batch(cluster, source_id, source, scan).await {
                     Ok(page) => break page,
                     Err(message) if attempt < RETRIES => {
                         attempt += 1;
-                        cluster.publish(ServerMsg::RebalanceError { change: change.to_string(), message });
+                        cluster.publish(ServerMsg::RebalanceError { change: label.clone(), message });
                         tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt.min(10)))).await;
                     }
-                    Err(message) => return Err(format!("{GAVE_UP} after {RETRIES} retries: {message}")),
+                    Err(message) => {
+                        cluster.metrics.set_rebalancing(false);
+                        return Err(format!("{GAVE_UP} after {RETRIES} retries: {message}"));
+                    }
                 }
             };
             progress.keys_scanned += page.scanned;
@@ -226,10 +307,26 @@ async fn rebalance(cluster: &Cluster, change: &Change, settings: Settings) -> Ou
         let _routing = cluster.lock_routing().await;
         cluster.finish_rebalance();
     }
+    // Until this is recorded, a restart runs the (finished) change again,
+    // which moves nothing more.
+    let mut delay = Duration::from_millis(100);
+    for _ in 0..10 {
+        match cluster.persist(None).await {
+            Ok(()) => break,
+            Err(e) => {
+                tracing::warn!("cannot record the finished change yet: {e:#}");
+                tokio::time::sleep(delay).await;
+                delay *= 2;
+            }
+        }
+    }
     cluster.metrics.set_rebalancing(false);
     let done = finish(&progress, &flows, started.elapsed().as_secs_f64());
+    if !skip.is_empty() {
+        tracing::warn!(?skip, "these nodes were down: the keys only they held are lost");
+    }
     cluster.publish(ServerMsg::RebalanceDone { progress: done.clone() });
-    tracing::info!(%change, moved = done.keys_moved, seconds = done.seconds, "rebalance done");
+    tracing::info!(change = %label, moved = done.keys_moved, seconds = done.seconds, "rebalance done");
     Ok(done)
 }
 
@@ -252,7 +349,8 @@ async fn all_hashes(sources: &[(String, NodeClient)]) -> Result<Vec<u64>, String
     for (id, client) in sources {
         let mut cursor = None;
         loop {
-            let scan = NodeRequest::Scan { cursor, limit: shardscope_shared::protocol::MAX_SCAN_LIMIT, ranges: None };
+            let limit = shardscope_shared::protocol::MAX_SCAN_LIMIT;
+            let scan = NodeRequest::Scan { cursor, limit, ranges: None, tombstones: false, prefix: None };
             let (page, next) = match client.request(&scan).await {
                 NodeReply::Page { page, next } => (page, next),
                 other => return Err(format!("SCAN on {id}: {other:?}")),
@@ -286,8 +384,8 @@ struct Page {
 }
 
 /// Under the exclusive routing gate: runs `scan` (a `SCAN`) on `source`,
-/// copies the page's keys whose owner under the target is another node
-/// there, and deletes them from `source`.
+/// copies the page's keys (and tombstones) whose owner under the target is
+/// another node there, newer-wins, and forgets them at `source`.
 async fn move_batch(
     cluster: &Cluster,
     source_id: &str,
@@ -313,7 +411,7 @@ async fn move_batch(
         let bytes: u64 = entries.iter().map(|e| (e.key.len() + e.value.len()) as u64).sum();
         let keys: Vec<Datum> = entries.iter().map(|e| e.key.clone()).collect();
         let n = keys.len() as u64;
-        match client.request(&NodeRequest::PutBatch { entries, if_absent: true }).await {
+        match client.request(&NodeRequest::PutBatch { entries }).await {
             NodeReply::Ok { .. } => {}
             other => return Err(format!("PUT_BATCH on {to}: {other:?}")),
         }

@@ -15,12 +15,14 @@ use axum::{Json, Router};
 use shardscope_shared::placement::PlacementSpec;
 use shardscope_shared::protocol::{ErrorCode, NodeReply, NodeRequest, MAX_SCAN_LIMIT};
 
-use crate::admin::Admin;
+use crate::admin::{Admin, AdminError};
 use crate::cluster::Cluster;
 use crate::server::App;
 
 /// Header naming the node that owns (and served) a key.
 pub const NODE_HEADER: &str = "x-shardscope-node";
+/// Header with the version (`hlc.writer`) of the value a GET returned.
+pub const VERSION_HEADER: &str = "x-shardscope-version";
 
 pub fn routes() -> Router<App> {
     Router::new()
@@ -37,8 +39,11 @@ pub fn routes() -> Router<App> {
 /// The refusal (401) of an administrative request without the admin token.
 fn refusal(admin: &Admin, headers: &HeaderMap) -> Option<Response> {
     let presented = crate::token::presented(headers, None);
-    let message = admin.authorize(presented.as_deref()).err()?;
-    Some(reply_response(NodeReply::error(ErrorCode::Unauthorized, message)))
+    admin.authorize(presented.as_deref()).err().map(admin_error)
+}
+
+fn admin_error(e: AdminError) -> Response {
+    (e.status(), Json(NodeReply::error(e.code(), e.to_string()))).into_response()
 }
 
 /// `POST /nodes`: launches a node; it joins and gets its share (watch `/ws`).
@@ -48,7 +53,7 @@ async fn add_node(State(admin): State<Admin>, headers: HeaderMap) -> Response {
     }
     match admin.add_node().await {
         Ok(info) => (StatusCode::ACCEPTED, Json(info)).into_response(),
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, format!("cannot launch a node: {e:#}")),
+        Err(e) => admin_error(e),
     }
 }
 
@@ -57,12 +62,9 @@ async fn remove_node(State(admin): State<Admin>, headers: HeaderMap, Path(id): P
     if let Some(refused) = refusal(&admin, &headers) {
         return refused;
     }
-    if !admin.cluster.nodes().iter().any(|n| n.id == id) {
-        return error(StatusCode::NOT_FOUND, format!("no node {id:?} in the cluster"));
-    }
     match admin.remove_node(&id).await {
         Ok(progress) => Json(progress).into_response(),
-        Err(message) => error(StatusCode::CONFLICT, message),
+        Err(e) => admin_error(e),
     }
 }
 
@@ -77,7 +79,7 @@ async fn change_placement(State(admin): State<Admin>, headers: HeaderMap, body: 
     };
     match admin.change_placement(spec).await {
         Ok(progress) => Json(progress).into_response(),
-        Err(message) => error(StatusCode::CONFLICT, message),
+        Err(e) => admin_error(e),
     }
 }
 
@@ -93,17 +95,21 @@ fn error(status: StatusCode, message: String) -> Response {
 }
 
 async fn put_one(State(cluster): State<Cluster>, Path(key): Path<String>, body: Bytes) -> Response {
-    let req = NodeRequest::Put { key: key.as_str().into(), value: body.to_vec().into() };
+    let req = NodeRequest::Put { key: key.as_str().into(), value: body.to_vec().into(), version: None };
     let (node, reply) = cluster.request_key(key.as_bytes(), &req).await;
     with_node(node, reply_response(reply))
 }
 
 async fn get_one(State(cluster): State<Cluster>, Path(key): Path<String>) -> Response {
-    let req = NodeRequest::GetOne { key: key.as_str().into() };
+    let req = NodeRequest::GetOne { key: key.as_str().into(), versioned: false };
     let (node, reply) = cluster.request_key(key.as_bytes(), &req).await;
     let resp = match reply {
-        NodeReply::Value { value, .. } => {
-            ([(header::CONTENT_TYPE, "application/octet-stream")], value.0).into_response()
+        NodeReply::Value { value, version, .. } => {
+            let mut resp = ([(header::CONTENT_TYPE, "application/octet-stream")], value.0).into_response();
+            if let Some(v) = version.and_then(|v| HeaderValue::from_str(&v.to_string()).ok()) {
+                resp.headers_mut().insert(VERSION_HEADER, v);
+            }
+            resp
         }
         other => reply_response(other),
     };
@@ -111,7 +117,7 @@ async fn get_one(State(cluster): State<Cluster>, Path(key): Path<String>) -> Res
 }
 
 async fn delete_one(State(cluster): State<Cluster>, Path(key): Path<String>) -> Response {
-    let req = NodeRequest::Delete { key: key.as_str().into() };
+    let req = NodeRequest::Delete { key: key.as_str().into(), version: None };
     let (node, reply) = cluster.request_key(key.as_bytes(), &req).await;
     with_node(node, reply_response(reply))
 }
@@ -162,6 +168,7 @@ fn reply_response(reply: NodeReply) -> Response {
             ErrorCode::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
+            ErrorCode::Stale => StatusCode::CONFLICT,
         },
         _ => StatusCode::OK,
     };

@@ -27,8 +27,9 @@ use shardscope_node::wal::FsyncPolicy;
 
 use crate::admin::{Admin, CLUSTER_SIZE};
 use crate::cluster::Cluster;
-use crate::rebalance::{Rebalancer, Settings};
+use crate::rebalance::{Change, Rebalancer, Settings};
 use crate::registry::Registry;
+use crate::state::StateStore;
 use crate::supervisor::Supervisor;
 
 /// Settings of `shardscope serve`.
@@ -130,7 +131,24 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         }
     };
 
-    let cluster = Cluster::new(opts.placement.clone());
+    // The recorded cluster, if there is one, comes back as it was: its
+    // members (relaunched below on their data), its placement and history,
+    // and the change it was making.
+    let store = StateStore::new(consul.clone());
+    let recorded = match tokio::select! { r = store.load() => Some(r), () = &mut shutdown => None } {
+        Some(recorded) => recorded?,
+        None => None,
+    };
+    let cluster = Cluster::new(opts.placement.clone(), Some(store));
+    if let Some(state) = &recorded {
+        cluster.restore(state)?;
+        if state.placement != opts.placement && opts.placement != PlacementSpec::default() {
+            tracing::warn!(
+                recorded = state.placement.name(),
+                "the cluster keeps its recorded placement; change it with PUT /placement"
+            );
+        }
+    }
     let rebalancer = Rebalancer::spawn(cluster.clone(), opts.rebalance);
     let watch = tokio::spawn(crate::membership::watch(consul.clone(), cluster.clone(), rebalancer.clone()));
     let registry_token = token.as_ref().filter(|_| embedded.is_some()).map(|t| t.as_str().to_string());
@@ -143,7 +161,7 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         token,
     };
     let started = tokio::select! {
-        started = start_nodes(&admin, opts.nodes) => Some(started),
+        started = start_nodes(&admin, opts.nodes, recorded.is_some()) => Some(started),
         () = &mut shutdown => None,
     };
     let result = match started {
@@ -173,32 +191,61 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     result
 }
 
-/// Settles the desired node count in Consul KV under `cluster_size` (seed
-/// 001): `--nodes` when given, else the value already there, else 3. Then
-/// launches as many nodes as the registry lacks, and waits until that many
-/// have registered and joined.
-async fn start_nodes(admin: &Admin, requested: Option<usize>) -> anyhow::Result<usize> {
-    let n = match requested {
-        Some(n) => n,
-        None => match admin.consul.kv_get(CLUSTER_SIZE).await? {
-            Some(v) => {
-                v.trim().parse().map_err(|_| anyhow::anyhow!("{CLUSTER_SIZE} in Consul KV is {v:?}, not a count"))?
-            }
-            None => DEFAULT_NODES,
-        },
-    };
-    admin.consul.kv_put(CLUSTER_SIZE, n.to_string().as_bytes(), None).await?;
+/// Brings the cluster up. A recorded cluster: relaunches the members this
+/// `serve` owns on their own data, waits until every member is back (they
+/// register, the watch reconnects them), rebuilds a bounded placement from
+/// where the keys are, and resumes the change that was in progress. A new
+/// one: settles the desired node count (`--nodes`, else `cluster_size` in
+/// Consul KV, seed 001, else 3) and launches as many nodes as the registry
+/// lacks; they join one by one. Either way, launches nodes until the
+/// desired count is met.
+async fn start_nodes(admin: &Admin, requested: Option<usize>, recorded: bool) -> anyhow::Result<usize> {
     let cluster = &admin.cluster;
     let mut events = cluster.subscribe();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let n = if recorded {
+        for (id, _) in cluster.owned_members() {
+            admin.supervisor.lock().await.launch_named(&id).await?;
+        }
+        let all_back = |c: &Cluster| c.member_ids().iter().all(|id| c.is_connected(id));
+        while !all_back(cluster) {
+            if tokio::time::timeout_at(deadline, events.recv()).await.is_err() {
+                let missing: Vec<String> =
+                    cluster.member_ids().into_iter().filter(|id| !cluster.is_connected(id)).collect();
+                tracing::warn!(?missing, "members not back within 60 s: their keys answer 503 until they are");
+                break;
+            }
+        }
+        cluster.relocate().await?;
+        if cluster.pending().is_some() {
+            tracing::info!("a change was in progress: finishing it");
+            admin.rebalancer.submit(Change::Resume);
+        }
+        requested.unwrap_or(cluster.desired_nodes()).max(cluster.member_ids().len())
+    } else {
+        match requested {
+            Some(n) => n,
+            None => match admin.consul.kv_get(CLUSTER_SIZE).await? {
+                Some(v) => v
+                    .trim()
+                    .parse()
+                    .map_err(|_| anyhow::anyhow!("{CLUSTER_SIZE} in Consul KV is {v:?}, not a count"))?,
+                None => DEFAULT_NODES,
+            },
+        }
+    };
+    admin.set_desired(n).await?;
     let (running, _) = admin.consul.health_service(NODE_SERVICE, true, None, Duration::from_secs(5)).await?;
-    for _ in running.len()..n {
-        admin.supervisor.lock().await.launch().await?;
+    let have = if recorded { cluster.member_ids().len() } else { running.len() };
+    for _ in have..n {
+        let mut supervisor = admin.supervisor.lock().await;
+        let id = supervisor.next_id();
+        cluster.set_data_dir(&id, supervisor.dir_of(&id));
+        supervisor.launch_named(&id).await?;
     }
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while cluster.nodes().len() < n {
-        match tokio::time::timeout_at(deadline, events.recv()).await {
-            Ok(_) => {}
-            Err(_) => anyhow::bail!("only {} of {n} nodes registered within 30 s", cluster.nodes().len()),
+    while cluster.member_ids().len() < n {
+        if tokio::time::timeout_at(deadline, events.recv()).await.is_err() {
+            anyhow::bail!("only {} of {n} nodes registered within 60 s", cluster.member_ids().len());
         }
     }
     Ok(n)

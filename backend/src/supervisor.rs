@@ -55,14 +55,39 @@ impl Supervisor {
         })
     }
 
-    /// Starts the next node (`node-1`, `node-2`, ...) on a port the system
+    /// Starts the next node (`node-1`, `node-2`, ..., see [`Supervisor::next_id`]) on a port the system
     /// picks (the node binds port 0 and says which it got, so no other
     /// process can take the port in between); returns once it listens. It
     /// registers itself, and the membership watch sees it.
     pub async fn launch(&mut self) -> anyhow::Result<NodeInfo> {
-        self.launched += 1;
-        let id = format!("node-{}", self.launched);
-        let dir = self.data_dir.join(&id);
+        let id = self.next_id();
+        self.launch_named(&id).await
+    }
+
+    /// The next unused id: `node-N` above every id launched and every
+    /// `node-N` directory already in the data dir.
+    pub fn next_id(&mut self) -> String {
+        let on_disk = std::fs::read_dir(&self.data_dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.strip_prefix("node-")?.parse::<usize>().ok())
+            .max()
+            .unwrap_or(0);
+        self.launched = self.launched.max(on_disk) + 1;
+        format!("node-{}", self.launched)
+    }
+
+    /// Where node `id` keeps its data.
+    pub fn dir_of(&self, id: &str) -> PathBuf {
+        self.data_dir.join(id)
+    }
+
+    /// Starts node `id` on its own data dir (a known node, relaunched after
+    /// a restart of `serve`, recovers its data); returns once it listens.
+    pub async fn launch_named(&mut self, id: &str) -> anyhow::Result<NodeInfo> {
+        let id = id.to_string();
+        let dir = self.dir_of(&id);
         let mut cmd = Command::new(&self.exe);
         cmd.arg("node")
             .args(["--port", "0", "--bind", &self.bind, "--id", &id])

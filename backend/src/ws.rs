@@ -31,7 +31,8 @@ pub async fn upgrade(
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Response {
-    let may_administer = admin.authorize(crate::token::presented(&headers, query.as_deref()).as_deref());
+    let may_administer =
+        admin.authorize(crate::token::presented(&headers, query.as_deref()).as_deref()).map_err(|e| e.to_string());
     ws.max_message_size(MAX_MESSAGE).on_upgrade(move |socket| session(socket, admin, may_administer))
 }
 
@@ -98,20 +99,22 @@ async fn answer(admin: &Admin, may_administer: &Result<(), String>, text: &str) 
         Err(why),
     ) = (&msg, may_administer)
     {
-        return admin_reply(*id, Err(why.clone()));
+        return admin_reply(*id, Err(why.to_string()));
     }
     let (id, node, reply) = match msg {
         ClientMsg::Put { id, key, value } => {
             let (node, reply) =
-                cluster.request_key(key.as_bytes(), &NodeRequest::Put { key: key.clone(), value }).await;
+                cluster.request_key(key.as_bytes(), &NodeRequest::Put { key: key.clone(), value, version: None }).await;
             (id, node, reply)
         }
         ClientMsg::Get { id, key } => {
-            let (node, reply) = cluster.request_key(key.as_bytes(), &NodeRequest::GetOne { key: key.clone() }).await;
+            let (node, reply) =
+                cluster.request_key(key.as_bytes(), &NodeRequest::GetOne { key: key.clone(), versioned: false }).await;
             (id, node, reply)
         }
         ClientMsg::Delete { id, key } => {
-            let (node, reply) = cluster.request_key(key.as_bytes(), &NodeRequest::Delete { key: key.clone() }).await;
+            let (node, reply) =
+                cluster.request_key(key.as_bytes(), &NodeRequest::Delete { key: key.clone(), version: None }).await;
             (id, node, reply)
         }
         ClientMsg::GetAll { id, prefix, after, limit: Some(limit) } => {
@@ -122,14 +125,12 @@ async fn answer(admin: &Admin, may_administer: &Result<(), String>, text: &str) 
         ClientMsg::AddNode { id } => {
             return match admin.add_node().await {
                 Ok(node) => admin_reply(id, Ok((format!("{} launched; it joins through the registry", node.id), None))),
-                Err(e) => admin_reply(id, Err(format!("cannot launch a node: {e:#}"))),
+                Err(e) => admin_reply(id, Err(e.to_string())),
             };
         }
         ClientMsg::RemoveNode { id, node } => {
-            if !cluster.nodes().iter().any(|n| n.id == node) {
-                return admin_reply(id, Err(format!("no node {node:?} in the cluster")));
-            }
             let done = admin.remove_node(&node).await.map(|p| (format!("{node} drained and removed"), Some(p)));
+            let done = done.map_err(|e| e.to_string());
             return admin_reply(id, done);
         }
         ClientMsg::Stats { id } => {
@@ -154,6 +155,7 @@ async fn answer(admin: &Admin, may_administer: &Result<(), String>, text: &str) 
         ClientMsg::ChangePlacement { id, placement } => {
             let name = placement.name();
             let done = admin.change_placement(placement).await.map(|p| (format!("now placing with {name}"), Some(p)));
+            let done = done.map_err(|e| e.to_string());
             return admin_reply(id, done);
         }
     };
@@ -173,7 +175,7 @@ fn check_batch(ops: &[NodeRequest]) -> Result<(), NodeReply> {
             return Err(NodeReply::error(ErrorCode::BadRequest, message));
         }
         op.validate().map_err(|reply| match reply {
-            NodeReply::Error { error, message } => {
+            NodeReply::Error { error, message, .. } => {
                 NodeReply::error(error, format!("batch operation {i}: {message}; nothing was run"))
             }
             other => other,
@@ -185,7 +187,7 @@ fn check_batch(ops: &[NodeRequest]) -> Result<(), NodeReply> {
 /// One operation of a batch, routed like its single request.
 async fn run_op(cluster: &Cluster, op: &NodeRequest) -> Result<NodeReply, String> {
     Ok(match op {
-        NodeRequest::Put { key, .. } | NodeRequest::GetOne { key } | NodeRequest::Delete { key } => {
+        NodeRequest::Put { key, .. } | NodeRequest::GetOne { key, .. } | NodeRequest::Delete { key, .. } => {
             cluster.request_key(key.as_bytes(), op).await.1
         }
         _ => cluster.get_all().await,

@@ -92,9 +92,9 @@ async fn acknowledged_writes_survive_kill_9(fsync: &str) {
             for i in 0..100_000 {
                 let key = format!("w{w}-k{}", i % 500);
                 let req = if i % 7 == 6 {
-                    NodeRequest::Delete { key: key.as_str().into() }
+                    NodeRequest::Delete { key: key.as_str().into(), version: None }
                 } else {
-                    NodeRequest::Put { key: key.as_str().into(), value: format!("v{i}").into() }
+                    NodeRequest::Put { key: key.as_str().into(), value: format!("v{i}").into(), version: None }
                 };
                 let outcome = match &req {
                     NodeRequest::Put { value, .. } => Some(value.to_text_lossy()),
@@ -136,7 +136,7 @@ async fn acknowledged_writes_survive_kill_9(fsync: &str) {
     let client = NodeClient::connect(&node.endpoint).await.unwrap();
     let mut checked = 0;
     for (key, want) in &acked {
-        let got = client.request(&NodeRequest::GetOne { key: key.as_str().into() }).await;
+        let got = client.request(&NodeRequest::GetOne { key: key.as_str().into(), versioned: false }).await;
         let found = match got {
             NodeReply::Value { value, .. } => Some(value.to_text_lossy()),
             NodeReply::Error { error: ErrorCode::NotFound, .. } => None,
@@ -244,15 +244,15 @@ async fn the_backends_client_reconnects_after_a_node_restart() {
     let node = Node::start(dir.path(), "always");
     let port = node.port();
     let client = NodeClient::connect(&node.endpoint).await.unwrap();
-    let put = NodeRequest::Put { key: "k".into(), value: "v".into() };
+    let put = NodeRequest::Put { key: "k".into(), value: "v".into(), version: None };
     assert_eq!(client.request(&put).await, NodeReply::ok());
     node.kill_9();
-    let down = client.request(&NodeRequest::GetOne { key: "k".into() }).await;
-    let NodeReply::Error { error: ErrorCode::Unavailable, message } = down else { panic!("{down:?}") };
+    let down = client.request(&NodeRequest::GetOne { key: "k".into(), versioned: false }).await;
+    let NodeReply::Error { error: ErrorCode::Unavailable, message, .. } = down else { panic!("{down:?}") };
     assert!(message.contains(&format!("127.0.0.1:{port}")), "{message}");
     let _again = Node::start_on(dir.path(), "always", port);
-    let back = client.request(&NodeRequest::GetOne { key: "k".into() }).await;
-    assert_eq!(back, NodeReply::Value { key: "k".into(), value: "v".into() });
+    let back = client.request(&NodeRequest::GetOne { key: "k".into(), versioned: false }).await;
+    assert_eq!(back, NodeReply::Value { key: "k".into(), value: "v".into(), version: None });
 }
 
 /// Raw bytes at the node's port: whatever they claim, nothing big is

@@ -48,7 +48,7 @@ async fn key_operations_admin_and_errors_over_the_websocket() {
     }
     send(&mut ws, &ClientMsg::Get { id: 500, key: "k7".into() }).await;
     let ServerMsg::Reply { id: 500, node, reply } = next_reply(&mut ws).await else { panic!() };
-    assert_eq!(reply, NodeReply::Value { key: "k7".into(), value: "v7".into() });
+    assert_eq!(reply, NodeReply::Value { key: "k7".into(), value: "v7".into(), version: None });
     assert_eq!(node, answered[&7]);
     send(&mut ws, &ClientMsg::Delete { id: 501, key: "k7".into() }).await;
     assert!(matches!(next_reply(&mut ws).await, ServerMsg::Reply { id: 501, reply: NodeReply::Ok { .. }, .. }));
@@ -58,7 +58,7 @@ async fn key_operations_admin_and_errors_over_the_websocket() {
 
     // Errors: bad JSON, unknown type, unknown node, unroutable placement.
     ws.send(Message::Text("{not json".into())).await.unwrap();
-    let ServerMsg::Reply { reply: NodeReply::Error { error, message }, .. } = next_reply(&mut ws).await else {
+    let ServerMsg::Reply { reply: NodeReply::Error { error, message, .. }, .. } = next_reply(&mut ws).await else {
         panic!()
     };
     assert_eq!(error, ErrorCode::BadRequest);
@@ -72,7 +72,7 @@ async fn key_operations_admin_and_errors_over_the_websocket() {
     ws.send(Message::Text(r#"{"type":"change_placement","id":601,"placement":{"algorithm":"warp"}}"#.into()))
         .await
         .unwrap();
-    let ServerMsg::Reply { reply: NodeReply::Error { error, message }, .. } = next_reply(&mut ws).await else {
+    let ServerMsg::Reply { reply: NodeReply::Error { error, message, .. }, .. } = next_reply(&mut ws).await else {
         panic!()
     };
     assert_eq!(error, ErrorCode::BadRequest);
@@ -98,19 +98,21 @@ async fn a_batch_runs_each_keys_operations_in_order_or_not_at_all() {
     let stack = Stack::start(3, &[]);
     let (mut ws, _) =
         tokio_tungstenite::connect_async(format!("{}/ws", stack.url.replace("http://", "ws://"))).await.unwrap();
-    let put = |k: &str, v: &str| NodeRequest::Put { key: k.into(), value: v.into() };
+    let put = |k: &str, v: &str| NodeRequest::Put { key: k.into(), value: v.into(), version: None };
 
     // A batch with one operation a batch may not hold runs none of them.
     let refused = vec![put("early", "1"), NodeRequest::Stats, put("late", "2")];
     send(&mut ws, &ClientMsg::Batch { id: 1, ops: refused }).await;
-    let ServerMsg::Reply { id: 1, reply: NodeReply::Error { error, message }, .. } = next_reply(&mut ws).await else {
+    let ServerMsg::Reply { id: 1, reply: NodeReply::Error { error, message, .. }, .. } = next_reply(&mut ws).await
+    else {
         panic!("a refusal")
     };
     assert_eq!(error, ErrorCode::BadRequest);
     assert!(message.contains("batch operation 1"), "{message}");
     let oversize = vec![put("fine", "1"), put("big", &"x".repeat(shardscope_shared::protocol::MAX_VALUE + 1))];
     send(&mut ws, &ClientMsg::Batch { id: 2, ops: oversize }).await;
-    let ServerMsg::Reply { id: 2, reply: NodeReply::Error { error, message }, .. } = next_reply(&mut ws).await else {
+    let ServerMsg::Reply { id: 2, reply: NodeReply::Error { error, message, .. }, .. } = next_reply(&mut ws).await
+    else {
         panic!("a refusal")
     };
     assert_eq!(error, ErrorCode::TooLarge);
@@ -127,8 +129,8 @@ async fn a_batch_runs_each_keys_operations_in_order_or_not_at_all() {
     for i in 0..300 {
         ops.push(put(&format!("k-{i}"), &format!("second-{i}")));
         if i % 2 == 1 {
-            ops.push(NodeRequest::Delete { key: format!("k-{i}").into() });
-            ops.push(NodeRequest::GetOne { key: format!("k-{i}").into() });
+            ops.push(NodeRequest::Delete { key: format!("k-{i}").into(), version: None });
+            ops.push(NodeRequest::GetOne { key: format!("k-{i}").into(), versioned: false });
         }
     }
     ops.push(NodeRequest::GetAll);
@@ -169,7 +171,7 @@ async fn with_an_admin_token_administration_and_registry_writes_need_it() {
         let resp = req.send().await.unwrap();
         assert_eq!(resp.status(), 401);
         let body: NodeReply = resp.json().await.unwrap();
-        let NodeReply::Error { error: ErrorCode::Unauthorized, message } = body else { panic!("{body:?}") };
+        let NodeReply::Error { error: ErrorCode::Unauthorized, message, .. } = body else { panic!("{body:?}") };
         assert!(message.contains("admin token"), "{message}");
     }
     assert_eq!(node_count().await, 2);

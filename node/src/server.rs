@@ -48,6 +48,8 @@ pub struct NodeConfig {
     pub registry: Option<Consul>,
     /// When acknowledged writes reach the disk.
     pub fsync: FsyncPolicy,
+    /// How long deleted keys' tombstones are kept.
+    pub tombstone_grace: Duration,
 }
 
 impl NodeConfig {
@@ -79,7 +81,7 @@ impl NodeConfig {
 /// of a node started with port 0), registers; on shutdown deregisters,
 /// answers what is in flight, and returns.
 pub async fn run(mut config: NodeConfig, shutdown: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
-    let store = Store::open(&config.data_dir, config.fsync)?;
+    let store = Store::open(&config.data_dir, config.fsync, config.tombstone_grace)?;
     tracing::info!(keys = store.len(), data_dir = %config.data_dir.display(), "data recovered");
     let listener = std::net::TcpListener::bind((config.bind.as_str(), config.port))?;
     listener.set_nonblocking(true)?;
@@ -266,6 +268,7 @@ impl Router {
             }
             let stopping = stop.load(Ordering::SeqCst);
             self.serve_round(stopping)?;
+            self.store.maintain();
             if self.store.sync_due_in() == Some(Duration::ZERO) {
                 self.store.sync()?;
             }

@@ -4,16 +4,29 @@
 //!
 //! Record: `len: u32 LE | crc32(payload): u32 LE | payload`, and a payload
 //! is a batch of operations applied atomically:
-//! `count: u32 | (op: u8, klen: u32, key, [vlen: u32, value])*` with op 1 =
-//! put, 2 = delete. Replay stops at the first torn or corrupt record (a
-//! crash mid-append) and truncates the file there. When the log grows well
-//! past the live data it is rewritten from the map (write to a temp file,
-//! fsync, rename, fsync the directory).
+//! `count: u32 | (op: u8, klen: u32, key, ..)*` with op 3 = versioned put
+//! (`hlc: u64, writer: u32, vlen: u32, value`), 4 = tombstone (`hlc: u64,
+//! writer: u32`), 2 = forget (the key moved away; also the old log's
+//! delete) and 1 = the old log's unversioned put (read as version zero, so
+//! any versioned copy is newer). Every length is checked against what is
+//! left before anything is allocated, and no record is ever written that
+//! replay would refuse: a record holds at most one request's batch (under
+//! the message limit) or, in a rewrite, about a megabyte of pairs.
+//!
+//! Replay tells a *torn tail* (the last record cut short by a crash
+//! mid-append, or zeros a machine crash left after it), which it drops and
+//! truncates as Redis does, from *corruption* before intact data (a bad
+//! record with more after it), where it refuses to start with an error
+//! naming the file and the offset rather than throw away acknowledged
+//! writes. When the log grows well past the live data it is rewritten from
+//! the map (write to a temp file, fsync, rename, fsync the directory).
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
+
+use shardscope_shared::version::Version;
 
 /// When acknowledged writes reach the disk.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -59,13 +72,50 @@ impl std::str::FromStr for FsyncPolicy {
 /// One logged operation.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Op {
-    Put(Vec<u8>, Vec<u8>),
-    Delete(Vec<u8>),
+    /// The key holds `value`, written at `version`.
+    Put { key: Vec<u8>, version: Version, value: Vec<u8> },
+    /// The key was deleted at `version`.
+    Tombstone { key: Vec<u8>, version: Version },
+    /// The key (value or tombstone) is no longer kept here.
+    Forget(Vec<u8>),
 }
 
-const PUT: u8 = 1;
-const DELETE: u8 = 2;
+const LEGACY_PUT: u8 = 1;
+const FORGET: u8 = 2;
+const PUT: u8 = 3;
+const TOMBSTONE: u8 = 4;
 const LOG: &str = "wal.log";
+/// Largest record replay accepts: one request's batch (under the message
+/// limit, with room for the binary encoding's own lengths) fits.
+const MAX_RECORD: usize = 2 * shardscope_shared::protocol::MAX_MESSAGE;
+/// A rewrite starts a new record once the current one holds this much.
+const REWRITE_RECORD: usize = 1 << 20;
+
+/// The log holds damage before intact data: refusing to start keeps the
+/// acknowledged writes after it from being thrown away.
+#[derive(Debug)]
+pub struct Corrupt {
+    pub path: PathBuf,
+    pub offset: u64,
+    pub len: u64,
+    pub why: &'static str,
+}
+
+impl std::fmt::Display for Corrupt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Corrupt { path, offset, len, why } = self;
+        write!(
+            f,
+            "{} is corrupt at byte {offset} of {len} ({why}), with data after it: refusing to start rather than \
+             drop acknowledged writes. To salvage what precedes the damage, keep a copy and cut the log there: \
+             `cp {p} {p}.corrupt && truncate -s {offset} {p}`",
+            path.display(),
+            p = path.display()
+        )
+    }
+}
+
+impl std::error::Error for Corrupt {}
 
 pub struct Wal {
     path: PathBuf,
@@ -85,13 +135,26 @@ impl Wal {
     pub fn open(dir: &Path, policy: FsyncPolicy, mut apply: impl FnMut(Op)) -> std::io::Result<Wal> {
         std::fs::create_dir_all(dir)?;
         let path = dir.join(LOG);
+        let existed = path.exists();
         let mut file = OpenOptions::new().create(true).truncate(false).read(true).append(true).open(&path)?;
-        let good = replay(&mut file, &mut apply)?;
-        if good < file.metadata()?.len() {
-            tracing::warn!(path = %path.display(), good, "torn or corrupt log tail dropped");
-            file.set_len(good)?;
-            file.sync_all()?;
+        if !existed {
+            // The new file's name must survive a machine crash too.
+            File::open(dir)?.sync_all()?;
         }
+        let len = file.metadata()?.len();
+        let good = match replay(&mut file, len, &mut apply)? {
+            Replay::Clean(good) => good,
+            Replay::TornTail(good) => {
+                tracing::warn!(path = %path.display(), good, dropped = len - good, "torn log tail dropped");
+                file.set_len(good)?;
+                file.sync_all()?;
+                good
+            }
+            Replay::Corrupt(offset, why) => {
+                let err = Corrupt { path: path.clone(), offset, len, why };
+                return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, err));
+            }
+        };
         Ok(Wal {
             path,
             dir: dir.to_path_buf(),
@@ -112,19 +175,21 @@ impl Wal {
         let mut payload = Vec::new();
         payload.extend_from_slice(&(ops.len() as u32).to_le_bytes());
         for op in ops {
-            match op {
-                Op::Put(k, v) => {
-                    payload.push(PUT);
-                    payload.extend_from_slice(&(k.len() as u32).to_le_bytes());
-                    payload.extend_from_slice(k);
-                    payload.extend_from_slice(&(v.len() as u32).to_le_bytes());
-                    payload.extend_from_slice(v);
-                }
-                Op::Delete(k) => {
-                    payload.push(DELETE);
-                    payload.extend_from_slice(&(k.len() as u32).to_le_bytes());
-                    payload.extend_from_slice(k);
-                }
+            let (code, key) = match op {
+                Op::Put { key, .. } => (PUT, key),
+                Op::Tombstone { key, .. } => (TOMBSTONE, key),
+                Op::Forget(key) => (FORGET, key),
+            };
+            payload.push(code);
+            payload.extend_from_slice(&(key.len() as u32).to_le_bytes());
+            payload.extend_from_slice(key);
+            if let Op::Put { version, .. } | Op::Tombstone { version, .. } = op {
+                payload.extend_from_slice(&version.hlc.to_le_bytes());
+                payload.extend_from_slice(&version.writer.to_le_bytes());
+            }
+            if let Op::Put { value, .. } = op {
+                payload.extend_from_slice(&(value.len() as u32).to_le_bytes());
+                payload.extend_from_slice(value);
             }
         }
         self.pending.extend_from_slice(&(payload.len() as u32).to_le_bytes());
@@ -175,8 +240,9 @@ impl Wal {
         self.size > 64 * 1024 * 1024 && self.size > 2 * live_bytes + 1024 * 1024
     }
 
-    /// Replaces the log with one holding just `pairs` (the live data).
-    pub fn rewrite<'a>(&mut self, pairs: impl Iterator<Item = (&'a [u8], &'a [u8])>) -> std::io::Result<()> {
+    /// Replaces the log with one holding just `ops` (the live data: a put
+    /// or a tombstone per key), in records of about a megabyte each.
+    pub fn rewrite(&mut self, ops: impl Iterator<Item = Op>) -> std::io::Result<()> {
         self.commit()?;
         let tmp = self.dir.join("wal.rewrite");
         let mut fresh = Wal {
@@ -190,12 +256,18 @@ impl Wal {
             size: 0,
         };
         let mut chunk = Vec::new();
-        for (k, v) in pairs {
-            chunk.push(Op::Put(k.to_vec(), v.to_vec()));
-            if chunk.len() == 1024 {
+        let mut chunk_bytes = 0;
+        for op in ops {
+            chunk_bytes += match &op {
+                Op::Put { key, value, .. } => key.len() + value.len() + 25,
+                Op::Tombstone { key, .. } | Op::Forget(key) => key.len() + 17,
+            };
+            chunk.push(op);
+            if chunk_bytes >= REWRITE_RECORD {
                 fresh.append(&chunk);
                 fresh.commit()?;
                 chunk.clear();
+                chunk_bytes = 0;
             }
         }
         fresh.append(&chunk);
@@ -210,29 +282,104 @@ impl Wal {
     }
 }
 
-/// Applies every intact record; returns the offset after the last one.
-fn replay(file: &mut File, apply: &mut impl FnMut(Op)) -> std::io::Result<u64> {
+/// How replay ended.
+enum Replay {
+    /// Every byte was an intact record.
+    Clean(u64),
+    /// Intact records up to this offset, then a torn last record (or zeros).
+    TornTail(u64),
+    /// A bad record at this offset with data after it.
+    Corrupt(u64, &'static str),
+}
+
+/// Applies every intact record, and says where and how the log ends.
+fn replay(file: &mut File, len: u64, apply: &mut impl FnMut(Op)) -> std::io::Result<Replay> {
     let mut reader = BufReader::new(&*file);
     let mut good = 0u64;
     let mut header = [0u8; 8];
     loop {
-        match reader.read_exact(&mut header) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(good),
-            Err(e) => return Err(e),
+        let left = len - good;
+        if left == 0 {
+            return Ok(Replay::Clean(good));
         }
-        let len = u32::from_le_bytes(header[..4].try_into().unwrap()) as usize;
-        let crc = u32::from_le_bytes(header[4..].try_into().unwrap());
-        if len > 2 * shardscope_shared::protocol::MAX_MESSAGE {
-            return Ok(good);
+        if left < 8 {
+            return Ok(Replay::TornTail(good));
         }
-        let mut payload = vec![0u8; len];
-        if reader.read_exact(&mut payload).is_err() || crc32fast::hash(&payload) != crc {
-            return Ok(good);
+        reader.read_exact(&mut header)?;
+        let size = u32::from_le_bytes(header[..4].try_into().expect("4 bytes")) as u64;
+        let crc = u32::from_le_bytes(header[4..].try_into().expect("4 bytes"));
+        let why = if size > MAX_RECORD as u64 {
+            "record length over the limit"
+        } else if size > left - 8 {
+            // Past the end of the file: the last append, cut short by a
+            // crash; unless an intact record lies in what follows, when it
+            // is this length that broke.
+            drop(reader);
+            if !intact_record_within(file, good + 8, left - 8)? {
+                return Ok(Replay::TornTail(good));
+            }
+            return Ok(Replay::Corrupt(good, "record length past the end of the file"));
+        } else {
+            let mut payload = vec![0u8; size as usize];
+            reader.read_exact(&mut payload)?;
+            if let Some(ops) = (crc32fast::hash(&payload) == crc).then(|| decode(&payload)).flatten() {
+                ops.into_iter().for_each(&mut *apply);
+                good += 8 + size;
+                continue;
+            }
+            if size == left - 8 {
+                // The last record, damaged in its last write.
+                return Ok(Replay::TornTail(good));
+            }
+            "checksum mismatch or undecodable record"
+        };
+        // A bad record: a torn tail if nothing but zeros follows it (what a
+        // machine crash can leave past the last write), else corruption.
+        drop(reader);
+        return Ok(if zeros_from(file, good)? { Replay::TornTail(good) } else { Replay::Corrupt(good, why) });
+    }
+}
+
+/// Whether an intact record (length within the bytes, checksum and
+/// contents good) starts anywhere in the `n` bytes (under the record limit)
+/// of `file` from `offset`. Checksums at most a fixed budget of bytes and
+/// says yes past it: refusing to start is the safe answer.
+fn intact_record_within(file: &mut File, offset: u64, n: u64) -> std::io::Result<bool> {
+    use std::io::{Seek, SeekFrom};
+    file.seek(SeekFrom::Start(offset))?;
+    let mut bytes = vec![0u8; n as usize];
+    file.read_exact(&mut bytes)?;
+    let mut budget: u64 = 1 << 30;
+    for i in 0..bytes.len().saturating_sub(8) {
+        let size = u32::from_le_bytes(bytes[i..i + 4].try_into().expect("4 bytes")) as usize;
+        let body = &bytes[i + 8..];
+        if size == 0 || size > body.len() {
+            continue;
         }
-        let Some(ops) = decode(&payload) else { return Ok(good) };
-        ops.into_iter().for_each(&mut *apply);
-        good += 8 + len as u64;
+        budget = budget.saturating_sub(size as u64);
+        if budget == 0 {
+            return Ok(true);
+        }
+        let crc = u32::from_le_bytes(bytes[i + 4..i + 8].try_into().expect("4 bytes"));
+        if crc32fast::hash(&body[..size]) == crc && decode(&body[..size]).is_some() {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// Whether every byte of `file` from `offset` on is zero.
+fn zeros_from(file: &mut File, offset: u64) -> std::io::Result<bool> {
+    use std::io::{Seek, SeekFrom};
+    file.seek(SeekFrom::Start(offset))?;
+    let mut reader = BufReader::new(&*file);
+    let mut buf = [0u8; 64 * 1024];
+    loop {
+        match reader.read(&mut buf)? {
+            0 => return Ok(true),
+            n if buf[..n].iter().any(|&b| b != 0) => return Ok(false),
+            _ => {}
+        }
     }
 }
 
@@ -244,21 +391,32 @@ fn decode(mut p: &[u8]) -> Option<Vec<Op>> {
             head
         })
     }
-    fn len(p: &mut &[u8]) -> Option<usize> {
-        Some(u32::from_le_bytes(take(p, 4)?.try_into().ok()?) as usize)
+    fn u32_at(p: &mut &[u8]) -> Option<u32> {
+        Some(u32::from_le_bytes(take(p, 4)?.try_into().ok()?))
     }
-    let count = len(&mut p)?;
-    let mut ops = Vec::with_capacity(count.min(1 << 16));
+    fn version(p: &mut &[u8]) -> Option<Version> {
+        let hlc = u64::from_le_bytes(take(p, 8)?.try_into().ok()?);
+        Some(Version { hlc, writer: u32_at(p)? })
+    }
+    let count = u32_at(&mut p)? as usize;
+    // Each operation takes at least 5 bytes: a count beyond that is a lie.
+    let mut ops = Vec::with_capacity(count.min(p.len() / 5));
     for _ in 0..count {
         let op = take(&mut p, 1)?[0];
-        let klen = len(&mut p)?;
+        let klen = u32_at(&mut p)? as usize;
         let key = take(&mut p, klen)?.to_vec();
         ops.push(match op {
-            PUT => {
-                let vlen = len(&mut p)?;
-                Op::Put(key, take(&mut p, vlen)?.to_vec())
+            LEGACY_PUT => {
+                let vlen = u32_at(&mut p)? as usize;
+                Op::Put { key, version: Version::default(), value: take(&mut p, vlen)?.to_vec() }
             }
-            DELETE => Op::Delete(key),
+            PUT => {
+                let version = version(&mut p)?;
+                let vlen = u32_at(&mut p)? as usize;
+                Op::Put { key, version, value: take(&mut p, vlen)?.to_vec() }
+            }
+            TOMBSTONE => Op::Tombstone { key, version: version(&mut p)? },
+            FORGET => Op::Forget(key),
             _ => return None,
         });
     }
@@ -269,82 +427,150 @@ fn decode(mut p: &[u8]) -> Option<Vec<Op>> {
 mod tests {
     use super::*;
 
+    fn v(hlc: u64) -> Version {
+        Version { hlc, writer: 1 }
+    }
+
+    fn put(k: &str, value: &[u8], hlc: u64) -> Op {
+        Op::Put { key: k.as_bytes().to_vec(), version: v(hlc), value: value.to_vec() }
+    }
+
     fn reopen(dir: &Path) -> Vec<Op> {
         let mut ops = Vec::new();
         Wal::open(dir, FsyncPolicy::Always, |op| ops.push(op)).unwrap();
         ops
     }
 
+    fn write(dir: &Path, batches: &[Vec<Op>]) {
+        let mut wal = Wal::open(dir, FsyncPolicy::Always, |_| {}).unwrap();
+        for b in batches {
+            wal.append(b);
+        }
+        wal.commit().unwrap();
+    }
+
     #[test]
     fn committed_batches_replay_in_order() {
         let dir = tempfile::tempdir().unwrap();
-        let mut wal = Wal::open(dir.path(), FsyncPolicy::Always, |_| {}).unwrap();
-        wal.append(&[Op::Put(b"a".to_vec(), b"1".to_vec()), Op::Put(b"b".to_vec(), vec![0, 255])]);
-        wal.append(&[Op::Delete(b"a".to_vec())]);
-        wal.commit().unwrap();
-        drop(wal);
+        let tomb = Op::Tombstone { key: b"a".to_vec(), version: v(3) };
+        write(
+            dir.path(),
+            &[vec![put("a", b"1", 1), put("b", &[0, 255], 2)], vec![tomb.clone(), Op::Forget(b"b".to_vec())]],
+        );
+        assert_eq!(reopen(dir.path()), [put("a", b"1", 1), put("b", &[0, 255], 2), tomb, Op::Forget(b"b".to_vec())]);
+    }
+
+    #[test]
+    fn the_unversioned_log_of_earlier_releases_replays_as_version_zero() {
+        let dir = tempfile::tempdir().unwrap();
+        // count 2 | put "k" = "v" | delete "k", as the first release wrote them.
+        let mut payload = 2u32.to_le_bytes().to_vec();
+        payload.extend([LEGACY_PUT, 1, 0, 0, 0, b'k', 1, 0, 0, 0, b'v', FORGET, 1, 0, 0, 0, b'k']);
+        let mut log = (payload.len() as u32).to_le_bytes().to_vec();
+        log.extend(crc32fast::hash(&payload).to_le_bytes());
+        log.extend(payload);
+        std::fs::write(dir.path().join(LOG), log).unwrap();
+        let ops = reopen(dir.path());
         assert_eq!(
-            reopen(dir.path()),
-            [Op::Put(b"a".to_vec(), b"1".to_vec()), Op::Put(b"b".to_vec(), vec![0, 255]), Op::Delete(b"a".to_vec())]
+            ops,
+            [put("k", b"v", 0), Op::Forget(b"k".to_vec())].map(|op| match op {
+                Op::Put { key, value, .. } => Op::Put { key, version: Version::default(), value },
+                other => other,
+            })
         );
     }
 
     #[test]
     fn a_torn_tail_is_dropped_and_truncated() {
         let dir = tempfile::tempdir().unwrap();
-        let mut wal = Wal::open(dir.path(), FsyncPolicy::Always, |_| {}).unwrap();
-        wal.append(&[Op::Put(b"kept".to_vec(), b"1".to_vec())]);
-        wal.append(&[Op::Put(b"torn".to_vec(), b"2".to_vec())]);
-        wal.commit().unwrap();
-        drop(wal);
+        write(dir.path(), &[vec![put("kept", b"1", 1)], vec![put("torn", b"2", 2)]]);
         let path = dir.path().join(LOG);
         let full = std::fs::metadata(&path).unwrap().len();
         let f = OpenOptions::new().write(true).open(&path).unwrap();
         f.set_len(full - 3).unwrap();
-        assert_eq!(reopen(dir.path()), [Op::Put(b"kept".to_vec(), b"1".to_vec())]);
+        assert_eq!(reopen(dir.path()), [put("kept", b"1", 1)]);
         // The bad tail is gone, so new records append after the good ones.
-        let mut wal = Wal::open(dir.path(), FsyncPolicy::Always, |_| {}).unwrap();
-        wal.append(&[Op::Put(b"after".to_vec(), b"3".to_vec())]);
-        wal.commit().unwrap();
-        drop(wal);
+        write(dir.path(), &[vec![put("after", b"3", 3)]]);
         assert_eq!(reopen(dir.path()).len(), 2);
     }
 
     #[test]
-    fn a_corrupt_record_stops_replay() {
+    fn zeros_after_the_last_record_are_a_torn_tail() {
         let dir = tempfile::tempdir().unwrap();
-        let mut wal = Wal::open(dir.path(), FsyncPolicy::Always, |_| {}).unwrap();
-        wal.append(&[Op::Put(b"a".to_vec(), b"1".to_vec())]);
-        wal.append(&[Op::Put(b"b".to_vec(), b"2".to_vec())]);
-        wal.commit().unwrap();
-        drop(wal);
+        write(dir.path(), &[vec![put("kept", b"1", 1)]]);
+        let path = dir.path().join(LOG);
+        let mut bytes = std::fs::read(&path).unwrap();
+        let good = bytes.len() as u64;
+        bytes.extend([0u8; 4096]);
+        std::fs::write(&path, bytes).unwrap();
+        assert_eq!(reopen(dir.path()), [put("kept", b"1", 1)]);
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), good);
+    }
+
+    #[test]
+    fn a_bad_last_record_is_a_torn_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), &[vec![put("a", b"1", 1)], vec![put("b", b"2", 2)]]);
         let path = dir.path().join(LOG);
         let mut bytes = std::fs::read(&path).unwrap();
         let last = bytes.len() - 1;
         bytes[last] ^= 0xff;
         std::fs::write(&path, bytes).unwrap();
-        assert_eq!(reopen(dir.path()), [Op::Put(b"a".to_vec(), b"1".to_vec())]);
+        assert_eq!(reopen(dir.path()), [put("a", b"1", 1)]);
     }
 
     #[test]
-    fn rewrite_keeps_only_live_pairs() {
+    fn corruption_before_intact_records_refuses_to_start_and_names_the_offset() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), &[vec![put("a", b"1", 1)], vec![put("b", b"2", 2)], vec![put("c", b"3", 3)]]);
+        let path = dir.path().join(LOG);
+        let mut bytes = std::fs::read(&path).unwrap();
+        let first = 8 + u32::from_le_bytes(bytes[..4].try_into().unwrap()) as usize;
+        bytes[first + 10] ^= 0xff; // inside the second record's payload
+        std::fs::write(&path, &bytes).unwrap();
+        let err = Wal::open(dir.path(), FsyncPolicy::Always, |_| {}).err().expect("a corrupt log is refused");
+        let text = err.to_string();
+        assert!(text.contains(&format!("corrupt at byte {first}")) && text.contains("wal.log"), "{text}");
+        assert!(text.contains("truncate -s"), "says how to salvage: {text}");
+        // Nothing was cut: the file is as it was.
+        assert_eq!(std::fs::read(&path).unwrap(), bytes);
+        // A length past the record limit in the middle is corruption too.
+        let mut huge = bytes.clone();
+        huge[first..first + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+        std::fs::write(&path, &huge).unwrap();
+        assert!(Wal::open(dir.path(), FsyncPolicy::Always, |_| {}).is_err());
+        // So is a length within the limit that runs past the end, when
+        // intact records follow (the length broke, not the append).
+        let mut long = bytes.clone();
+        long[first..first + 4].copy_from_slice(&(bytes.len() as u32).to_le_bytes());
+        std::fs::write(&path, &long).unwrap();
+        let err = Wal::open(dir.path(), FsyncPolicy::Always, |_| {}).err().expect("refused");
+        assert!(err.to_string().contains("past the end"), "{err}");
+    }
+
+    #[test]
+    fn rewrite_keeps_only_live_data_in_records_replay_accepts() {
         let dir = tempfile::tempdir().unwrap();
         let mut wal = Wal::open(dir.path(), FsyncPolicy::Always, |_| {}).unwrap();
         for i in 0..100u32 {
-            wal.append(&[Op::Put(b"k".to_vec(), i.to_le_bytes().to_vec())]);
+            wal.append(&[put("k", &i.to_le_bytes(), u64::from(i))]);
         }
         wal.commit().unwrap();
         let before = wal.size();
-        let live: Vec<(Vec<u8>, Vec<u8>)> = vec![(b"k".to_vec(), 99u32.to_le_bytes().to_vec())];
-        wal.rewrite(live.iter().map(|(k, v)| (k.as_slice(), v.as_slice()))).unwrap();
-        assert!(wal.size() < before);
-        wal.append(&[Op::Put(b"z".to_vec(), b"1".to_vec())]);
+        // Values big enough that 1024 of them would pass the record limit.
+        let big = vec![7u8; 3 << 20];
+        let live: Vec<Op> = (0..12)
+            .map(|i| put(&format!("big{i:02}"), &big, 200))
+            .chain([put("k", &99u32.to_le_bytes(), 99), Op::Tombstone { key: b"t".to_vec(), version: v(5) }])
+            .collect();
+        wal.rewrite(live.clone().into_iter()).unwrap();
+        assert!(wal.size() > before);
+        wal.append(&[put("z", b"1", 300)]);
         wal.commit().unwrap();
         drop(wal);
-        assert_eq!(
-            reopen(dir.path()),
-            [Op::Put(b"k".to_vec(), 99u32.to_le_bytes().to_vec()), Op::Put(b"z".to_vec(), b"1".to_vec())]
-        );
+        let mut want = live;
+        want.push(put("z", b"1", 300));
+        assert_eq!(reopen(dir.path()), want);
     }
 
     #[test]

@@ -75,7 +75,7 @@ pub fn parse(text: &str, format: Format) -> Result<Vec<NodeRequest>, ParseError>
 }
 
 fn put(key: &str, value: &str) -> NodeRequest {
-    NodeRequest::Put { key: key.into(), value: value.into() }
+    NodeRequest::Put { key: key.into(), value: value.into(), version: None }
 }
 
 fn json_line(line: &str) -> Result<NodeRequest, String> {
@@ -94,7 +94,7 @@ fn json_line(line: &str) -> Result<NodeRequest, String> {
         Some(v) => serde_json::from_value(v.clone()).map_err(|e| format!("bad \"value\": {e}"))?,
         None => Datum::default(),
     };
-    Ok(NodeRequest::Put { key, value })
+    Ok(NodeRequest::Put { key, value, version: None })
 }
 
 /// The first two fields of one CSV record (RFC 4180 quoting, no embedded
@@ -146,7 +146,7 @@ fn csv_fields(line: &str) -> Result<Vec<String>, String> {
 pub fn keys(ops: &[NodeRequest]) -> Vec<&[u8]> {
     ops.iter()
         .filter_map(|op| match op {
-            NodeRequest::Put { key, .. } | NodeRequest::GetOne { key } | NodeRequest::Delete { key } => {
+            NodeRequest::Put { key, .. } | NodeRequest::GetOne { key, .. } | NodeRequest::Delete { key, .. } => {
                 Some(key.as_bytes())
             }
             _ => None,
@@ -179,7 +179,10 @@ mod tests {
     fn json_lines_take_pairs_and_the_seeds_operations() {
         let text = "{\"key\":\"a\",\"value\":\"1\"}\n{\"op\":\"DELETE\",\"key\":\"a\"}\n{\"op\":\"GET_ALL\",}\n";
         let ops = parse(text, Format::JsonLines).unwrap();
-        assert_eq!(ops, vec![put("a", "1"), NodeRequest::Delete { key: "a".into() }, NodeRequest::GetAll]);
+        assert_eq!(
+            ops,
+            vec![put("a", "1"), NodeRequest::Delete { key: "a".into(), version: None }, NodeRequest::GetAll]
+        );
         assert_eq!(keys(&ops), vec![b"a".as_slice(), b"a".as_slice()]);
         let bad = parse("{\"key\":\"a\"}\n{\"value\":1}\n", Format::JsonLines).unwrap_err();
         assert_eq!(bad.line, 2);

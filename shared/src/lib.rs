@@ -11,6 +11,8 @@
 //! - [`protocol`]: serde types for the storage node's ZeroMQ JSON messages (the
 //!   seeds' `PUT` / `GET_ONE` / `GET_ALL`, plus `DELETE`) and for the page's
 //!   WebSocket messages.
+//! - [`version`]: write versions (a hybrid logical clock and the writer's
+//!   id), so that wherever two copies of a key meet the newer one wins.
 //!
 //! This crate never does I/O and compiles for x86_64 and wasm32.
 
@@ -19,3 +21,4 @@ pub mod hash;
 pub mod keyset;
 pub mod placement;
 pub mod protocol;
+pub mod version;

@@ -12,6 +12,7 @@ use base64::Engine as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::placement::PlacementSpec;
+pub use crate::version::Version;
 
 /// A key or a value: raw bytes. On the wire it is a JSON string when the
 /// bytes are UTF-8, else `{"encoding":"binary","data":"<base64>"}`; both that
@@ -103,45 +104,70 @@ pub const MAX_VALUE: usize = 4 * 1024 * 1024;
 pub const MAX_MESSAGE: usize = 16 * 1024 * 1024;
 /// Most entries one `SCAN` returns.
 pub const MAX_SCAN_LIMIT: usize = 10_000;
+/// Bytes of keys and values after which a `SCAN` page ends (it always holds
+/// at least one entry): a page, and a `PUT_BATCH` made of it, stays well
+/// under the message limit whatever the values' sizes.
+pub const MAX_SCAN_BYTES: usize = 6 * 1024 * 1024;
 
 /// A request to a storage node.
+///
+/// Writes may carry a [`Version`] (the gateway's); a plain `PUT` or `DELETE`
+/// from a seed client carries none and the node versions it itself. A copy
+/// with a version never overwrites a newer one (`stale`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "SCREAMING_SNAKE_CASE", deny_unknown_fields)]
 pub enum NodeRequest {
     Put {
         key: Datum,
         value: Datum,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        version: Option<Version>,
     },
+    /// With `versioned`, the reply carries the value's version, and a
+    /// `not_found` for a deleted key the tombstone's.
     GetOne {
         key: Datum,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        versioned: bool,
     },
     GetAll,
+    /// Leaves a tombstone (with `version`, even when the key is absent, so
+    /// an older copy arriving later cannot bring the key back).
     Delete {
         key: Datum,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        version: Option<Version>,
     },
-    /// Stores every entry, atomically (all or, on a rejected request, none).
-    /// With `if_absent`, keys that already exist keep their value (how a
-    /// rebalance copies without overwriting newer writes); `count` says how
-    /// many were written.
+    /// Stores every entry that is newer than the node's copy (entries with a
+    /// version; a tombstone is an entry with `deleted`), atomically (all or,
+    /// on a rejected request, none). `count` says how many were newer and
+    /// written: how a rebalance copies without ever overwriting a newer
+    /// write.
     PutBatch {
         entries: Vec<Entry>,
-        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-        if_absent: bool,
     },
-    /// Deletes every key that exists, atomically; answers how many did.
+    /// Forgets every key (value or tombstone) that exists, atomically:
+    /// how a rebalance removes what it has copied elsewhere. Answers how
+    /// many were there.
     DeleteBatch {
         keys: Vec<Datum>,
     },
     /// Up to `limit` pairs in key order after `cursor` (from the start when
     /// absent), only keys whose `key_hash` lies in one of `ranges` (each
     /// `[lo, hi]`, inclusive) when given: how a node hands over exactly the
-    /// keys that move.
+    /// keys that move; only keys starting with `prefix` when given. A page
+    /// also ends once it holds [`MAX_SCAN_BYTES`]. Entries carry their
+    /// versions; with `tombstones`, deleted keys come too (`deleted: true`).
     Scan {
         #[serde(default)]
         cursor: Option<Datum>,
         limit: usize,
         #[serde(default)]
         ranges: Option<Vec<(u64, u64)>>,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        tombstones: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        prefix: Option<Datum>,
     },
     /// Key count, bytes stored and operations served.
     Stats,
@@ -162,11 +188,22 @@ impl NodeRequest {
         let key_ok = |k: &Datum| within("key", k, MAX_KEY);
         let value_ok = |v: &Datum| within("value", v, MAX_VALUE);
         match self {
-            NodeRequest::Put { key, value } => key_ok(key).and(value_ok(value)),
-            NodeRequest::GetOne { key } | NodeRequest::Delete { key } => key_ok(key),
-            NodeRequest::PutBatch { entries, .. } => {
-                entries.iter().try_for_each(|e| key_ok(&e.key).and(value_ok(&e.value)))
-            }
+            NodeRequest::Put { key, value, .. } => key_ok(key).and(value_ok(value)),
+            NodeRequest::GetOne { key, .. } | NodeRequest::Delete { key, .. } => key_ok(key),
+            NodeRequest::PutBatch { entries } => entries.iter().try_for_each(|e| {
+                key_ok(&e.key).and(value_ok(&e.value))?;
+                match (e.deleted, e.version) {
+                    (true, None) => Err(NodeReply::error(
+                        ErrorCode::BadRequest,
+                        format!("tombstone for {:?} without a version", e.key.to_text_lossy()),
+                    )),
+                    (true, Some(_)) if !e.value.is_empty() => Err(NodeReply::error(
+                        ErrorCode::BadRequest,
+                        format!("tombstone for {:?} with a value", e.key.to_text_lossy()),
+                    )),
+                    _ => Ok(()),
+                }
+            }),
             NodeRequest::DeleteBatch { keys } => keys.iter().try_for_each(key_ok),
             NodeRequest::Scan { limit, ranges, .. } => {
                 if *limit == 0 || *limit > MAX_SCAN_LIMIT {
@@ -188,11 +225,25 @@ impl NodeRequest {
     }
 }
 
-/// One key-value pair, as in `GET_ALL`'s `collection`.
+/// One key-value pair, as in `GET_ALL`'s `collection` (`{"key":..,"value":..}`);
+/// in `SCAN` pages and `PUT_BATCH` copies also its version, and whether it
+/// is a tombstone (a deleted key, with an empty value).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Entry {
     pub key: Datum,
+    #[serde(default)]
     pub value: Datum,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<Version>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub deleted: bool,
+}
+
+impl Entry {
+    /// A pair without a version (as `GET_ALL` lists it).
+    pub fn new(key: impl Into<Datum>, value: impl Into<Datum>) -> Self {
+        Entry { key: key.into(), value: value.into(), version: None, deleted: false }
+    }
 }
 
 /// Why a request failed.
@@ -209,6 +260,9 @@ pub enum ErrorCode {
     Unavailable,
     /// Administration without the admin token (backend only).
     Unauthorized,
+    /// A versioned write older than the node's copy of the key (the reply
+    /// carries that copy's version).
+    Stale,
 }
 
 /// A storage node's reply. Shapes follow the seeds: a `GET_ONE` answer is
@@ -217,13 +271,19 @@ pub enum ErrorCode {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum NodeReply {
+    /// `version`: a `stale` write's newer copy, or a versioned `GET_ONE`'s tombstone.
     Error {
         error: ErrorCode,
         message: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        version: Option<Version>,
     },
+    /// `version` only when asked for (`versioned`).
     Value {
         key: Datum,
         value: Datum,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        version: Option<Version>,
     },
     Collection {
         collection: Vec<Entry>,
@@ -254,6 +314,13 @@ pub struct NodeStats {
     pub ops: u64,
     /// Bytes in the write-ahead log on disk.
     pub log_bytes: u64,
+    /// Deleted keys remembered (until the tombstone grace period passes).
+    #[serde(default)]
+    pub tombstones: u64,
+    /// The newest version the node has written or seen: a gateway's clock
+    /// starts above it.
+    #[serde(default)]
+    pub max_version: Version,
 }
 
 /// The `"ok"` of `{"status":"ok"}`.
@@ -271,7 +338,7 @@ impl NodeReply {
         NodeReply::Ok { status: OkStatus::Ok, count: Some(count) }
     }
     pub fn error(error: ErrorCode, message: impl Into<String>) -> Self {
-        NodeReply::Error { error, message: message.into() }
+        NodeReply::Error { error, message: message.into(), version: None }
     }
 }
 
@@ -359,6 +426,10 @@ pub struct Progress {
     pub fraction: f64,
     pub ideal: f64,
     pub flows: Vec<Flow>,
+    /// Nodes that were down and could not hand their keys over (a forced
+    /// removal, or a roll-back): the keys only they held are lost.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unreachable: Vec<String>,
 }
 
 /// A message from the page to the backend over the WebSocket.
@@ -513,10 +584,13 @@ mod tests {
     "key": "key",
     "value": "value"
 }"#;
-        assert_eq!(parse_request(put).unwrap(), NodeRequest::Put { key: "key".into(), value: "value".into() });
+        assert_eq!(
+            parse_request(put).unwrap(),
+            NodeRequest::Put { key: "key".into(), value: "value".into(), version: None }
+        );
         assert_eq!(
             parse_request(br#"{"op": "GET_ONE", "key": "key"}"#).unwrap(),
-            NodeRequest::GetOne { key: "key".into() }
+            NodeRequest::GetOne { key: "key".into(), versioned: false }
         );
         // Seed 000 writes GET_ALL with a trailing comma.
         assert_eq!(parse_request(b"{\n    \"op\": \"GET_ALL\",\n}").unwrap(), NodeRequest::GetAll);
@@ -525,14 +599,14 @@ mod tests {
     #[test]
     fn commas_inside_strings_are_kept() {
         let req = parse_request(br#"{"op":"PUT","key":"a,}","value":"x,]",}"#).unwrap();
-        assert_eq!(req, NodeRequest::Put { key: "a,}".into(), value: "x,]".into() });
+        assert_eq!(req, NodeRequest::Put { key: "a,}".into(), value: "x,]".into(), version: None });
     }
 
     #[test]
     fn replies_have_the_seeds_shapes() {
-        let v = NodeReply::Value { key: "key".into(), value: "value".into() };
+        let v = NodeReply::Value { key: "key".into(), value: "value".into(), version: None };
         assert_eq!(serde_json::to_string(&v).unwrap(), r#"{"key":"key","value":"value"}"#);
-        let c = NodeReply::Collection { collection: vec![Entry { key: "key1".into(), value: "value1".into() }] };
+        let c = NodeReply::Collection { collection: vec![Entry::new("key1", "value1")] };
         assert_eq!(serde_json::to_string(&c).unwrap(), r#"{"collection":[{"key":"key1","value":"value1"}]}"#);
         for reply in [v, c, NodeReply::ok(), NodeReply::error(ErrorCode::NotFound, "no key")] {
             let text = serde_json::to_string(&reply).unwrap();
@@ -554,16 +628,33 @@ mod tests {
     #[test]
     fn batch_scan_and_stats_requests_parse() {
         let batch = parse_request(br#"{"op":"PUT_BATCH","entries":[{"key":"a","value":"1"}]}"#).unwrap();
-        let entries = vec![Entry { key: "a".into(), value: "1".into() }];
-        assert_eq!(batch, NodeRequest::PutBatch { entries, if_absent: false });
+        assert_eq!(batch, NodeRequest::PutBatch { entries: vec![Entry::new("a", "1")] });
         let scan = parse_request(br#"{"op":"SCAN","limit":10,"ranges":[[0,18446744073709551615]]}"#).unwrap();
-        assert_eq!(scan, NodeRequest::Scan { cursor: None, limit: 10, ranges: Some(vec![(0, u64::MAX)]) });
+        assert_eq!(
+            scan,
+            NodeRequest::Scan {
+                cursor: None,
+                limit: 10,
+                ranges: Some(vec![(0, u64::MAX)]),
+                tombstones: false,
+                prefix: None
+            }
+        );
         assert_eq!(parse_request(br#"{"op":"STATS"}"#).unwrap(), NodeRequest::Stats);
         let page = NodeReply::Page { page: vec![], next: Some("k".into()) };
         assert_eq!(serde_json::to_string(&page).unwrap(), r#"{"page":[],"next":"k"}"#);
         let text = serde_json::to_string(&page).unwrap();
         assert_eq!(serde_json::from_str::<NodeReply>(&text).unwrap(), page);
-        let stats = NodeReply::Stats { stats: NodeStats { keys: 1, bytes: 2, ops: 3, log_bytes: 4 } };
+        let stats = NodeReply::Stats {
+            stats: NodeStats {
+                keys: 1,
+                bytes: 2,
+                ops: 3,
+                log_bytes: 4,
+                tombstones: 5,
+                max_version: Version { hlc: 6, writer: 7 },
+            },
+        };
         let text = serde_json::to_string(&stats).unwrap();
         assert_eq!(serde_json::from_str::<NodeReply>(&text).unwrap(), stats);
         assert_eq!(serde_json::to_string(&NodeReply::ok_count(2)).unwrap(), r#"{"status":"ok","count":2}"#);
@@ -571,15 +662,18 @@ mod tests {
 
     #[test]
     fn oversize_and_invalid_arguments_fail_validation() {
-        let big_key = NodeRequest::Put { key: Datum(vec![b'k'; MAX_KEY + 1]), value: "v".into() };
+        let big_key = NodeRequest::Put { key: Datum(vec![b'k'; MAX_KEY + 1]), value: "v".into(), version: None };
         assert!(matches!(big_key.validate(), Err(NodeReply::Error { error: ErrorCode::TooLarge, .. })));
-        let big_value = NodeRequest::Put { key: "k".into(), value: Datum(vec![0; MAX_VALUE + 1]) };
+        let big_value = NodeRequest::Put { key: "k".into(), value: Datum(vec![0; MAX_VALUE + 1]), version: None };
         assert!(matches!(big_value.validate(), Err(NodeReply::Error { error: ErrorCode::TooLarge, .. })));
-        let zero = NodeRequest::Scan { cursor: None, limit: 0, ranges: None };
+        let zero = NodeRequest::Scan { cursor: None, limit: 0, ranges: None, tombstones: false, prefix: None };
         assert!(matches!(zero.validate(), Err(NodeReply::Error { error: ErrorCode::BadRequest, .. })));
-        let backwards = NodeRequest::Scan { cursor: None, limit: 5, ranges: Some(vec![(9, 1)]) };
+        let backwards =
+            NodeRequest::Scan { cursor: None, limit: 5, ranges: Some(vec![(9, 1)]), tombstones: false, prefix: None };
         assert!(backwards.validate().is_err());
-        assert!(NodeRequest::Put { key: "k".into(), value: "v".into() }.validate().is_ok());
+        assert!(NodeRequest::Put { key: "k".into(), value: "v".into(), version: None }.validate().is_ok());
+        let bare_tombstone = NodeRequest::PutBatch { entries: vec![Entry { deleted: true, ..Entry::new("k", "") }] };
+        assert!(matches!(bare_tombstone.validate(), Err(NodeReply::Error { error: ErrorCode::BadRequest, .. })));
     }
 
     #[test]
@@ -589,5 +683,30 @@ mod tests {
         assert!(parse_request(br#"{"op":"PUT","key":1,"value":"v"}"#).is_err());
         assert!(parse_request(br#"{"op":"PUT","key":"k""#).is_err());
         assert!(parse_request(b"\xff\xfe").is_err());
+    }
+}
+
+#[cfg(test)]
+mod version_tests {
+    use super::*;
+
+    #[test]
+    fn versions_travel_only_where_asked_for() {
+        // The seeds' shapes are untouched: no version unless one is given or asked for.
+        let plain = NodeRequest::Put { key: "k".into(), value: "v".into(), version: None };
+        assert_eq!(serde_json::to_string(&plain).unwrap(), r#"{"op":"PUT","key":"k","value":"v"}"#);
+        let v = Version { hlc: 42, writer: 3 };
+        let versioned = parse_request(br#"{"op":"PUT","key":"k","value":"v","version":[42,3]}"#).unwrap();
+        assert_eq!(versioned, NodeRequest::Put { key: "k".into(), value: "v".into(), version: Some(v) });
+        let tomb = Entry { version: Some(v), deleted: true, ..Entry::new("k", "") };
+        let text = serde_json::to_string(&tomb).unwrap();
+        assert_eq!(text, r#"{"key":"k","value":"","version":[42,3],"deleted":true}"#);
+        assert_eq!(serde_json::from_str::<Entry>(r#"{"key":"k","version":[42,3],"deleted":true}"#).unwrap(), tomb);
+        let stale = NodeReply::Error { error: ErrorCode::Stale, message: "newer".into(), version: Some(v) };
+        let text = serde_json::to_string(&stale).unwrap();
+        assert_eq!(serde_json::from_str::<NodeReply>(&text).unwrap(), stale);
+        let value = NodeReply::Value { key: "k".into(), value: "v".into(), version: Some(v) };
+        let text = serde_json::to_string(&value).unwrap();
+        assert_eq!(serde_json::from_str::<NodeReply>(&text).unwrap(), value);
     }
 }

@@ -46,7 +46,11 @@ impl KeySet {
             Some(ops) => ops.clone(),
             None => Arc::new(
                 (0..self.hashes.len())
-                    .map(|i| NodeRequest::Put { key: generated_key(i).into(), value: format!("value-{i}").into() })
+                    .map(|i| NodeRequest::Put {
+                        key: generated_key(i).into(),
+                        value: format!("value-{i}").into(),
+                        version: None,
+                    })
                     .collect(),
             ),
         }
@@ -287,8 +291,8 @@ fn chunks(ops: &[NodeRequest]) -> Vec<&[NodeRequest]> {
     let (mut start, mut bytes) = (0, 0);
     for (i, op) in ops.iter().enumerate() {
         let size = match op {
-            NodeRequest::Put { key, value } => key.len() + value.len(),
-            NodeRequest::GetOne { key } | NodeRequest::Delete { key } => key.len(),
+            NodeRequest::Put { key, value, .. } => key.len() + value.len(),
+            NodeRequest::GetOne { key, .. } | NodeRequest::Delete { key, .. } => key.len(),
             _ => 0,
         };
         if i > start && (i - start == CHUNK_OPS || bytes + size > CHUNK_BYTES) {

@@ -223,6 +223,28 @@ pub fn build_for_keys(spec: &PlacementSpec, members: &[Member], hashes: &[u64]) 
     }
 }
 
+/// Like [`restore`], but `bounded` takes up `located` as its assignment:
+/// each key hash with the id of the member holding it (where the keys are,
+/// read back from the nodes). The others ignore it.
+pub fn restore_located(
+    spec: &PlacementSpec,
+    members: &[Member],
+    slots: Option<&[Option<String>]>,
+    located: &[(u64, String)],
+) -> Box<dyn Placement> {
+    match spec {
+        PlacementSpec::Bounded { vnodes, capacity } => {
+            let members = normalize(members);
+            let located: Vec<(u64, usize)> = located
+                .iter()
+                .filter_map(|(h, id)| members.iter().position(|m| &m.id == id).map(|i| (*h, i)))
+                .collect();
+            Box::new(bounded::Bounded::with_assignment(&members, *vnodes, *capacity, &located))
+        }
+        other => restore(other, members, slots),
+    }
+}
+
 /// The first `r` distinct members met walking `table` (a member index per
 /// slot) from `start` and wrapping around: top-R for the algorithms that
 /// place by slot. `r` must not exceed the members the table holds.
