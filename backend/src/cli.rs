@@ -267,7 +267,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Node(a) => {
             let config = shardscope_node::NodeConfig {
                 id: a.id,
-                registry: a.registry.as_deref().map(shardscope_node::consul::Consul::new),
+                registry: a.registry.as_deref().map(shardscope_consul::client::Consul::new),
                 advertise: a.advertise,
                 bind: a.bind,
                 port: a.port,
@@ -288,7 +288,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                     token.as_str()
                 );
             }
-            let registry = crate::registry::Registry::new().with_token(token.map(|(t, _)| t));
+            let registry = shardscope_consul::registry::Registry::new().with_token(token.map(|(t, _)| t));
             registry.serve(listener, shutdown).await?;
             Ok(ExitCode::SUCCESS)
         }

@@ -36,7 +36,7 @@ pub fn routes() -> Router<App> {
 
 /// The refusal (401) of an administrative request without the admin token.
 fn refusal(admin: &Admin, headers: &HeaderMap) -> Option<Response> {
-    let presented = crate::token::presented(headers, None);
+    let presented = shardscope_consul::token::presented(headers, None);
     let message = admin.authorize(presented.as_deref()).err()?;
     Some(reply_response(NodeReply::error(ErrorCode::Unauthorized, message)))
 }

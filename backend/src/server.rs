@@ -18,8 +18,9 @@ use shardscope_shared::protocol::MAX_VALUE;
 use tokio::sync::Mutex;
 use tower_http::services::{ServeDir, ServeFile};
 
-use shardscope_node::consul::Consul;
-use shardscope_shared::consul::NODE_SERVICE;
+use shardscope_consul::api::NODE_SERVICE;
+use shardscope_consul::client::Consul;
+use shardscope_consul::registry::Registry;
 
 /// Nodes `serve` runs when neither `--nodes` nor Consul says.
 const DEFAULT_NODES: usize = 3;
@@ -28,7 +29,6 @@ use shardscope_node::wal::FsyncPolicy;
 use crate::admin::{Admin, CLUSTER_SIZE};
 use crate::cluster::Cluster;
 use crate::rebalance::{Rebalancer, Settings};
-use crate::registry::Registry;
 use crate::supervisor::Supervisor;
 
 /// Settings of `shardscope serve`.

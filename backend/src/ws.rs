@@ -31,7 +31,7 @@ pub async fn upgrade(
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Response {
-    let may_administer = admin.authorize(crate::token::presented(&headers, query.as_deref()).as_deref());
+    let may_administer = admin.authorize(shardscope_consul::token::presented(&headers, query.as_deref()).as_deref());
     ws.max_message_size(MAX_MESSAGE).on_upgrade(move |socket| session(socket, admin, may_administer))
 }
 

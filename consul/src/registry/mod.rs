@@ -20,13 +20,14 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
 use axum::{Json, Router};
 
-use crate::token::Token;
 use base64::Engine as _;
-use shardscope_shared::consul::{
-    parse_duration, AgentNode, AgentService, CatalogService, HealthCheck, KvPair, ServiceEntry, ServiceRegistration,
-};
 use tokio::sync::watch;
 use tokio::time::Instant;
+
+use crate::api::{
+    parse_duration, AgentNode, AgentService, CatalogService, HealthCheck, KvPair, ServiceEntry, ServiceRegistration,
+};
+use crate::token::Token;
 
 /// Largest request body the registry accepts (Consul's KV limit is 512 KiB).
 pub const MAX_BODY: usize = 512 * 1024;
@@ -361,11 +362,7 @@ async fn register(State(reg): State<Registry>, body: Bytes) -> Response {
     StatusCode::OK.into_response()
 }
 
-fn build_check(
-    service_id: &str,
-    service: &str,
-    def: &shardscope_shared::consul::CheckDefinition,
-) -> Result<Check, String> {
+fn build_check(service_id: &str, service: &str, def: &crate::api::CheckDefinition) -> Result<Check, String> {
     let dur = |field: &str, v: &Option<String>| -> Result<Option<Duration>, String> {
         v.as_deref().map(|s| parse_duration(s).ok_or(format!("Invalid {field} duration {s:?}"))).transpose()
     };
