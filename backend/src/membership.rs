@@ -88,10 +88,10 @@ mod tests {
     fn a_node_is_reached_at_its_service_address_else_its_agents() {
         let health: Vec<ServiceNode> = serde_json::from_str(
             r#"[{"Node":{"ID":"","Node":"a","Address":"10.0.0.1","Datacenter":"dc1"},
-                 "Service":{"ID":"node-1","Service":"shardscope-node","Address":"10.0.0.9","Port":5001},
+                 "Service":{"ID":"node-1","Service":"shardscope-node","Tags":[],"Address":"10.0.0.9","Port":5001},
                  "Checks":[]},
                 {"Node":{"ID":"","Node":"b","Address":"10.0.0.2","Datacenter":"dc1"},
-                 "Service":{"ID":"node-2","Service":"shardscope-node","Address":"","Port":5002},
+                 "Service":{"ID":"node-2","Service":"shardscope-node","Tags":[],"Address":"","Port":5002},
                  "Checks":[]}]"#,
         )
         .unwrap();
