@@ -6,7 +6,8 @@
 
 use std::sync::Arc;
 
-use shardscope_node::consul::Consul;
+use shardscope_consul::client::Consul;
+use shardscope_consul::token::Token;
 use shardscope_shared::placement::PlacementSpec;
 use shardscope_shared::protocol::{ErrorCode, NodeInfo, Progress};
 use tokio::sync::Mutex;
@@ -14,7 +15,6 @@ use tokio::sync::Mutex;
 use crate::cluster::Cluster;
 use crate::rebalance::{Change, Rebalancer};
 use crate::supervisor::Supervisor;
-use crate::token::Token;
 
 /// The Consul KV key holding the desired node count (seed 001).
 pub const CLUSTER_SIZE: &str = "cluster_size";

@@ -12,6 +12,7 @@ use clap::{Args, Parser, Subcommand};
 use shardscope_shared::placement::PlacementSpec;
 use shardscope_shared::protocol::{ErrorCode, NodeReply, NodeRequest};
 
+use shardscope_consul::registry::Registry;
 use shardscope_node::wal::FsyncPolicy;
 
 use crate::client::{urlencode, Remote};
@@ -42,6 +43,10 @@ pub enum Command {
         /// printed when --bind is not loopback and none is given.
         #[arg(long, env = crate::token::ENV, hide_env_values = true)]
         token: Option<String>,
+        /// Keep the catalog and KV in this directory (state.json), across
+        /// restarts; without it they live in memory only.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
     },
     /// Store VALUE under KEY.
     Put {
@@ -126,7 +131,8 @@ pub struct ServeArgs {
     /// Lookup table size (maglev; rounded up to a prime).
     #[arg(long, default_value_t = shardscope_shared::placement::maglev::DEFAULT_TABLE_SIZE)]
     pub table_size: u64,
-    /// Where the nodes keep their files (one sub-directory each).
+    /// Where the nodes keep their files (one sub-directory each) and the
+    /// embedded registry its catalog and KV (`registry/`).
     #[arg(long, default_value = "./data")]
     pub data_dir: PathBuf,
     /// The built page (Trunk's dist/).
@@ -214,7 +220,7 @@ pub struct NodeArgs {
 
 /// A duration in Consul's syntax (`10ms`, `30s`, `24h`).
 fn duration(s: &str) -> Result<std::time::Duration, String> {
-    shardscope_shared::consul::parse_duration(s).ok_or_else(|| format!("{s:?} is not a duration like 30s or 24h"))
+    shardscope_consul::api::parse_duration(s).ok_or_else(|| format!("{s:?} is not a duration like 30s or 24h"))
 }
 
 #[derive(Args, Debug)]
@@ -277,7 +283,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Node(a) => {
             let config = shardscope_node::NodeConfig {
                 id: a.id,
-                registry: a.registry.as_deref().map(shardscope_node::consul::Consul::new),
+                registry: a.registry.as_deref().map(shardscope_consul::client::Consul::new),
                 advertise: a.advertise,
                 bind: a.bind,
                 port: a.port,
@@ -288,9 +294,13 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             shardscope_node::run(config, crate::server::shutdown_signal()).await?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Registry { port, bind, token } => {
+        Command::Registry { port, bind, token, data_dir } => {
             let shutdown = crate::server::shutdown_signal();
             let token = crate::token::resolve(&bind, token.as_deref())?;
+            let registry = match &data_dir {
+                Some(dir) => Registry::with_data_dir(dir)?,
+                None => Registry::new(),
+            };
             let listener = tokio::net::TcpListener::bind((bind.as_str(), port)).await?;
             println!("Embedded registry (Consul HTTP API subset) at http://{}", listener.local_addr()?);
             if let Some((token, true)) = &token {
@@ -299,8 +309,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                     token.as_str()
                 );
             }
-            let registry = crate::registry::Registry::new().with_token(token.map(|(t, _)| t));
-            registry.serve(listener, shutdown).await?;
+            registry.with_token(token.map(|(t, _)| t)).serve(listener, shutdown).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Put { key, value, target } => {

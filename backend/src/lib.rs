@@ -8,8 +8,6 @@
 //! - [`node_client`]: a pipelined ZeroMQ DEALER connection to one storage node.
 //! - [`cluster`]: the live view of the nodes and the placement; routes a key
 //!   to the client of its owner and broadcasts changes to pages.
-//! - [`registry`]: the embedded, Consul-API-compatible registry `serve` runs
-//!   when no Consul agent is given (and `shardscope registry` runs alone).
 //! - [`membership`]: follows the registry's healthy nodes with blocking
 //!   queries and keeps the cluster view in step.
 //! - [`rebalance`]: moves keys on a join, a leave or a change of algorithm,
@@ -20,9 +18,10 @@
 //! - [`supervisor`]: launches and stops the node processes `serve` owns.
 //! - [`rest`], [`ws`]: the HTTP API (`/kv`, `/nodes`, `/healthz`) and the
 //!   page's WebSocket (`/ws`).
-//! - [`token`]: the admin token that guards administration and registry
-//!   writes when ShardScope is reachable beyond loopback.
-//! - [`server`]: wires the above into one axum app and runs `serve`.
+//! - [`token`]: when there is an admin token (it guards administration and
+//!   registry writes when ShardScope is reachable beyond loopback).
+//! - [`server`]: wires the above into one axum app and runs `serve`, with
+//!   `shardscope-consul`'s embedded registry when no Consul agent is given.
 
 pub mod admin;
 pub mod cli;
@@ -33,7 +32,6 @@ pub mod membership;
 pub mod metrics;
 pub mod node_client;
 pub mod rebalance;
-pub mod registry;
 pub mod rest;
 pub mod server;
 pub mod state;

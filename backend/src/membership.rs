@@ -7,8 +7,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use shardscope_node::consul::{Consul, ServiceNode};
-use shardscope_shared::consul::NODE_SERVICE;
+use shardscope_consul::api::NODE_SERVICE;
+use shardscope_consul::client::{Consul, ServiceNode};
 use shardscope_shared::protocol::NodeInfo;
 
 use crate::cluster::Cluster;
@@ -90,5 +90,26 @@ async fn apply(cluster: &Cluster, rebalancer: &Rebalancer, all: BTreeMap<String,
             Ok(()) => {}
             Err(e) => tracing::warn!(%id, "cannot connect: {e:#}"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_node_is_reached_at_its_service_address_else_its_agents() {
+        let health: Vec<ServiceNode> = serde_json::from_str(
+            r#"[{"Node":{"ID":"","Node":"a","Address":"10.0.0.1","Datacenter":"dc1"},
+                 "Service":{"ID":"node-1","Service":"shardscope-node","Tags":[],"Address":"10.0.0.9","Port":5001},
+                 "Checks":[]},
+                {"Node":{"ID":"","Node":"b","Address":"10.0.0.2","Datacenter":"dc1"},
+                 "Service":{"ID":"node-2","Service":"shardscope-node","Tags":[],"Address":"","Port":5002},
+                 "Checks":[]}]"#,
+        )
+        .unwrap();
+        let nodes = nodes_of(&health);
+        assert_eq!(nodes["node-1"].addr, "tcp://10.0.0.9:5001");
+        assert_eq!(nodes["node-2"].addr, "tcp://10.0.0.2:5002");
     }
 }

@@ -38,7 +38,7 @@ pub fn routes() -> Router<App> {
 
 /// The refusal (401) of an administrative request without the admin token.
 fn refusal(admin: &Admin, headers: &HeaderMap) -> Option<Response> {
-    let presented = crate::token::presented(headers, None);
+    let presented = shardscope_consul::token::presented(headers, None);
     admin.authorize(presented.as_deref()).err().map(admin_error)
 }
 

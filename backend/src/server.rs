@@ -18,19 +18,22 @@ use shardscope_shared::protocol::MAX_VALUE;
 use tokio::sync::Mutex;
 use tower_http::services::{ServeDir, ServeFile};
 
-use shardscope_node::consul::Consul;
-use shardscope_shared::consul::NODE_SERVICE;
-
-/// Nodes `serve` runs when neither `--nodes` nor Consul says.
-const DEFAULT_NODES: usize = 3;
+use shardscope_consul::api::NODE_SERVICE;
+use shardscope_consul::client::Consul;
+use shardscope_consul::registry::Registry;
 use shardscope_node::wal::FsyncPolicy;
 
 use crate::admin::{Admin, CLUSTER_SIZE};
 use crate::cluster::Cluster;
 use crate::rebalance::{Change, Rebalancer, Settings};
-use crate::registry::Registry;
 use crate::state::StateStore;
 use crate::supervisor::Supervisor;
+
+/// Nodes `serve` runs when neither `--nodes` nor Consul says.
+const DEFAULT_NODES: usize = 3;
+/// Where, in the data dir, the embedded registry keeps its catalog and KV
+/// (the nodes' dirs are `node-N`).
+const REGISTRY_DIR: &str = "registry";
 
 /// Settings of `shardscope serve`.
 #[derive(Clone, Debug)]
@@ -115,9 +118,9 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     let (consul, embedded) = match &opts.registry {
         Some(agent) => (Consul::new(agent), None),
         None => {
+            let registry = Registry::with_data_dir(&opts.data_dir.join(REGISTRY_DIR))?.with_token(token.clone());
             let reg_listener = tokio::net::TcpListener::bind((opts.bind.as_str(), opts.registry_port)).await?;
             let reg_addr = reg_listener.local_addr()?;
-            let registry = Registry::new().with_token(token.clone());
             let task = tokio::spawn(registry.serve(reg_listener, async {
                 let _ = registry_stopped.await;
             }));

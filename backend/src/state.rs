@@ -15,7 +15,7 @@
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
-use shardscope_node::consul::Consul;
+use shardscope_consul::client::Consul;
 use shardscope_shared::placement::{Member, PlacementSpec};
 
 /// Where the state lives in Consul KV.

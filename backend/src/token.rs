@@ -1,37 +1,17 @@
 //! The admin token. When ShardScope is reachable beyond loopback (or when a
 //! token is given), administration (add or remove a node, change the
 //! algorithm) and the embedded registry's writes need it; key operations and
-//! reads do not. It is sent as `Authorization: Bearer TOKEN`, as Consul's
-//! `X-Consul-Token: TOKEN`, or as `?token=TOKEN` (the page's WebSocket).
+//! reads do not. It is a [`Token`] and travels as Consul's do
+//! (`Authorization: Bearer`, `X-Consul-Token`, or `?token=` for the page's
+//! WebSocket; see [`shardscope_consul::token`]). This module decides when
+//! there is one.
 
 use std::net::IpAddr;
-use std::sync::Arc;
 
-use axum::http::HeaderMap;
+use shardscope_consul::token::Token;
 
 /// Environment variable the commands read the token from.
 pub const ENV: &str = "SHARDSCOPE_ADMIN_TOKEN";
-
-/// A token to check requests against; cheap to clone.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Token(Arc<str>);
-
-impl Token {
-    pub fn new(token: &str) -> Self {
-        Token(token.into())
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
-    /// Whether `presented` is this token (compared in constant time).
-    pub fn accepts(&self, presented: Option<&str>) -> bool {
-        let Some(presented) = presented else { return false };
-        let (a, b) = (self.0.as_bytes(), presented.as_bytes());
-        a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-    }
-}
 
 /// Whether `bind` keeps a listener on this machine (127.0.0.0/8, ::1, localhost).
 pub fn is_loopback(bind: &str) -> bool {
@@ -57,18 +37,6 @@ fn generate() -> anyhow::Result<Token> {
     Ok(Token::new(&bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()))
 }
 
-/// The token a request carries: `Authorization: Bearer`, `X-Consul-Token`,
-/// or the `token` query parameter (percent-decoded).
-pub fn presented(headers: &HeaderMap, query: Option<&str>) -> Option<String> {
-    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    let from_header =
-        header("authorization").and_then(|v| v.strip_prefix("Bearer ")).or_else(|| header("x-consul-token"));
-    match from_header {
-        Some(t) => Some(t.to_string()),
-        None => form_urlencoded::parse(query?.as_bytes()).find(|(k, _)| k == "token").map(|(_, v)| v.into_owned()),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -86,20 +54,5 @@ mod tests {
         }
         assert_eq!(resolve("127.0.0.1", Some("s3")).unwrap(), Some((Token::new("s3"), false)));
         assert!(resolve("0.0.0.0", Some("")).is_err());
-    }
-
-    #[test]
-    fn tokens_are_read_from_headers_or_the_query() {
-        let token = Token::new("s3cret");
-        let mut headers = HeaderMap::new();
-        assert!(!token.accepts(presented(&headers, None).as_deref()));
-        assert!(token.accepts(presented(&headers, Some("a=1&token=s3cret")).as_deref()));
-        assert!(!token.accepts(presented(&headers, Some("token=s3cre")).as_deref()));
-        let odd = Token::new("a b&c");
-        assert!(odd.accepts(presented(&headers, Some("token=a%20b%26c")).as_deref()));
-        headers.insert("x-consul-token", "s3cret".parse().unwrap());
-        assert!(token.accepts(presented(&headers, None).as_deref()));
-        headers.insert("authorization", "Bearer wrong".parse().unwrap());
-        assert!(!token.accepts(presented(&headers, None).as_deref()), "the bearer token is the one presented");
     }
 }

@@ -31,8 +31,9 @@ pub async fn upgrade(
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Response {
-    let may_administer =
-        admin.authorize(crate::token::presented(&headers, query.as_deref()).as_deref()).map_err(|e| e.to_string());
+    let may_administer = admin
+        .authorize(shardscope_consul::token::presented(&headers, query.as_deref()).as_deref())
+        .map_err(|e| e.to_string());
     ws.max_message_size(MAX_MESSAGE).on_upgrade(move |socket| session(socket, admin, may_administer))
 }
 

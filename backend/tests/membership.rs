@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use common::{shardscope_exe, terminate, Stack};
 use futures::StreamExt;
-use shardscope_node::consul::Consul;
-use shardscope_shared::consul::NODE_SERVICE;
+use shardscope_consul::api::NODE_SERVICE;
+use shardscope_consul::client::Consul;
 use shardscope_shared::protocol::{NodeInfo, ServerMsg};
 
 async fn next_cluster(

@@ -127,7 +127,7 @@ async fn a_join_moves_exactly_the_keys_shared_predicts_and_a_leave_drains() {
     assert_eq!(final_holders.len(), keys.len());
     let moved_off: Vec<&String> = keys.iter().filter(|k| after[*k] != final_holders[*k]).collect();
     assert!(moved_off.iter().all(|k| after[*k] == leaver), "only the leaver's keys moved");
-    let consul = shardscope_node::consul::Consul::new(&stack.registry);
+    let consul = shardscope_consul::client::Consul::new(&stack.registry);
     let (entries, _) = consul.health_service("shardscope-node", false, None, Duration::from_secs(1)).await.unwrap();
     assert!(entries.iter().all(|e| e.service.id != leaver));
 

@@ -1,227 +1,240 @@
-//! The Consul client against the embedded registry, over real HTTP on
-//! loopback: registration with each check kind, TTL and TCP/HTTP checks
-//! turning critical, auto-deregistration, blocking queries, KV with cas, bad
-//! input; and decoding of Consul's own documented response bodies.
+//! The embedded registry keeps its catalog and KV in its data dir, with real
+//! processes: `shardscope registry --data-dir` restarted after SIGTERM, or
+//! after SIGKILL right after an acknowledged write, has the same KV pairs
+//! (values, flags, indexes), services and checks, and an index that did not
+//! go backwards; a state file that does not read back stops the start with
+//! an error naming it. `serve` keeps its registry in DATA_DIR/registry, so a
+//! restart, clean or not, comes back with its cluster.
 
+mod common;
+
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use rs_consul::types::ReadKeyResponse;
-use shardscope_backend::registry::Registry;
-use shardscope_node::consul::{Consul, ServiceNode};
-use shardscope_shared::consul::{CatalogService, CheckDefinition, KvPair, ServiceEntry, ServiceRegistration};
+use common::{children_of, pid_alive, registry_command, RegistryProcess, Stack};
+use shardscope_consul::api::{CatalogService, CheckDefinition, KvPair, ServiceEntry, ServiceRegistration};
+use shardscope_shared::protocol::NodeInfo;
 
-/// Starts an embedded registry on a fresh loopback port; it stops with the test.
-async fn registry() -> (Consul, String) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(Registry::new().serve(listener, std::future::pending()));
-    (Consul::new(&url), url)
+/// `PUT {url}/v1/{path}`: the registry's answer (`true` / `false` for KV).
+async fn put(url: &str, path: &str, body: impl Into<reqwest::Body>) -> String {
+    let resp = reqwest::Client::new().put(format!("{url}/v1/{path}")).body(body).send().await.unwrap();
+    assert!(resp.status().is_success(), "PUT {path}: {}", resp.status());
+    resp.text().await.unwrap()
 }
 
-fn service(id: &str, check: CheckDefinition) -> ServiceRegistration {
-    ServiceRegistration {
+/// `GET {url}/v1/{path}` decoded, and its `X-Consul-Index`.
+async fn get<T: serde::de::DeserializeOwned>(url: &str, path: &str) -> (T, u64) {
+    let resp = reqwest::get(format!("{url}/v1/{path}")).await.unwrap();
+    assert_eq!(resp.status(), 200, "GET {path}");
+    let index = resp.headers()["x-consul-index"].to_str().unwrap().parse().unwrap();
+    (resp.json().await.unwrap(), index)
+}
+
+async fn kv_tree(url: &str) -> Vec<KvPair> {
+    get(url, "kv/app/?recurse").await.0
+}
+
+async fn index_of(url: &str) -> u64 {
+    get::<serde_json::Value>(url, "catalog/services").await.1
+}
+
+async fn register(url: &str, id: &str, check: CheckDefinition) {
+    let reg = ServiceRegistration {
         id: Some(id.into()),
-        name: "svc".into(),
+        name: "web".into(),
         address: "127.0.0.1".into(),
-        port: 9,
+        port: 8080,
+        tags: vec!["blue".into()],
         check: Some(check),
+        ..Default::default()
+    };
+    put(url, "agent/service/register", serde_json::to_vec(&reg).unwrap()).await;
+}
+
+/// The check statuses of service `web`, by service id.
+async fn statuses(url: &str) -> Vec<(String, String)> {
+    let (entries, _): (Vec<ServiceEntry>, _) = get(url, "health/service/web").await;
+    entries.into_iter().map(|e| (e.service.id, e.checks[0].status.clone())).collect()
+}
+
+fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
+    list.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
+}
+
+fn ttl_check() -> CheckDefinition {
+    CheckDefinition {
+        check_id: Some("web-1-ttl".into()),
+        ttl: Some("30s".into()),
+        status: Some("passing".into()),
         ..Default::default()
     }
 }
 
-/// The registry's full health answer for `svc` (checks included) and its
-/// index, as a blocking query when `index` is given.
-async fn health(url: &str, index: Option<u64>) -> (Vec<ServiceEntry>, u64) {
-    let q = index.map(|i| format!("?index={i}&wait=2s")).unwrap_or_default();
-    let resp = reqwest::get(format!("{url}/v1/health/service/svc{q}")).await.unwrap();
-    let i = resp.headers()["x-consul-index"].to_str().unwrap().parse().unwrap();
-    (resp.json().await.unwrap(), i)
-}
-
-async fn statuses(url: &str) -> Vec<(String, String)> {
-    let (entries, _) = health(url, None).await;
-    entries.into_iter().map(|e| (e.service.id, e.checks[0].status.clone())).collect()
-}
-
-/// Waits (blocking queries, no sleeps) until `pred` holds for the health view.
-async fn until(url: &str, what: &str, limit: Duration, pred: impl Fn(&[ServiceEntry]) -> bool) {
-    let start = Instant::now();
-    let mut index = None;
-    loop {
-        let (entries, i) = health(url, index).await;
-        if pred(&entries) {
-            return;
-        }
-        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
-        index = Some(i);
-    }
-}
-
-async fn passing(c: &Consul) -> Vec<ServiceNode> {
-    c.health_service("svc", true, None, Duration::from_secs(1)).await.unwrap().0
-}
-
 #[tokio::test]
-async fn ttl_check_passes_then_expires_to_critical() {
-    let (c, url) = registry().await;
-    let check = CheckDefinition { ttl: Some("300ms".into()), status: Some("passing".into()), ..Default::default() };
-    c.register(&service("a", check)).await.unwrap();
-    assert_eq!(statuses(&url).await, [("a".to_string(), "passing".to_string())]);
-    assert_eq!(passing(&c).await.len(), 1);
-    until(&url, "TTL expiry", Duration::from_secs(5), |e| e[0].checks[0].status == "critical").await;
-    assert!(passing(&c).await.is_empty(), "a critical instance is not passing");
-    c.update_check("pass", "service:a").await.unwrap();
-    assert_eq!(statuses(&url).await[0].1, "passing");
-    c.update_check("warn", "service:a").await.unwrap();
-    assert_eq!(statuses(&url).await[0].1, "warning");
-    assert!(c.update_check("pass", "service:nope").await.is_err());
-    c.deregister("a").await.unwrap();
-    assert!(statuses(&url).await.is_empty());
-}
-
-#[tokio::test]
-async fn tcp_and_http_checks_follow_the_service() {
-    let (c, url) = registry().await;
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    let tcp = CheckDefinition {
-        tcp: Some(addr.to_string()),
+async fn kv_services_and_index_survive_a_sigterm_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("registry"); // made by the registry
+    let reg = RegistryProcess::start(&data);
+    let url = reg.url.clone();
+    assert_eq!(put(&url, "kv/app/size?flags=7", "3").await, "true");
+    assert_eq!(put(&url, "kv/app/lock?cas=0", "a").await, "true");
+    let lock = kv_tree(&url).await.into_iter().find(|p| p.key == "app/lock").unwrap();
+    assert_eq!(put(&url, &format!("kv/app/lock?cas={}", lock.modify_index), "b").await, "true");
+    assert_eq!(put(&url, &format!("kv/app/lock?cas={}", lock.modify_index), "c").await, "false");
+    assert_eq!(put(&url, "kv/app/bin", vec![0u8, 255, b'\n']).await, "true");
+    register(&url, "web-1", ttl_check()).await;
+    let alive = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let tcp = |addr: String| CheckDefinition {
+        tcp: Some(addr),
         interval: Some("100ms".into()),
         timeout: Some("1s".into()),
         ..Default::default()
     };
-    c.register(&service("tcp", tcp)).await.unwrap();
-    until(&url, "TCP check passing", Duration::from_secs(5), |e| e[0].checks[0].status == "passing").await;
-    drop(listener);
-    until(&url, "TCP check critical", Duration::from_secs(5), |e| e[0].checks[0].status == "critical").await;
+    register(&url, "web-2", tcp(alive.local_addr().unwrap().to_string())).await;
+    let gone = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    register(&url, "web-3", tcp(gone.local_addr().unwrap().to_string())).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while statuses(&url).await.iter().any(|(_, status)| status != "passing") {
+        assert!(Instant::now() < deadline, "checks passing: {:?}", statuses(&url).await);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let kv = kv_tree(&url).await;
+    assert_eq!(kv.len(), 3);
+    let index = index_of(&url).await;
+    assert!(reg.stop().success());
+    assert!(data.join(shardscope_consul::registry::STATE_FILE).exists());
 
-    // An HTTP check against the registry's own status endpoint passes, and
-    // against a missing path is critical.
-    let http = |path: &str| CheckDefinition {
-        http: Some(format!("{url}{path}")),
-        interval: Some("100ms".into()),
-        ..Default::default()
-    };
-    c.deregister("tcp").await.unwrap();
-    c.register(&service("ok", http("/v1/status/leader"))).await.unwrap();
-    c.register(&service("bad", http("/no/such/path"))).await.unwrap();
-    until(&url, "HTTP checks settle", Duration::from_secs(5), |e| {
-        let s = |id: &str| e.iter().find(|x| x.service.id == id).map(|x| x.checks[0].status.clone());
-        s("ok").as_deref() == Some("passing") && s("bad").as_deref() == Some("critical")
-    })
-    .await;
-    let ids: Vec<String> = passing(&c).await.into_iter().map(|n| n.service.id).collect();
-    assert_eq!(ids, ["ok"]);
+    // web-3's endpoint goes away while the registry is down.
+    drop(gone);
+    let reg = RegistryProcess::start(&data);
+    let url = reg.url.clone();
+    assert_eq!(
+        statuses(&url).await,
+        pairs(&[("web-1", "passing"), ("web-2", "passing"), ("web-3", "critical")]),
+        "checks restored in their status, and probed again before the first answer"
+    );
+    assert_eq!(kv_tree(&url).await, kv, "values, flags and indexes are back");
+    assert!(index_of(&url).await >= index, "the index did not go backwards");
+    let (catalog, _): (Vec<CatalogService>, _) = get(&url, "catalog/service/web").await;
+    assert_eq!(catalog[0].service_id, "web-1");
+    assert_eq!((catalog[0].service_port, catalog[0].service_tags.clone()), (8080, Some(vec!["blue".to_string()])));
+    // The check definitions are back: web-1's TTL check answers to its id.
+    put(&url, "agent/check/warn/web-1-ttl", "").await;
+    assert_eq!(statuses(&url).await[0].1, "warning");
+    // KV goes on from where it was: cas against the restored index, new
+    // writes above the old index.
+    let lock = kv.iter().find(|p| p.key == "app/lock").unwrap();
+    assert_eq!(put(&url, &format!("kv/app/lock?cas={}", lock.modify_index), "d").await, "true");
+    let lock = kv_tree(&url).await.into_iter().find(|p| p.key == "app/lock").unwrap();
+    assert!(lock.modify_index > index);
+    assert_eq!(lock.create_index, kv.iter().find(|p| p.key == "app/lock").unwrap().create_index);
+    drop(alive);
 }
 
 #[tokio::test]
-async fn critical_services_are_deregistered_after_the_timeout() {
-    let (c, url) = registry().await;
-    let check = CheckDefinition {
-        ttl: Some("100ms".into()),
-        deregister_critical_service_after: Some("300ms".into()),
-        status: Some("passing".into()),
-        ..Default::default()
-    };
-    c.register(&service("doomed", check)).await.unwrap();
-    until(&url, "auto-deregistration", Duration::from_secs(5), |e| e.is_empty()).await;
+async fn an_acknowledged_write_survives_sigkill_right_after_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let reg = RegistryProcess::start(dir.path());
+    let url = reg.url.clone();
+    assert_eq!(put(&url, "kv/app/a", "1").await, "true");
+    register(&url, "web-1", ttl_check()).await;
+    let before = index_of(&url).await;
+    assert_eq!(put(&url, "kv/app/b?flags=9", "2").await, "true");
+    reg.kill();
+
+    let reg = RegistryProcess::start(dir.path());
+    let kv = kv_tree(&reg.url).await;
+    let b = kv.iter().find(|p| p.key == "app/b").expect("the last acknowledged write is there");
+    assert_eq!((b.value.as_deref(), b.flags, b.modify_index), (Some("Mg=="), 9, before + 1));
+    assert_eq!(kv.len(), 2);
+    assert!(index_of(&reg.url).await > before);
+    assert_eq!(statuses(&reg.url).await, pairs(&[("web-1", "passing")]));
+}
+
+/// Starts `shardscope registry` on `dir` expecting it to fail; its stderr.
+fn failed_start(dir: &Path) -> String {
+    let mut child =
+        registry_command(dir).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the registry started on a broken state file");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(!out.status.success());
+    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 #[tokio::test]
-async fn blocking_query_returns_on_change_and_times_out_at_wait() {
-    let (c, _) = registry().await;
-    let (_, index) = c.health_service("svc", false, None, Duration::from_secs(1)).await.unwrap();
-    // No change: the query waits for `wait` and returns the same index.
-    let start = Instant::now();
-    let (_, same) = c.health_service("svc", false, Some(index), Duration::from_secs(1)).await.unwrap();
-    assert_eq!(same, index);
-    assert!(start.elapsed() >= Duration::from_secs(1));
-    // A change wakes it early with a higher index.
-    let waiter = {
-        let c = c.clone();
-        tokio::spawn(async move { c.health_service("svc", false, Some(index), Duration::from_secs(20)).await.unwrap() })
-    };
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    let check = CheckDefinition { ttl: Some("30s".into()), ..Default::default() };
-    c.register(&service("new", check)).await.unwrap();
-    let (entries, after) = tokio::time::timeout(Duration::from_secs(5), waiter).await.unwrap().unwrap();
-    assert!(after > index);
-    assert_eq!(entries[0].service.id, "new");
-    // Consul's default initial status is critical: not in the passing list.
-    assert!(passing(&c).await.is_empty());
+async fn a_truncated_or_corrupt_state_file_stops_the_start_and_names_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let reg = RegistryProcess::start(dir.path());
+    put(&reg.url, "kv/app/a", "1").await;
+    register(&reg.url, "web-1", ttl_check()).await;
+    assert!(reg.stop().success());
+    let state = dir.path().join(shardscope_consul::registry::STATE_FILE);
+    let good = std::fs::read(&state).unwrap();
+
+    let truncated: [&[u8]; 4] = [&good[..good.len() - 10], &good[..1], b"", b"\0\0\0\0"];
+    for broken in truncated {
+        std::fs::write(&state, broken).unwrap();
+        let stderr = failed_start(dir.path());
+        assert!(stderr.contains(&state.display().to_string()), "{stderr}");
+        assert_eq!(std::fs::read(&state).unwrap(), broken, "the file is left as it was");
+    }
+
+    // A temp file left by a save a crash interrupted is removed; the state
+    // file is what counts.
+    std::fs::write(&state, &good).unwrap();
+    let temp = dir.path().join("state.json.tmp");
+    std::fs::write(&temp, &good[..good.len() / 2]).unwrap();
+    let reg = RegistryProcess::start(dir.path());
+    assert_eq!(kv_tree(&reg.url).await.len(), 1);
+    assert!(!temp.exists());
 }
 
-#[tokio::test]
-async fn kv_put_get_cas_delete() {
-    let (c, url) = registry().await;
-    assert_eq!(c.kv_get("cluster_size").await.unwrap(), None);
-    assert!(c.kv_put("cluster_size", b"3", None).await.unwrap());
-    assert_eq!(c.kv_get("cluster_size").await.unwrap().as_deref(), Some("3"));
-    let pairs: Vec<KvPair> = reqwest::get(format!("{url}/v1/kv/cluster_size")).await.unwrap().json().await.unwrap();
-    let modify = pairs[0].modify_index;
-    assert_eq!(pairs[0].value.as_deref(), Some("Mw=="));
-    assert_eq!(c.kv_modify_index("cluster_size").await.unwrap(), Some(modify));
-    assert!(!c.kv_put("cluster_size", b"4", Some(modify + 1)).await.unwrap(), "stale cas fails");
-    assert_eq!(c.kv_get("cluster_size").await.unwrap().as_deref(), Some("3"));
-    assert!(c.kv_put("cluster_size", b"4", Some(modify)).await.unwrap(), "current cas wins");
-    assert!(!c.kv_put("cluster_size", b"5", Some(0)).await.unwrap(), "cas=0 only creates");
-    assert!(c.kv_put("fresh", b"1", Some(0)).await.unwrap(), "cas=0 creates a new key");
-    c.kv_put("app/a", b"1", None).await.unwrap();
-    c.kv_put("app/b", b"2", None).await.unwrap();
-    let tree: Vec<KvPair> = reqwest::get(format!("{url}/v1/kv/app/?recurse")).await.unwrap().json().await.unwrap();
-    assert_eq!(tree.iter().map(|p| p.key.as_str()).collect::<Vec<_>>(), ["app/a", "app/b"]);
-    c.kv_delete("cluster_size").await.unwrap();
-    assert_eq!(c.kv_get("cluster_size").await.unwrap(), None);
+async fn nodes(stack: &Stack) -> Vec<NodeInfo> {
+    reqwest::get(format!("{}/nodes", stack.url)).await.unwrap().json().await.unwrap()
 }
 
-#[tokio::test]
-async fn bad_input_gets_a_4xx_and_changes_nothing() {
-    let (c, url) = registry().await;
+#[tokio::test(flavor = "multi_thread")]
+async fn serve_comes_back_with_its_registry_after_sigterm_or_sigkill() {
+    let dir = tempfile::tempdir().unwrap();
+    let stack = Stack::serve_in(dir.path(), &["--nodes", "2"], &[]);
     let http = reqwest::Client::new();
-    let (_, before) = health(&url, None).await;
-    let put = |path: &str, body: Vec<u8>| http.put(format!("{url}{path}")).body(body).send();
-    let malformed = put("/v1/agent/service/register", b"{\"Name\": ".to_vec()).await.unwrap();
-    assert_eq!(malformed.status(), 400);
-    assert!(malformed.text().await.unwrap().contains("Request decode failed"));
-    let no_check_kind = br#"{"Name":"svc","Check":{"Interval":"1s"}}"#.to_vec();
-    assert_eq!(put("/v1/agent/service/register", no_check_kind).await.unwrap().status(), 400);
-    let bad_ttl = br#"{"Name":"svc","Check":{"TTL":"soon"}}"#.to_vec();
-    assert_eq!(put("/v1/agent/service/register", bad_ttl).await.unwrap().status(), 400);
-    // Its own client: the server closes a connection whose body it refused.
-    let huge =
-        reqwest::Client::new().put(format!("{url}/v1/kv/big")).body(vec![b'x'; 600 * 1024]).send().await.unwrap();
-    assert_eq!(huge.status(), 413);
-    let bad_index = http.get(format!("{url}/v1/health/service/svc?index=abc")).send().await.unwrap();
-    assert_eq!(bad_index.status(), 400);
-    let bad_wait = http.get(format!("{url}/v1/health/service/svc?index=1&wait=forever")).send().await.unwrap();
-    assert_eq!(bad_wait.status(), 400);
-    assert_eq!(http.get(format!("{url}/v1/acl/tokens")).send().await.unwrap().status(), 404);
-    assert_eq!(put("/v1/agent/service/deregister/ghost", vec![]).await.unwrap().status(), 404);
-    // Nothing changed: same index, nothing registered, no key.
-    let (entries, after) = health(&url, None).await;
-    assert_eq!((entries.len(), after), (0, before));
-    assert_eq!(c.kv_get("big").await.unwrap(), None);
-}
+    for i in 0..20 {
+        let resp = http.put(format!("{}/kv/k{i}", stack.url)).body(format!("v{i}")).send().await.unwrap();
+        assert_eq!(resp.status(), 200);
+    }
+    assert!(stack.stop().success());
+    assert!(dir.path().join("registry").join(shardscope_consul::registry::STATE_FILE).exists());
 
-#[test]
-fn consul_documented_responses_decode() {
-    // The client's decoding (rs-consul) and the registry's own types both read Consul's JSON.
-    let fixture = include_str!("fixtures/health_service.json");
-    let health: Vec<ServiceNode> = serde_json::from_str(fixture).unwrap();
-    assert_eq!((health[0].service.id.as_str(), health[0].service.port), ("redis", 8000));
-    assert_eq!(health[0].node.address, "10.1.10.12");
-    let entries: Vec<ServiceEntry> = serde_json::from_str(fixture).unwrap();
-    assert_eq!(entries[0].checks.len(), 2);
-    assert!(entries[0].checks.iter().all(|c| c.status == "passing"));
-    let nodes = shardscope_backend::membership::nodes_of(&health);
-    assert_eq!(nodes["redis"].addr, "tcp://10.1.10.12:8000");
+    // Without --nodes: the cluster size serve recorded in its registry's KV.
+    let stack = Stack::serve_in(dir.path(), &[], &[]);
+    assert_eq!(nodes(&stack).await.len(), 2);
+    let (kv, _): (Vec<KvPair>, _) = get(&stack.registry, "kv/cluster_size").await;
+    assert_eq!(kv[0].value.as_deref(), Some("Mg=="));
 
-    let catalog: Vec<CatalogService> = serde_json::from_str(include_str!("fixtures/catalog_service.json")).unwrap();
-    assert_eq!(catalog[0].service_id, "32a2a47f7992:nodea:5000");
-    assert_eq!((catalog[0].service_address.as_str(), catalog[0].service_port), ("172.17.0.3", 5000));
-
-    let kv: Vec<KvPair> = serde_json::from_str(include_str!("fixtures/kv.json")).unwrap();
-    assert_eq!((kv[0].key.as_str(), kv[0].value.as_deref(), kv[0].modify_index), ("zip", Some("dGVzdA=="), 200));
-    let kv: Vec<ReadKeyResponse> = serde_json::from_str(include_str!("fixtures/kv.json")).unwrap();
-    assert_eq!((kv[0].key.as_str(), kv[0].modify_index), ("zip", 200));
+    // Killed outright, serve leaves its nodes' registrations behind; a
+    // restart finds them dead and starts its nodes again.
+    let children = children_of(stack.pid());
+    stack.kill();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while children.iter().any(|&pid| pid_alive(pid)) {
+        assert!(Instant::now() < deadline, "nodes outlived serve");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let stack = Stack::serve_in(dir.path(), &[], &[]);
+    let now = nodes(&stack).await;
+    assert_eq!(
+        now.iter().map(|n| (n.id.as_str(), n.healthy)).collect::<Vec<_>>(),
+        [("node-1", true), ("node-2", true)]
+    );
+    for i in 0..20 {
+        let got = http.get(format!("{}/kv/k{i}", stack.url)).send().await.unwrap();
+        assert_eq!(got.text().await.unwrap(), format!("v{i}"));
+    }
 }

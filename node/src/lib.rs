@@ -12,12 +12,9 @@
 //! - [`zmtp`]: ZeroMQ's wire protocol (ZMTP 3, NULL mechanism), with every
 //!   length checked before anything is allocated.
 //!
-//! - [`consul`]: the Consul HTTP client a node registers itself with (the
-//!   backend uses it too, to watch membership).
-//!
-//! The node knows nothing about placement: it stores what it is sent.
+//! A node registers itself in Consul with `shardscope-consul`'s client. It
+//! knows nothing about placement: it stores what it is sent.
 
-pub mod consul;
 pub mod server;
 pub mod store;
 pub mod wal;

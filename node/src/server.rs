@@ -23,10 +23,10 @@ use std::time::{Duration, Instant};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 
-use shardscope_shared::consul::{CheckDefinition, ServiceRegistration, NODE_SERVICE};
+use shardscope_consul::api::{CheckDefinition, ServiceRegistration, NODE_SERVICE};
+use shardscope_consul::client::Consul;
 use shardscope_shared::protocol::{parse_request, ErrorCode, NodeReply, MAX_MESSAGE};
 
-use crate::consul::Consul;
 use crate::store::Store;
 use crate::wal::FsyncPolicy;
 use crate::zmtp;

@@ -62,7 +62,7 @@ impl std::str::FromStr for FsyncPolicy {
             "never" => Ok(FsyncPolicy::Never),
             _ => s
                 .strip_prefix("periodic:")
-                .and_then(shardscope_shared::consul::parse_duration)
+                .and_then(shardscope_consul::api::parse_duration)
                 .map(FsyncPolicy::Periodic)
                 .ok_or_else(|| format!("unknown fsync policy {s:?}: use always, never or periodic:10ms")),
         }

@@ -1,7 +1,5 @@
 //! ShardScope's shared crate: everything both sides of the wire must agree on.
 //!
-//! - [`consul`]: the JSON of the Consul HTTP API subset we use (client and
-//!   embedded registry both speak it).
 //! - [`hash`]: the one fixed 64-bit hash (XXH3-64, seed 0) every placement uses.
 //! - [`keyset`]: key sets and operation files (lines, CSV, JSON lines, the
 //!   seeds' operations), parsed alike by the CLI's `load` and the page.
@@ -16,7 +14,6 @@
 //!
 //! This crate never does I/O and compiles for x86_64 and wasm32.
 
-pub mod consul;
 pub mod hash;
 pub mod keyset;
 pub mod placement;

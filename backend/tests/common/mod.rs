@@ -1,10 +1,11 @@
 //! Test support: starts a real `shardscope serve` (backend, node processes)
-//! on fresh loopback ports and stops it, children included, when dropped.
+//! or `shardscope registry` on fresh loopback ports and stops it, children
+//! included, when dropped.
 
 #![allow(dead_code)] // each test binary uses its own part of this module
 
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
@@ -24,7 +25,8 @@ pub struct Stack {
     pub url: String,
     /// The embedded registry's base URL.
     pub registry: String,
-    _data: tempfile::TempDir,
+    /// The data dir, when the stack made it.
+    _data: Option<tempfile::TempDir>,
 }
 
 impl Stack {
@@ -44,12 +46,19 @@ impl Stack {
     /// `shardscope serve --port 0 --registry-port 0` with `args`, on a fresh data dir.
     pub fn serve(args: &[&str], env: &[(&str, &str)]) -> Stack {
         let data = tempfile::tempdir().unwrap();
+        let mut stack = Self::serve_in(data.path(), args, env);
+        stack._data = Some(data);
+        stack
+    }
+
+    /// Like [`Stack::serve`], on the data dir `dir` (which outlives it).
+    pub fn serve_in(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Stack {
         let mut child = Command::new(shardscope_exe())
             .args(["serve", "--port", "0", "--registry-port", "0"])
             .env_remove("CONSUL_HTTP_ADDR")
             .env_remove("SHARDSCOPE_ADMIN_TOKEN")
             .arg("--data-dir")
-            .arg(data.path())
+            .arg(dir)
             .args(args)
             .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()))
             .envs(env.iter().copied())
@@ -75,7 +84,7 @@ impl Stack {
                 panic!("shardscope serve did not report its URL within 60 s");
             }
         };
-        Stack { child, url, registry, _data: data }
+        Stack { child, url, registry, _data: None }
     }
 
     pub fn pid(&self) -> u32 {
@@ -86,9 +95,67 @@ impl Stack {
     pub fn stop(mut self) -> std::process::ExitStatus {
         terminate(&mut self.child)
     }
+
+    /// Kills serve outright (SIGKILL) and reaps it; its nodes get their
+    /// parent-death signal.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 impl Drop for Stack {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            terminate(&mut self.child);
+        }
+    }
+}
+
+/// A running `shardscope registry`, stopped (SIGTERM) when dropped.
+pub struct RegistryProcess {
+    child: Child,
+    /// Its base URL, as it printed it.
+    pub url: String,
+}
+
+/// `shardscope registry --port 0 --data-dir DIR`, not started.
+pub fn registry_command(data_dir: &Path) -> Command {
+    let mut cmd = Command::new(shardscope_exe());
+    cmd.args(["registry", "--port", "0", "--data-dir"])
+        .arg(data_dir)
+        .env_remove("SHARDSCOPE_ADMIN_TOKEN")
+        .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()));
+    cmd
+}
+
+impl RegistryProcess {
+    /// Starts `shardscope registry --port 0` on `data_dir` and reads the
+    /// address it prints once it listens.
+    pub fn start(data_dir: &Path) -> RegistryProcess {
+        let mut child = registry_command(data_dir).stdout(Stdio::piped()).spawn().expect("shardscope registry starts");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let Some(url) = line.trim().strip_prefix("Embedded registry (Consul HTTP API subset) at ") else {
+            let _ = child.kill();
+            panic!("not the registry's ready line: {line:?} ({:?})", child.wait());
+        };
+        RegistryProcess { url: url.to_string(), child }
+    }
+
+    /// Sends SIGTERM and waits for the exit; returns the exit status.
+    pub fn stop(mut self) -> std::process::ExitStatus {
+        terminate(&mut self.child)
+    }
+
+    /// Kills it outright (SIGKILL) and reaps it.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for RegistryProcess {
     fn drop(&mut self) {
         if let Ok(None) = self.child.try_wait() {
             terminate(&mut self.child);

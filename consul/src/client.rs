@@ -8,13 +8,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::api::ServiceRegistration;
 use anyhow::bail;
 /// One instance in a health answer (rs-consul's decoding of Consul's JSON).
 pub use rs_consul::types::ServiceNode;
 use rs_consul::types::{
     CreateOrUpdateKeyRequest, DeleteKeyRequest, GetServiceNodesRequest, QueryOptions, ReadKeyRequest,
 };
-use shardscope_shared::consul::ServiceRegistration;
 
 #[derive(Clone, Debug)]
 pub struct Consul {

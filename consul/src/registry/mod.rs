@@ -7,6 +7,13 @@
 //! deregisters services critical for longer than
 //! `DeregisterCriticalServiceAfter`. No gossip, no Raft, no ACL system: one
 //! optional token that every write must carry.
+//!
+//! In memory by default; [`Registry::with_data_dir`] keeps the catalog and KV
+//! in a state file there (see [`state_file`]), as a Consul server agent does
+//! with `-data-dir`: every write is on disk before it is acknowledged, and a
+//! restart comes back with the same services, checks, KV and index.
+
+mod state_file;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -20,19 +27,27 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
 use axum::{Json, Router};
 
-use crate::token::Token;
 use base64::Engine as _;
-use shardscope_shared::consul::{
-    parse_duration, AgentNode, AgentService, CatalogService, HealthCheck, KvPair, ServiceEntry, ServiceRegistration,
-};
 use tokio::sync::watch;
 use tokio::time::Instant;
+
+use crate::api::{
+    parse_duration, AgentNode, AgentService, CatalogService, HealthCheck, KvPair, ServiceEntry, ServiceRegistration,
+};
+use crate::token::Token;
+use state_file::{SaveError, StateDir};
+pub use state_file::{MAX_STATE, STATE_FILE};
 
 /// Largest request body the registry accepts (Consul's KV limit is 512 KiB).
 pub const MAX_BODY: usize = 512 * 1024;
 const AGENT: &str = "shardscope-embedded";
 const DEFAULT_WAIT: Duration = Duration::from_secs(300);
 const MAX_WAIT: Duration = Duration::from_secs(600);
+/// How long [`Registry::serve`] waits for the first answers of the probes
+/// due at start (a restored catalog's) before it answers requests.
+const FIRST_PROBES_WAIT: Duration = Duration::from_secs(2);
+/// A check's statuses, as Consul names them.
+const STATUSES: [&str; 3] = ["passing", "warning", "critical"];
 
 #[derive(Clone, Debug)]
 enum Probe {
@@ -57,11 +72,43 @@ struct Check {
     next_probe: Instant,
 }
 
+impl Check {
+    /// Sets the status and output (a TTL check's window starts again);
+    /// returns whether the status changed.
+    fn set(&mut self, status: &str, output: String, now: Instant) -> bool {
+        if let Probe::Ttl(ttl) = self.probe {
+            self.ttl_deadline = Some(now + ttl);
+        }
+        let changed = self.status != status;
+        self.status = status.to_string();
+        self.output = output;
+        if status == "critical" {
+            self.critical_since.get_or_insert(now);
+        } else {
+            self.critical_since = None;
+        }
+        changed
+    }
+}
+
 #[derive(Clone, Debug)]
 struct Service {
     reg: ServiceRegistration,
     id: String,
     check: Option<Check>,
+}
+
+impl Service {
+    /// A service from its registration, checked as Consul checks it; its id
+    /// is the registration's `ID`, else its name.
+    fn new(reg: ServiceRegistration) -> Result<Service, String> {
+        if reg.name.is_empty() {
+            return Err("Missing service name".into());
+        }
+        let id = reg.id.clone().filter(|i| !i.is_empty()).unwrap_or_else(|| reg.name.clone());
+        let check = reg.check.as_ref().map(|c| build_check(&id, &reg.name, c)).transpose()?;
+        Ok(Service { reg, id, check })
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -72,11 +119,32 @@ struct KvEntry {
     modify_index: u64,
 }
 
-#[derive(Default)]
+impl KvEntry {
+    /// The pair as Consul's KV API returns it (value in base64).
+    fn to_pair(&self, key: &str) -> KvPair {
+        KvPair {
+            key: key.to_string(),
+            value: Some(base64::engine::general_purpose::STANDARD.encode(&self.value)),
+            flags: self.flags,
+            create_index: self.create_index,
+            modify_index: self.modify_index,
+            lock_index: 0,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default)]
 struct Tables {
     index: u64,
     services: BTreeMap<String, Service>,
     kv: BTreeMap<String, KvEntry>,
+}
+
+impl Tables {
+    /// The check with id `check_id`.
+    fn check_mut(&mut self, check_id: &str) -> Option<&mut Check> {
+        self.services.values_mut().filter_map(|s| s.check.as_mut()).find(|c| c.id == check_id)
+    }
 }
 
 /// The registry's state; cheap to clone.
@@ -86,6 +154,8 @@ pub struct Registry {
     changes: watch::Sender<u64>,
     /// When set, writes need it (see [`acl`]).
     token: Option<Token>,
+    /// When set, the state is kept there (see [`Registry::with_data_dir`]).
+    disk: Option<Arc<StateDir>>,
 }
 
 impl Default for Registry {
@@ -98,7 +168,22 @@ impl Registry {
     pub fn new() -> Self {
         let tables = Tables { index: 1, ..Default::default() };
         let (changes, _) = watch::channel(1);
-        Registry { tables: Arc::new(Mutex::new(tables)), changes, token: None }
+        Registry { tables: Arc::new(Mutex::new(tables)), changes, token: None, disk: None }
+    }
+
+    /// A registry that keeps its catalog and KV in `dir` (created if need
+    /// be), in [`STATE_FILE`]: it starts with what the file holds (checks in
+    /// the status they had, TTL checks with a fresh window), and every write
+    /// replaces the file before it is acknowledged. A state file that does
+    /// not read back whole is an error naming it, never an empty start.
+    pub fn with_data_dir(dir: &std::path::Path) -> anyhow::Result<Self> {
+        let (disk, saved) = StateDir::open(dir)?;
+        let registry = Registry { disk: Some(Arc::new(disk)), ..Registry::new() };
+        if let Some(tables) = saved {
+            registry.changes.send_replace(tables.index);
+            *registry.tables.lock().unwrap() = tables;
+        }
+        Ok(registry)
     }
 
     /// Writes (registration, checks, KV) will need `token`.
@@ -107,19 +192,61 @@ impl Registry {
         self
     }
 
-    /// Records a write: bumps the index and wakes blocking queries.
-    fn bump(&self, tables: &mut Tables) -> u64 {
-        tables.index += 1;
-        self.changes.send_replace(tables.index);
-        tables.index
+    /// Makes a client's write: `change` edits the tables at the next index,
+    /// which it is given. With a data dir the changed tables are saved before
+    /// they replace the live ones, so no one sees, and no client is told of,
+    /// a write that is not on disk; a failed save changes nothing. Wakes
+    /// blocking queries. The caller holds the lock, so writes are saved in
+    /// index order.
+    fn commit(&self, t: &mut Tables, change: impl FnOnce(&mut Tables, u64)) -> Result<(), SaveError> {
+        let index = t.index + 1;
+        match &self.disk {
+            None => change(t, index),
+            Some(disk) => {
+                let mut next = t.clone();
+                change(&mut next, index);
+                next.index = index;
+                disk.save(&next)?;
+                *t = next;
+            }
+        }
+        t.index = index;
+        self.changes.send_replace(index);
+        Ok(())
+    }
+
+    /// Records a change the registry made itself (a check's status from a
+    /// probe or a TTL, a deregistration after
+    /// `DeregisterCriticalServiceAfter`): bumps the index, saves the tables
+    /// when there is a data dir, and wakes blocking queries. Such a change
+    /// stands even if the save fails (the health view must not lag behind
+    /// the checks): the failure is logged and the next save carries it.
+    fn record(&self, t: &mut Tables) {
+        t.index += 1;
+        if let Some(disk) = &self.disk {
+            if let Err(e) = disk.save(t) {
+                tracing::error!("registry: a check's change is not saved: {e}");
+            }
+        }
+        self.changes.send_replace(t.index);
     }
 
     /// Serves the API on `listener` and runs the checks, until `shutdown`.
+    /// Probes due at once (those of a restored catalog) answer first, within
+    /// 2 s, so that after a restart no client is told that a service which
+    /// went away meanwhile is passing.
     pub async fn serve(
         self,
         listener: tokio::net::TcpListener,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
+        let first = self.run_due_checks(Instant::now());
+        let _ = tokio::time::timeout(FIRST_PROBES_WAIT, async {
+            for probe in first {
+                let _ = probe.await;
+            }
+        })
+        .await;
         let checker = tokio::spawn(self.clone().run_checks());
         let app = self.router();
         let result = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
@@ -143,92 +270,75 @@ impl Registry {
             .with_state(self)
     }
 
-    /// Runs due checks every 50 ms: TTL expiry, HTTP and TCP probes, and
-    /// deregistration of services critical for too long.
+    /// Runs due checks every 50 ms.
     async fn run_checks(self) {
         let mut tick = tokio::time::interval(Duration::from_millis(50));
         loop {
             tick.tick().await;
-            let now = Instant::now();
-            let mut due = Vec::new();
-            {
-                let mut t = self.tables.lock().unwrap();
-                let mut changed = false;
-                let mut expired = Vec::new();
-                for (sid, svc) in t.services.iter_mut() {
-                    let Some(check) = svc.check.as_mut() else {
-                        continue;
-                    };
-                    match &check.probe {
-                        Probe::Ttl(_) => {
-                            if check.ttl_deadline.is_some_and(|d| now >= d) && check.status != "critical" {
-                                check.status = "critical".into();
-                                check.output = "TTL expired".into();
-                                check.critical_since = Some(now);
-                                changed = true;
-                            }
-                        }
-                        Probe::Http(_) | Probe::Tcp(_) => {
-                            if now >= check.next_probe {
-                                check.next_probe = now + check.interval;
-                                due.push((sid.clone(), check.probe.clone(), check.timeout));
-                            }
-                        }
-                    }
-                    if let (Some(after), Some(since)) = (check.deregister_after, check.critical_since) {
-                        if now.duration_since(since) >= after {
-                            expired.push(sid.clone());
-                        }
-                    }
-                }
-                for sid in expired {
-                    t.services.remove(&sid);
-                    tracing::info!(service = %sid, "deregistered after being critical too long");
-                    changed = true;
-                }
-                if changed {
-                    self.bump(&mut t);
-                }
-            }
-            for (sid, probe, timeout) in due {
-                let registry = self.clone();
-                tokio::spawn(async move {
-                    let (status, output) = run_probe(&probe, timeout).await;
-                    registry.set_status(&sid, None, status, output);
-                });
-            }
+            self.run_due_checks(Instant::now());
         }
     }
 
-    /// Sets a check's status (by service id, or by check id); bumps the
-    /// index only when the status changes. Returns whether the check exists.
-    fn set_status(&self, service_id: &str, check_id: Option<&str>, status: &str, output: String) -> bool {
+    /// Expires TTLs, deregisters services critical for too long, and starts
+    /// the HTTP and TCP probes due at `now`; returns the probes' tasks.
+    fn run_due_checks(&self, now: Instant) -> Vec<tokio::task::JoinHandle<()>> {
+        let mut due = Vec::new();
+        {
+            let mut t = self.tables.lock().unwrap();
+            let mut changed = false;
+            let mut expired = Vec::new();
+            for (sid, svc) in t.services.iter_mut() {
+                let Some(check) = svc.check.as_mut() else {
+                    continue;
+                };
+                match &check.probe {
+                    Probe::Ttl(_) => {
+                        if check.ttl_deadline.is_some_and(|d| now >= d) && check.status != "critical" {
+                            check.status = "critical".into();
+                            check.output = "TTL expired".into();
+                            check.critical_since = Some(now);
+                            changed = true;
+                        }
+                    }
+                    Probe::Http(_) | Probe::Tcp(_) => {
+                        if now >= check.next_probe {
+                            check.next_probe = now + check.interval;
+                            due.push((sid.clone(), check.probe.clone(), check.timeout));
+                        }
+                    }
+                }
+                if let (Some(after), Some(since)) = (check.deregister_after, check.critical_since) {
+                    if now.duration_since(since) >= after {
+                        expired.push(sid.clone());
+                    }
+                }
+            }
+            for sid in expired {
+                t.services.remove(&sid);
+                tracing::info!(service = %sid, "deregistered after being critical too long");
+                changed = true;
+            }
+            if changed {
+                self.record(&mut t);
+            }
+        }
+        let probe = |(sid, probe, timeout): (String, Probe, Duration)| {
+            let registry = self.clone();
+            tokio::spawn(async move {
+                let (status, output) = run_probe(&probe, timeout).await;
+                registry.probed(&sid, status, output);
+            })
+        };
+        due.into_iter().map(probe).collect()
+    }
+
+    /// A probe of service `sid`'s check answered; a new status is recorded.
+    fn probed(&self, sid: &str, status: &str, output: String) {
         let mut t = self.tables.lock().unwrap();
-        let now = Instant::now();
-        let check = t.services.iter_mut().find_map(|(sid, svc)| {
-            let c = svc.check.as_mut()?;
-            let hit = match check_id {
-                Some(cid) => c.id == cid,
-                None => sid == service_id,
-            };
-            hit.then_some(c)
-        });
-        let Some(check) = check else { return false };
-        if let Probe::Ttl(ttl) = check.probe {
-            check.ttl_deadline = Some(now + ttl);
+        let Some(check) = t.services.get_mut(sid).and_then(|s| s.check.as_mut()) else { return };
+        if check.set(status, output, Instant::now()) {
+            self.record(&mut t);
         }
-        let changed = check.status != status;
-        check.status = status.to_string();
-        check.output = output;
-        if status == "critical" {
-            check.critical_since.get_or_insert(now);
-        } else {
-            check.critical_since = None;
-        }
-        if changed {
-            self.bump(&mut t);
-        }
-        true
     }
 
     /// Waits, for a blocking query, until the index passes `index` or
@@ -342,30 +452,35 @@ async fn acl(State(reg): State<Registry>, req: axum::extract::Request, next: axu
     next.run(req).await
 }
 
+/// A failed save: the write was not made.
+impl IntoResponse for SaveError {
+    fn into_response(self) -> Response {
+        tracing::error!("registry: a write is refused: {self}");
+        let status = match self {
+            SaveError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            SaveError::Io(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        (status, format!("{self}\n")).into_response()
+    }
+}
+
 async fn register(State(reg): State<Registry>, body: Bytes) -> Response {
     let r: ServiceRegistration = match serde_json::from_slice(&body) {
         Ok(r) => r,
         Err(e) => return bad_request(format!("Request decode failed: {e}")),
     };
-    if r.name.is_empty() {
-        return bad_request("Missing service name");
-    }
-    let id = r.id.clone().filter(|i| !i.is_empty()).unwrap_or_else(|| r.name.clone());
-    let check = match r.check.as_ref().map(|c| build_check(&id, &r.name, c)).transpose() {
-        Ok(c) => c,
+    let service = match Service::new(r) {
+        Ok(s) => s,
         Err(e) => return bad_request(e),
     };
     let mut t = reg.tables.lock().unwrap();
-    t.services.insert(id.clone(), Service { reg: r, id, check });
-    reg.bump(&mut t);
-    StatusCode::OK.into_response()
+    let outcome = reg.commit(&mut t, |t, _| {
+        t.services.insert(service.id.clone(), service);
+    });
+    outcome.map(|()| StatusCode::OK).into_response()
 }
 
-fn build_check(
-    service_id: &str,
-    service: &str,
-    def: &shardscope_shared::consul::CheckDefinition,
-) -> Result<Check, String> {
+fn build_check(service_id: &str, service: &str, def: &crate::api::CheckDefinition) -> Result<Check, String> {
     let dur = |field: &str, v: &Option<String>| -> Result<Option<Duration>, String> {
         v.as_deref().map(|s| parse_duration(s).ok_or(format!("Invalid {field} duration {s:?}"))).transpose()
     };
@@ -381,7 +496,7 @@ fn build_check(
         return Err("Interval must be > 0 for HTTP and TCP checks".into());
     }
     let status = def.status.clone().unwrap_or_else(|| "critical".into());
-    if !["passing", "warning", "critical"].contains(&status.as_str()) {
+    if !STATUSES.contains(&status.as_str()) {
         return Err(format!("Invalid check status {status:?}"));
     }
     let now = Instant::now();
@@ -405,15 +520,17 @@ fn build_check(
 
 async fn deregister(State(reg): State<Registry>, Path(id): Path<String>) -> Response {
     let mut t = reg.tables.lock().unwrap();
-    if t.services.remove(&id).is_none() {
+    if !t.services.contains_key(&id) {
         return (
             StatusCode::NOT_FOUND,
             format!("Unknown service ID {id:?}. Ensure that the service ID is passed, not the service name.\n"),
         )
             .into_response();
     }
-    reg.bump(&mut t);
-    StatusCode::OK.into_response()
+    let outcome = reg.commit(&mut t, |t, _| {
+        t.services.remove(&id);
+    });
+    outcome.map(|()| StatusCode::OK).into_response()
 }
 
 async fn update_check(
@@ -428,11 +545,22 @@ async fn update_check(
         _ => return (StatusCode::NOT_FOUND, "Unsupported endpoint\n").into_response(),
     };
     let note = params.note.unwrap_or_default();
-    if reg.set_status("", Some(&id), status, note) {
-        StatusCode::OK.into_response()
-    } else {
-        (StatusCode::NOT_FOUND, format!("Unknown check ID {id:?}\n")).into_response()
+    let now = Instant::now();
+    let mut t = reg.tables.lock().unwrap();
+    let Some(check) = t.check_mut(&id) else {
+        return (StatusCode::NOT_FOUND, format!("Unknown check ID {id:?}\n")).into_response();
+    };
+    if check.status == status {
+        // A heartbeat: the TTL window starts again, nothing else changes.
+        check.set(status, note, now);
+        return StatusCode::OK.into_response();
     }
+    let outcome = reg.commit(&mut t, |t, _| {
+        if let Some(check) = t.check_mut(&id) {
+            check.set(status, note, now);
+        }
+    });
+    outcome.map(|()| StatusCode::OK).into_response()
 }
 
 fn entry(svc: &Service) -> ServiceEntry {
@@ -519,17 +647,9 @@ async fn catalog_service(State(reg): State<Registry>, Path(name): Path<String>, 
 async fn kv_get(State(reg): State<Registry>, Path(key): Path<String>, params: QueryParams) -> Response {
     reg.block(&params).await;
     let t = reg.tables.lock().unwrap();
-    let pair = |k: &String, e: &KvEntry| KvPair {
-        key: k.clone(),
-        value: Some(base64::engine::general_purpose::STANDARD.encode(&e.value)),
-        flags: e.flags,
-        create_index: e.create_index,
-        modify_index: e.modify_index,
-        lock_index: 0,
-    };
     if params.recurse.is_some() {
         let pairs: Vec<KvPair> =
-            t.kv.range(key.clone()..).take_while(|(k, _)| k.starts_with(&key)).map(|(k, e)| pair(k, e)).collect();
+            t.kv.range(key.clone()..).take_while(|(k, _)| k.starts_with(&key)).map(|(k, e)| e.to_pair(k)).collect();
         if pairs.is_empty() {
             return with_index(t.index, StatusCode::NOT_FOUND);
         }
@@ -538,7 +658,7 @@ async fn kv_get(State(reg): State<Registry>, Path(key): Path<String>, params: Qu
     match t.kv.get(&key) {
         None => with_index(t.index, StatusCode::NOT_FOUND),
         Some(e) if params.raw.is_some() => with_index(t.index, e.value.clone()),
-        Some(e) => with_index(t.index, Json(vec![pair(&key, e)])),
+        Some(e) => with_index(t.index, Json(vec![e.to_pair(&key)])),
     }
 }
 
@@ -556,13 +676,13 @@ async fn kv_put(State(reg): State<Registry>, Path(key): Path<String>, params: Qu
             return Json(false).into_response();
         }
     }
-    let index = reg.bump(&mut t);
-    let create_index = t.kv.get(&key).map_or(index, |e| e.create_index);
-    t.kv.insert(
-        key,
-        KvEntry { value: body.to_vec(), flags: params.flags.unwrap_or(0), create_index, modify_index: index },
-    );
-    Json(true).into_response()
+    let outcome = reg.commit(&mut t, |t, index| {
+        let create_index = t.kv.get(&key).map_or(index, |e| e.create_index);
+        let entry =
+            KvEntry { value: body.to_vec(), flags: params.flags.unwrap_or(0), create_index, modify_index: index };
+        t.kv.insert(key, entry);
+    });
+    outcome.map(|()| Json(true)).into_response()
 }
 
 async fn kv_delete(State(reg): State<Registry>, Path(key): Path<String>, params: QueryParams) -> Response {
@@ -572,15 +692,18 @@ async fn kv_delete(State(reg): State<Registry>, Path(key): Path<String>, params:
             return Json(false).into_response();
         }
     }
-    let removed = if params.recurse.is_some() {
-        let keys: Vec<String> =
-            t.kv.range(key.clone()..).take_while(|(k, _)| k.starts_with(&key)).map(|(k, _)| k.clone()).collect();
-        keys.iter().filter(|k| t.kv.remove(*k).is_some()).count()
+    let doomed: Vec<String> = if params.recurse.is_some() {
+        t.kv.range(key.clone()..).take_while(|(k, _)| k.starts_with(&key)).map(|(k, _)| k.clone()).collect()
     } else {
-        usize::from(t.kv.remove(&key).is_some())
+        t.kv.contains_key(&key).then_some(key).into_iter().collect()
     };
-    if removed > 0 {
-        reg.bump(&mut t);
+    if doomed.is_empty() {
+        return Json(true).into_response();
     }
-    Json(true).into_response()
+    let outcome = reg.commit(&mut t, |t, _| {
+        for k in &doomed {
+            t.kv.remove(k);
+        }
+    });
+    outcome.map(|()| Json(true)).into_response()
 }

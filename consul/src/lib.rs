@@ -1,0 +1,19 @@
+//! ShardScope's one home for Consul: what nodes and the backend speak to a
+//! Consul agent, and the embedded registry that stands in for one.
+//!
+//! - [`api`]: the JSON of the Consul HTTP API subset we use (service
+//!   registration with its check, health and catalog entries, KV pairs),
+//!   Consul's durations, and [`api::NODE_SERVICE`], the name storage nodes
+//!   register under.
+//! - [`client`]: [`client::Consul`], the HTTP client nodes register with and
+//!   the backend watches membership and reads KV through, against a real
+//!   agent or the embedded registry alike.
+//! - [`registry`]: [`registry::Registry`], a single-machine stand-in for a
+//!   Consul agent's HTTP API that runs its own checks and, given a data dir,
+//!   keeps its catalog and KV across restarts.
+//! - [`token`]: a token as Consul requests carry it, checked in constant time.
+
+pub mod api;
+pub mod client;
+pub mod registry;
+pub mod token;
