@@ -203,9 +203,14 @@ impl Cluster {
         }
         let mut view = self.view.write().unwrap();
         let data_dir = self.meta.lock().unwrap().data_dirs.get(&info.id).cloned();
+        let id = info.id.clone();
         view.nodes.insert(info.id.clone(), Node { info, client, healthy: true, data_dir, connected: true });
         drop(view);
-        self.broadcast();
+        // A member back (at a new address, or after a restart): pages hear
+        // of it. A joiner is announced once it has joined.
+        if self.is_member(&id) {
+            self.broadcast();
+        }
         Ok(())
     }
 

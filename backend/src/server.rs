@@ -224,18 +224,9 @@ async fn start_nodes(admin: &Admin, requested: Option<usize>, recorded: bool) ->
             tracing::info!("a change was in progress: finishing it");
             admin.rebalancer.submit(Change::Resume);
         }
-        requested.unwrap_or(cluster.desired_nodes()).max(cluster.member_ids().len())
+        desired(admin, requested).await?.unwrap_or(cluster.desired_nodes()).max(cluster.member_ids().len())
     } else {
-        match requested {
-            Some(n) => n,
-            None => match admin.consul.kv_get(CLUSTER_SIZE).await? {
-                Some(v) => v
-                    .trim()
-                    .parse()
-                    .map_err(|_| anyhow::anyhow!("{CLUSTER_SIZE} in Consul KV is {v:?}, not a count"))?,
-                None => DEFAULT_NODES,
-            },
-        }
+        desired(admin, requested).await?.unwrap_or(DEFAULT_NODES)
     };
     admin.set_desired(n).await?;
     let (running, _) = admin.consul.health_service(NODE_SERVICE, true, None, Duration::from_secs(5)).await?;
@@ -246,12 +237,29 @@ async fn start_nodes(admin: &Admin, requested: Option<usize>, recorded: bool) ->
         cluster.set_data_dir(&id, supervisor.dir_of(&id));
         supervisor.launch_named(&id).await?;
     }
-    while cluster.member_ids().len() < n {
+    // A new cluster's nodes have joined; a recorded one's may still be
+    // finishing the change it resumed.
+    let joined = |c: &Cluster| if recorded { c.member_ids().len() } else { c.nodes().len() };
+    while joined(cluster) < n {
         if tokio::time::timeout_at(deadline, events.recv()).await.is_err() {
-            anyhow::bail!("only {} of {n} nodes registered within 60 s", cluster.member_ids().len());
+            anyhow::bail!("only {} of {n} nodes registered within 60 s", joined(cluster));
         }
     }
     Ok(n)
+}
+
+/// The node count asked for: `--nodes`, else `cluster_size` in Consul KV
+/// (seed 001: whoever sets it there sets the cluster's size).
+async fn desired(admin: &Admin, requested: Option<usize>) -> anyhow::Result<Option<usize>> {
+    if requested.is_some() {
+        return Ok(requested);
+    }
+    match admin.consul.kv_get(CLUSTER_SIZE).await? {
+        Some(v) => Ok(Some(
+            v.trim().parse().map_err(|_| anyhow::anyhow!("{CLUSTER_SIZE} in Consul KV is {v:?}, not a count"))?,
+        )),
+        None => Ok(None),
+    }
 }
 
 /// Completes on Ctrl-C (SIGINT) or SIGTERM. The handlers are installed when

@@ -68,14 +68,40 @@ async fn a_node_started_by_hand_joins_and_leaves_through_the_registry() {
     }
     assert!(served_by_it, "some of 200 keys should route to the new node");
 
-    // SIGTERM: it deregisters, and the backend drops it.
+    // SIGTERM: it deregisters, and stays a member whose keys wait for it
+    // (no other node answers for them).
     let status = terminate(&mut node);
     assert!(status.success(), "node exits 0 on SIGTERM: {status:?}");
-    let nodes = next_cluster(&mut ws).await;
-    assert!(nodes.iter().all(|n| n.id != id));
+    let nodes = loop {
+        let nodes = next_cluster(&mut ws).await;
+        if nodes.iter().any(|n| n.id == id && !n.healthy) {
+            break nodes;
+        }
+    };
+    assert_eq!(nodes.len(), 3);
     let (entries, _) = consul.health_service(NODE_SERVICE, false, None, Duration::from_secs(1)).await.unwrap();
     assert!(entries.iter().all(|e| e.service.id != id), "no stale registration");
     assert_eq!(entries.len(), 2);
+    let mut unavailable = 0;
+    for i in 0..200 {
+        let resp = reqwest::get(format!("{}/kv/k{i}", stack.url)).await.unwrap();
+        if resp.headers().get("x-shardscope-node").is_some_and(|n| n == id.as_str()) {
+            assert_eq!(resp.status(), 503, "its keys answer 503, not another node's 404");
+            unavailable += 1;
+        } else {
+            assert_eq!(resp.status(), 200);
+        }
+    }
+    assert!(unavailable > 0);
+
+    // The operator removes it while it is down: its keys are reported lost.
+    let resp = reqwest::Client::new().delete(format!("{}/nodes/{id}", stack.url)).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let progress: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(progress["unreachable"], serde_json::json!([id]));
+    let rest: Vec<NodeInfo> = reqwest::get(format!("{}/nodes", stack.url)).await.unwrap().json().await.unwrap();
+    assert_eq!(rest.len(), 2);
+    assert!(rest.iter().all(|n| n.healthy && n.id != id));
 }
 
 #[tokio::test(flavor = "multi_thread")]
