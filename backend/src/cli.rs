@@ -7,6 +7,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use shardscope_shared::placement::PlacementSpec;
@@ -142,6 +143,11 @@ pub struct ServeArgs {
     /// The nodes' fsync policy (see `shardscope node --help`).
     #[arg(long, default_value = "always")]
     pub fsync: FsyncPolicy,
+    /// How long the registry keeps a node whose check is critical before it
+    /// deregisters it (given to every node serve launches; see `shardscope
+    /// node --help`).
+    #[arg(long, default_value = "30s", value_parser = consul_duration)]
+    pub deregister_after: Duration,
     /// Keys a rebalance scans per batch (routing pauses for one batch at a time).
     #[arg(long, default_value_t = 1000)]
     pub rebalance_batch: usize,
@@ -205,6 +211,19 @@ pub struct NodeArgs {
     /// ack, fsync at most that often), or `never` (write before ack).
     #[arg(long, default_value = "always")]
     pub fsync: FsyncPolicy,
+    /// How long the registry keeps this node registered while its check is
+    /// critical (Consul's `DeregisterCriticalServiceAfter`: `2s`, `30s`,
+    /// `5m`; a real Consul agent reaps no sooner than after 1 minute).
+    #[arg(long, default_value = "30s", value_parser = consul_duration)]
+    pub deregister_after: Duration,
+}
+
+/// A positive duration in Consul's syntax (`500ms`, `30s`, `1m30s`).
+fn consul_duration(text: &str) -> Result<Duration, String> {
+    match shardscope_shared::consul::parse_duration(text) {
+        Some(d) if !d.is_zero() => Ok(d),
+        _ => Err(format!("{text:?} is not a positive duration like 2s, 500ms or 1m30s")),
+    }
 }
 
 #[derive(Args, Debug)]
@@ -255,6 +274,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 registry: a.registry,
                 registry_port: a.registry_port,
                 fsync: a.fsync,
+                deregister_after: a.deregister_after,
                 rebalance: Settings {
                     batch: a.rebalance_batch.clamp(1, shardscope_shared::protocol::MAX_SCAN_LIMIT),
                     max_keys_per_sec: (a.rebalance_rate > 0).then_some(a.rebalance_rate),
@@ -273,6 +293,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 port: a.port,
                 data_dir: a.data_dir,
                 fsync: a.fsync,
+                deregister_after: a.deregister_after,
             };
             shardscope_node::run(config, crate::server::shutdown_signal()).await?;
             Ok(ExitCode::SUCCESS)
