@@ -1187,7 +1187,11 @@ fn sigstop_during_join(run: &mut Run) {
 /// A join and a change of algorithm, then SIGTERM serve and start it again
 /// with the same command: the same nodes and algorithm, every key (G2).
 fn sigterm_serve(run: &mut Run) {
-    let specs = [json!({"algorithm": "jump"}), json!({"algorithm": "rendezvous"}), json!({"algorithm": "maglev"})];
+    let specs = [
+        json!({"algorithm": "jump"}),
+        json!({"algorithm": "rendezvous"}),
+        json!({"algorithm": "maglev", "table_size": 65537}),
+    ];
     for round in 0..run.cfg.rounds {
         run.pause();
         let from = run.observer.mark();
@@ -1223,8 +1227,12 @@ enum Change {
 /// `kill -9` serve and starts it again with the same command: the change
 /// is finished or rolled back, and nothing is lost (G2, G1).
 fn kill_serve_mid(run: &mut Run, change: Change) {
-    let specs =
-        [json!({"algorithm": "jump"}), json!({"algorithm": "rendezvous"}), json!({"algorithm": "ring", "vnodes": 160})];
+    let specs = [
+        json!({"algorithm": "jump"}),
+        json!({"algorithm": "rendezvous"}),
+        json!({"algorithm": "maglev", "table_size": 65537}),
+        json!({"algorithm": "ring", "vnodes": 160}),
+    ];
     for round in 0..run.cfg.rounds {
         run.pause();
         let Ok(before) = run.snapshot() else {
@@ -1248,7 +1256,13 @@ fn kill_serve_mid(run: &mut Run, change: Change) {
                 (format!("leave {leaver}"), (ids, before.1.clone()), Some(call))
             }
             Change::Placement => {
-                let spec = specs[round % specs.len()].clone();
+                // The next algorithm that is not the current one (a change to
+                // the same one would move nothing).
+                let spec = (0..specs.len())
+                    .map(|i| &specs[(round + i) % specs.len()])
+                    .find(|s| s["algorithm"] != before.1["algorithm"])
+                    .unwrap()
+                    .clone();
                 let req = run.admin.put(format!("{}/placement", run.stack.url)).body(spec.to_string());
                 let call = std::thread::spawn(move || format!("{:?}", req.send().map(|r| r.status())));
                 (format!("placement {}", spec["algorithm"].as_str().unwrap()), (before.0.clone(), spec), Some(call))
