@@ -7,6 +7,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use shardscope_shared::placement::PlacementSpec;
@@ -148,6 +149,11 @@ pub struct ServeArgs {
     /// The nodes' fsync policy (see `shardscope node --help`).
     #[arg(long, default_value = "always")]
     pub fsync: FsyncPolicy,
+    /// How long the registry keeps a node whose check is critical before it
+    /// deregisters it (given to every node serve launches; see `shardscope
+    /// node --help`).
+    #[arg(long, default_value = "30s", value_parser = consul_duration)]
+    pub deregister_after: Duration,
     /// Keys a rebalance scans per batch (routing pauses for one batch at a time).
     #[arg(long, default_value_t = 1000)]
     pub rebalance_batch: usize,
@@ -214,13 +220,21 @@ pub struct NodeArgs {
     /// How long a deleted key's tombstone is kept (so that an older copy
     /// arriving later, say from a node that was away, cannot bring the key
     /// back), e.g. `24h`, `30m`.
-    #[arg(long, default_value = "24h", value_parser = duration)]
-    pub tombstone_grace: std::time::Duration,
+    #[arg(long, default_value = "24h", value_parser = consul_duration)]
+    pub tombstone_grace: Duration,
+    /// How long the registry keeps this node registered while its check is
+    /// critical (Consul's `DeregisterCriticalServiceAfter`: `2s`, `30s`,
+    /// `5m`; a real Consul agent reaps no sooner than after 1 minute).
+    #[arg(long, default_value = "30s", value_parser = consul_duration)]
+    pub deregister_after: Duration,
 }
 
-/// A duration in Consul's syntax (`10ms`, `30s`, `24h`).
-fn duration(s: &str) -> Result<std::time::Duration, String> {
-    shardscope_consul::api::parse_duration(s).ok_or_else(|| format!("{s:?} is not a duration like 30s or 24h"))
+/// A positive duration in Consul's syntax (`500ms`, `30s`, `1m30s`).
+fn consul_duration(text: &str) -> Result<Duration, String> {
+    match shardscope_consul::api::parse_duration(text) {
+        Some(d) if !d.is_zero() => Ok(d),
+        _ => Err(format!("{text:?} is not a positive duration like 2s, 500ms or 1m30s")),
+    }
 }
 
 #[derive(Args, Debug)]
@@ -271,6 +285,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 registry: a.registry,
                 registry_port: a.registry_port,
                 fsync: a.fsync,
+                deregister_after: a.deregister_after,
                 rebalance: Settings {
                     batch: a.rebalance_batch.clamp(1, shardscope_shared::protocol::MAX_SCAN_LIMIT),
                     max_keys_per_sec: (a.rebalance_rate > 0).then_some(a.rebalance_rate),
@@ -290,6 +305,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 data_dir: a.data_dir,
                 fsync: a.fsync,
                 tombstone_grace: a.tombstone_grace,
+                deregister_after: a.deregister_after,
             };
             shardscope_node::run(config, crate::server::shutdown_signal()).await?;
             Ok(ExitCode::SUCCESS)

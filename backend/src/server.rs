@@ -51,6 +51,8 @@ pub struct ServeOptions {
     pub registry_port: u16,
     /// The nodes' fsync policy.
     pub fsync: FsyncPolicy,
+    /// How long the registry keeps a node with a critical check registered.
+    pub deregister_after: Duration,
     /// How fast rebalances move keys.
     pub rebalance: Settings,
     /// The admin token; `None` generates one when `bind` is not loopback.
@@ -155,7 +157,8 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     let rebalancer = Rebalancer::spawn(cluster.clone(), opts.rebalance);
     let watch = tokio::spawn(crate::membership::watch(consul.clone(), cluster.clone(), rebalancer.clone()));
     let registry_token = token.as_ref().filter(|_| embedded.is_some()).map(|t| t.as_str().to_string());
-    let supervisor = Supervisor::new(&opts.data_dir, &opts.bind, consul.base(), registry_token, opts.fsync)?;
+    let supervisor =
+        Supervisor::new(&opts.data_dir, &opts.bind, consul.base(), registry_token, opts.fsync, opts.deregister_after)?;
     let admin = Admin {
         cluster: cluster.clone(),
         rebalancer,

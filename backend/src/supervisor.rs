@@ -7,6 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use shardscope_consul::api::format_duration;
 use shardscope_node::wal::FsyncPolicy;
 use shardscope_shared::protocol::NodeInfo;
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -30,6 +31,8 @@ pub struct Supervisor {
     /// Sent by the nodes as `CONSUL_HTTP_TOKEN` (the embedded registry's token).
     registry_token: Option<String>,
     fsync: FsyncPolicy,
+    /// Given to every node as `--deregister-after`.
+    deregister_after: Duration,
     nodes: Vec<ManagedNode>,
     launched: usize,
 }
@@ -42,6 +45,7 @@ impl Supervisor {
         registry: &str,
         registry_token: Option<String>,
         fsync: FsyncPolicy,
+        deregister_after: Duration,
     ) -> anyhow::Result<Self> {
         Ok(Supervisor {
             exe: std::env::current_exe()?,
@@ -50,6 +54,7 @@ impl Supervisor {
             registry: registry.to_string(),
             registry_token,
             fsync,
+            deregister_after,
             nodes: Vec::new(),
             launched: 0,
         })
@@ -93,6 +98,7 @@ impl Supervisor {
             .args(["--port", "0", "--bind", &self.bind, "--id", &id])
             .args(["--registry", &self.registry])
             .args(["--fsync", &self.fsync.to_string()])
+            .args(["--deregister-after", &format_duration(self.deregister_after)])
             .arg("--data-dir")
             .arg(&dir)
             .stdout(std::process::Stdio::piped())

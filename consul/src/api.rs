@@ -170,6 +170,17 @@ pub fn parse_duration(text: &str) -> Option<std::time::Duration> {
     (total.is_finite() && total < 1e9).then(|| std::time::Duration::from_secs_f64(total))
 }
 
+/// Writes a duration as Consul reads it: `"30s"`, `"1500ms"`, `"10ns"`.
+pub fn format_duration(d: std::time::Duration) -> String {
+    if d.subsec_nanos() == 0 {
+        format!("{}s", d.as_secs())
+    } else if d.subsec_nanos().is_multiple_of(1_000_000) {
+        format!("{}ms", d.as_millis())
+    } else {
+        format!("{}ns", d.as_nanos())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -183,5 +194,13 @@ mod tests {
         assert_eq!(parse_duration("ten"), None);
         assert_eq!(parse_duration("5"), None);
         assert_eq!(parse_duration(""), None);
+    }
+
+    #[test]
+    fn formatted_durations_parse_back() {
+        for d in [Duration::from_secs(30), Duration::from_millis(1500), Duration::from_nanos(10), Duration::ZERO] {
+            assert_eq!(parse_duration(&format_duration(d)), Some(d), "{}", format_duration(d));
+        }
+        assert_eq!(format_duration(Duration::from_secs(2)), "2s");
     }
 }

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 
-use shardscope_consul::api::{CheckDefinition, ServiceRegistration, NODE_SERVICE};
+use shardscope_consul::api::{format_duration, CheckDefinition, ServiceRegistration, NODE_SERVICE};
 use shardscope_consul::client::Consul;
 use shardscope_shared::protocol::{parse_request, ErrorCode, NodeReply, MAX_MESSAGE};
 
@@ -50,12 +50,15 @@ pub struct NodeConfig {
     pub fsync: FsyncPolicy,
     /// How long deleted keys' tombstones are kept.
     pub tombstone_grace: Duration,
+    /// How long the registry keeps this node registered while its check is
+    /// critical (`DeregisterCriticalServiceAfter`).
+    pub deregister_after: Duration,
 }
 
 impl NodeConfig {
     /// The registration this node makes: service `shardscope-node`, its id,
     /// address and port, and a TCP check on the ZeroMQ port every second; a
-    /// node critical for 30 s is deregistered by the registry.
+    /// node critical for `deregister_after` is deregistered by the registry.
     pub fn registration(&self) -> ServiceRegistration {
         let host = self.advertise.clone().unwrap_or_else(|| self.bind.clone());
         ServiceRegistration {
@@ -67,7 +70,7 @@ impl NodeConfig {
                 tcp: Some(format!("{host}:{}", self.port)),
                 interval: Some("1s".into()),
                 timeout: Some("1s".into()),
-                deregister_critical_service_after: Some("30s".into()),
+                deregister_critical_service_after: Some(format_duration(self.deregister_after)),
                 status: Some("passing".into()),
                 ..Default::default()
             }),

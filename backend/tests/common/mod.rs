@@ -53,37 +53,11 @@ impl Stack {
 
     /// Like [`Stack::serve`], on the data dir `dir` (which outlives it).
     pub fn serve_in(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Stack {
-        let mut child = Command::new(shardscope_exe())
-            .args(["serve", "--port", "0", "--registry-port", "0"])
-            .env_remove("CONSUL_HTTP_ADDR")
-            .env_remove("SHARDSCOPE_ADMIN_TOKEN")
-            .arg("--data-dir")
-            .arg(dir)
-            .args(args)
-            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()))
-            .envs(env.iter().copied())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("shardscope serve starts");
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(rest) = line.strip_prefix("ShardScope serving at ") {
-                    let url = rest.split_whitespace().next().unwrap().trim_end_matches('/').to_string();
-                    let registry = rest.split(", registry ").nth(1).and_then(|r| r.split_whitespace().next());
-                    let _ = tx.send((url, registry.unwrap_or_default().to_string()));
-                }
-            }
-        });
-        let (url, registry) = match rx.recv_timeout(Duration::from_secs(60)) {
-            Ok(found) => found,
-            Err(_) => {
-                let _ = child.kill();
-                panic!("shardscope serve did not report its URL within 60 s");
-            }
-        };
+        let mut all: Vec<String> = ["--port", "0", "--registry-port", "0", "--data-dir"].map(String::from).into();
+        all.push(dir.display().to_string());
+        all.extend(args.iter().map(|a| a.to_string()));
+        let (child, url, registry) =
+            spawn_serve(&all, env, Stdio::inherit()).unwrap_or_else(|e| panic!("shardscope serve: {e}"));
         Stack { child, url, registry, _data: None }
     }
 
@@ -161,6 +135,215 @@ impl Drop for RegistryProcess {
             terminate(&mut self.child);
         }
     }
+}
+
+/// Spawns `shardscope serve ARGS` and waits (60 s at most) for the line
+/// that names its URL; returns it with the backend's and the registry's URLs.
+fn spawn_serve(args: &[String], env: &[(&str, &str)], stderr: Stdio) -> Result<(Child, String, String), String> {
+    let mut child = Command::new(shardscope_exe())
+        .arg("serve")
+        .args(args)
+        .env_remove("CONSUL_HTTP_ADDR")
+        .env_remove("SHARDSCOPE_ADMIN_TOKEN")
+        .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()))
+        .envs(env.iter().copied())
+        .stdout(Stdio::piped())
+        .stderr(stderr)
+        .spawn()
+        .map_err(|e| format!("cannot start: {e}"))?;
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(rest) = line.strip_prefix("ShardScope serving at ") {
+                let url = rest.split_whitespace().next().unwrap().trim_end_matches('/').to_string();
+                let registry = rest.split(", registry ").nth(1).and_then(|r| r.split_whitespace().next());
+                let _ = tx.send((url, registry.unwrap_or_default().to_string()));
+            }
+        }
+    });
+    match rx.recv_timeout(Duration::from_secs(60)) {
+        Ok((url, registry)) => Ok((child, url, registry)),
+        Err(mpsc::RecvTimeoutError::Timeout) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            Err("did not report its URL within 60 s".into())
+        }
+        Err(mpsc::RecvTimeoutError::Disconnected) => {
+            let status = child.wait().map(|s| s.to_string()).unwrap_or_else(|e| e.to_string());
+            Err(format!("exited before it served ({status})"))
+        }
+    }
+}
+
+/// A free loopback port: bound, read and released. Another process could
+/// take it before it is used, so this is only for ports that must stay the
+/// same across restarts (serve started again "with the same command").
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A `shardscope serve` on two fixed loopback ports and a data dir that
+/// outlive the process, so it can be stopped or killed and started again
+/// with the same command. Its stderr (and its nodes') is appended to a log
+/// file. Dropping it stops serve and every node process it had started.
+pub struct RestartableStack {
+    pub url: String,
+    pub registry: String,
+    args: Vec<String>,
+    child: Option<Child>,
+    log: PathBuf,
+    data: tempfile::TempDir,
+}
+
+impl RestartableStack {
+    /// `shardscope serve --port P --registry-port R --data-dir D EXTRA..`
+    /// with P and R free now and D fresh.
+    pub fn start(extra: &[&str], log: &std::path::Path) -> Result<RestartableStack, String> {
+        let data = tempfile::tempdir().unwrap();
+        let (port, registry_port) = (free_port(), free_port());
+        let mut args: Vec<String> = vec!["--port".into(), port.to_string()];
+        args.extend(["--registry-port".into(), registry_port.to_string(), "--data-dir".into()]);
+        args.push(data.path().display().to_string());
+        args.extend(extra.iter().map(|a| a.to_string()));
+        let mut stack = RestartableStack {
+            url: format!("http://127.0.0.1:{port}"),
+            registry: format!("http://127.0.0.1:{registry_port}"),
+            args,
+            child: None,
+            log: log.to_path_buf(),
+            data,
+        };
+        stack.restart()?;
+        Ok(stack)
+    }
+
+    /// Starts serve (again) with the same command; returns once it serves.
+    pub fn restart(&mut self) -> Result<(), String> {
+        assert!(self.child.is_none(), "serve is still running");
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
+        let level = std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into());
+        let (child, url, registry) = spawn_serve(&self.args, &[("RUST_LOG", &level)], Stdio::from(log))?;
+        if url != self.url || registry != self.registry {
+            return Err(format!("serves at {url} (registry {registry}), not {} ({})", self.url, self.registry));
+        }
+        self.child = Some(child);
+        Ok(())
+    }
+
+    /// The command line, for reports.
+    pub fn command(&self) -> String {
+        format!("shardscope serve {}", self.args.join(" "))
+    }
+
+    pub fn data_dir(&self) -> &std::path::Path {
+        self.data.path()
+    }
+
+    /// Serve's pid while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// `kill -9` serve; then waits (10 s at most, then SIGKILL) for the node
+    /// processes it had started, which get SIGTERM from their parent-death
+    /// signal, so that the next start does not share a data dir with them
+    /// (as a service manager stops a unit's whole process group first).
+    pub fn kill9(&mut self) {
+        let Some(mut child) = self.child.take() else { return };
+        let nodes = children_of(child.id());
+        let _ = child.kill();
+        let _ = child.wait();
+        reap(&nodes, Duration::from_secs(10));
+    }
+
+    /// SIGTERM serve and wait for it (10 s, then SIGKILL) and its nodes.
+    pub fn sigterm(&mut self) -> Option<std::process::ExitStatus> {
+        let mut child = self.child.take()?;
+        let nodes = children_of(child.id());
+        let status = terminate(&mut child);
+        reap(&nodes, Duration::from_secs(10));
+        Some(status)
+    }
+}
+
+impl Drop for RestartableStack {
+    fn drop(&mut self) {
+        self.sigterm();
+    }
+}
+
+/// Waits for `pids` (not our children) to exit; SIGKILLs those left after `grace`.
+fn reap(pids: &[u32], grace: Duration) {
+    let deadline = std::time::Instant::now() + grace;
+    while pids.iter().any(|p| pid_alive(*p)) && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for pid in pids.iter().filter(|p| pid_alive(**p)) {
+        // SAFETY: kill(2) on a node process this test's serve started.
+        unsafe { libc::kill(*pid as i32, libc::SIGKILL) };
+    }
+}
+
+/// A `shardscope node` started by the test itself (as an operator would,
+/// with `--registry`); stopped with SIGTERM when dropped.
+pub struct NodeProcess {
+    child: Child,
+    pub id: String,
+    pub endpoint: String,
+}
+
+impl NodeProcess {
+    /// `shardscope node ARGS`, stderr appended to `log`; returns once it listens.
+    pub fn start(args: &[&str], log: &std::path::Path) -> NodeProcess {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
+        let mut child = Command::new(shardscope_exe())
+            .arg("node")
+            .args(args)
+            .env_remove("CONSUL_HTTP_ADDR")
+            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("shardscope node starts");
+        let (id, endpoint) = node_ready(&mut child);
+        NodeProcess { child, id, endpoint }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// `kill -9`, and wait for it.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for NodeProcess {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            terminate(&mut self.child);
+        }
+    }
+}
+
+/// The arguments a process was started with (from /proc).
+pub fn cmdline(pid: u32) -> Vec<String> {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|raw| {
+            raw.split(|b| *b == 0).filter(|a| !a.is_empty()).map(|a| String::from_utf8_lossy(a).into()).collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The pid of the node process `serve` runs as `--id id`.
+pub fn node_pid(serve: u32, id: &str) -> Option<u32> {
+    children_of(serve).into_iter().find(|pid| {
+        let args = cmdline(*pid);
+        args.iter().any(|a| a == "node") && args.windows(2).any(|w| w[0] == "--id" && w[1] == id)
+    })
 }
 
 /// SIGTERM, then SIGKILL if the process is still alive after 10 s.
