@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
 use shardscope_shared::placement::{build, Member, Placement, PlacementSpec};
-use shardscope_shared::protocol::{ErrorCode, NodeInfo, NodeReply, NodeRequest, ServerMsg};
+use shardscope_shared::protocol::{ErrorCode, NodeInfo, NodeReply, NodeRequest, ServerMsg, Supervision};
 use tokio::sync::broadcast;
 
 use crate::metrics::Metrics;
@@ -34,6 +34,8 @@ struct View {
     placement: Box<dyn Placement>,
     /// The placement a running rebalance moves keys to.
     target: Option<(PlacementSpec, Box<dyn Placement>)>,
+    /// The supervision of the nodes this backend launched, by id.
+    supervision: BTreeMap<String, Supervision>,
 }
 
 /// Where a single-key request goes.
@@ -111,7 +113,7 @@ fn unavailable(message: String) -> NodeReply {
 impl Cluster {
     pub fn new(spec: PlacementSpec) -> Self {
         let placement = build(&spec, &[]);
-        let view = View { nodes: BTreeMap::new(), spec, placement, target: None };
+        let view = View { nodes: BTreeMap::new(), spec, placement, target: None, supervision: BTreeMap::new() };
         let (events, _) = broadcast::channel(1024);
         Cluster { view: Arc::new(RwLock::new(view)), gate: Arc::default(), events, metrics: Metrics::new() }
     }
@@ -122,6 +124,36 @@ impl Cluster {
         let mut view = self.view.write().unwrap();
         view.nodes.insert(info.id.clone(), Node { info, client, healthy: true });
         Ok(())
+    }
+
+    /// Points known node `id` at `addr` when it came back there (restarted
+    /// on another port): a new connection replaces the old one, and it stays
+    /// what it was (a member, with its keys). Whether it had moved.
+    pub async fn reconnect(&self, id: &str, addr: &str) -> anyhow::Result<bool> {
+        let known = self.view.read().unwrap().nodes.get(id).map(|n| n.info.addr.clone());
+        if known.is_none_or(|known| known == addr) {
+            return Ok(false);
+        }
+        let client = NodeClient::connect(addr).await?;
+        if let Some(node) = self.view.write().unwrap().nodes.get_mut(id) {
+            node.info.addr = addr.to_string();
+            node.client = client;
+        }
+        self.broadcast();
+        Ok(true)
+    }
+
+    /// Records how a node this backend launched is supervised (`None`: no
+    /// longer), for pages and `GET /nodes`.
+    pub fn set_supervision(&self, id: &str, supervision: Option<Supervision>) {
+        {
+            let mut view = self.view.write().unwrap();
+            match supervision {
+                Some(s) => view.supervision.insert(id.to_string(), s),
+                None => view.supervision.remove(id),
+            };
+        }
+        self.broadcast();
     }
 
     /// Every node the backend is connected to.
@@ -209,7 +241,11 @@ impl Cluster {
             .members()
             .iter()
             .filter_map(|m| view.nodes.get(&m.id))
-            .map(|n| NodeInfo { healthy: n.healthy, ..n.info.clone() })
+            .map(|n| NodeInfo {
+                healthy: n.healthy,
+                supervision: view.supervision.get(&n.info.id).cloned(),
+                ..n.info.clone()
+            })
             .collect();
         ServerMsg::Cluster { nodes, placement: view.spec.clone(), slots: view.placement.slots() }
     }

@@ -15,7 +15,8 @@
 //! - [`rebalance`]: moves keys on a join, a leave or a change of algorithm,
 //!   one change at a time, losing no acknowledged write.
 //! - [`admin`]: add node, remove node, change placement, in the seeds' order.
-//! - [`supervisor`]: launches and stops the node processes `serve` owns.
+//! - [`supervisor`]: launches the node processes `serve` owns, restarts them
+//!   when they exit unasked, and stops them.
 //! - [`rest`], [`ws`]: the HTTP API (`/kv`, `/nodes`, `/healthz`) and the
 //!   page's WebSocket (`/ws`).
 //! - [`token`]: the admin token that guards administration and registry

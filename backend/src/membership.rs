@@ -2,7 +2,8 @@
 //! with blocking queries on the `shardscope-node` instances: every change is
 //! pushed to the backend as soon as the registry sees it, and the cluster
 //! view is brought in step (new nodes join through the rebalancer, failing
-//! checks mark nodes unhealthy, vanished nodes are dropped).
+//! checks mark nodes unhealthy, a known node back at a new address is
+//! reconnected there, vanished nodes are dropped).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -24,7 +25,7 @@ pub fn nodes_of(entries: &[ServiceNode]) -> BTreeMap<String, NodeInfo> {
         .map(|e| {
             let host = if e.service.address.is_empty() { e.node.address.clone() } else { e.service.address.clone() };
             let addr = format!("tcp://{host}:{}", e.service.port);
-            let info = NodeInfo { id: e.service.id.clone(), addr, healthy: true };
+            let info = NodeInfo { id: e.service.id.clone(), addr, healthy: true, supervision: None };
             (info.id.clone(), info)
         })
         .collect()
@@ -62,12 +63,27 @@ pub async fn watch(consul: Consul, cluster: Cluster, rebalancer: Rebalancer) {
 
 async fn apply(cluster: &Cluster, rebalancer: &Rebalancer, all: BTreeMap<String, NodeInfo>, passing: BTreeSet<String>) {
     for id in cluster.known_ids() {
-        if all.contains_key(&id) {
-            cluster.set_health(&id, passing.contains(&id));
-        } else {
+        let Some(node) = all.get(&id) else {
             tracing::info!(%id, "node left the registry");
             cluster.drop_node(&id);
-        }
+            continue;
+        };
+        // A known node passing at another address was restarted there:
+        // reconnect before routing to it again.
+        let healthy = passing.contains(&id)
+            && match cluster.reconnect(&id, &node.addr).await {
+                Ok(moved) => {
+                    if moved {
+                        tracing::info!(%id, addr = %node.addr, "node came back at a new address: reconnected");
+                    }
+                    true
+                }
+                Err(e) => {
+                    tracing::warn!(%id, addr = %node.addr, "cannot reconnect: {e:#}");
+                    false
+                }
+            };
+        cluster.set_health(&id, healthy);
     }
     for (id, node) in all {
         if passing.contains(&id) && !cluster.knows(&id) {

@@ -82,6 +82,11 @@ impl Stack {
         self.child.id()
     }
 
+    /// Serve's `--data-dir` (one `node-N` directory per node it launched).
+    pub fn data_dir(&self) -> &std::path::Path {
+        self._data.path()
+    }
+
     /// Sends SIGTERM and waits for a clean exit; returns the exit status.
     pub fn stop(mut self) -> std::process::ExitStatus {
         terminate(&mut self.child)
@@ -92,6 +97,32 @@ impl Drop for Stack {
     fn drop(&mut self) {
         if let Ok(None) = self.child.try_wait() {
             terminate(&mut self.child);
+        }
+    }
+}
+
+/// A process started by a test, killed when dropped, so that a failing test
+/// leaves none behind.
+pub struct KillOnDrop(pub Child);
+
+impl std::ops::Deref for KillOnDrop {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for KillOnDrop {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
         }
     }
 }
