@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use shardscope_shared::placement::{build, restore, restore_located, Member, Placement, PlacementSpec};
 use shardscope_shared::protocol::{
-    Datum, Entry, ErrorCode, NodeInfo, NodeReply, NodeRequest, ServerMsg, MAX_SCAN_LIMIT,
+    Datum, Entry, ErrorCode, NodeInfo, NodeReply, NodeRequest, ServerMsg, Supervision, MAX_SCAN_LIMIT,
 };
 use shardscope_shared::version::{wall_millis, Clock, Version};
 use tokio::sync::broadcast;
@@ -50,6 +50,8 @@ struct View {
     placement: Box<dyn Placement>,
     /// The placement a running rebalance moves keys to.
     target: Option<(PlacementSpec, Box<dyn Placement>)>,
+    /// The supervision of the nodes this backend launched, by id.
+    supervision: BTreeMap<String, Supervision>,
 }
 
 /// Where a single-key request goes.
@@ -147,7 +149,7 @@ impl Cluster {
     /// A cluster with no nodes yet, recording its state in `store`.
     pub fn new(spec: PlacementSpec, store: Option<StateStore>) -> Self {
         let placement = build(&spec, &[]);
-        let view = View { nodes: BTreeMap::new(), spec, placement, target: None };
+        let view = View { nodes: BTreeMap::new(), spec, placement, target: None, supervision: BTreeMap::new() };
         let (events, _) = broadcast::channel(1024);
         let clock = Arc::new(Clock::new(getrandom::u32().unwrap_or(0)));
         Cluster {
@@ -169,7 +171,7 @@ impl Cluster {
         let mut meta = self.meta.lock().unwrap();
         let records = state.members.iter().chain(state.pending.iter().flat_map(|p| p.members.iter()));
         for r in records {
-            let info = NodeInfo { id: r.id.clone(), addr: r.addr.clone(), healthy: false };
+            let info = NodeInfo { id: r.id.clone(), addr: r.addr.clone(), healthy: false, supervision: None };
             let client = NodeClient::lazy(&r.addr)?;
             view.nodes.insert(
                 r.id.clone(),
@@ -347,6 +349,19 @@ impl Cluster {
         store.save(&self.durable_state(pending)).await
     }
 
+    /// Records how a node this backend launched is supervised (`None`: no
+    /// longer), for pages and `GET /nodes`.
+    pub fn set_supervision(&self, id: &str, supervision: Option<Supervision>) {
+        {
+            let mut view = self.view.write().unwrap();
+            match supervision {
+                Some(s) => view.supervision.insert(id.to_string(), s),
+                None => view.supervision.remove(id),
+            };
+        }
+        self.broadcast();
+    }
+
     /// Every node the backend is connected to.
     pub fn known_ids(&self) -> Vec<String> {
         self.view.read().unwrap().nodes.keys().cloned().collect()
@@ -439,7 +454,11 @@ impl Cluster {
             .members()
             .iter()
             .filter_map(|m| view.nodes.get(&m.id))
-            .map(|n| NodeInfo { healthy: n.healthy, ..n.info.clone() })
+            .map(|n| NodeInfo {
+                healthy: n.healthy,
+                supervision: view.supervision.get(&n.info.id).cloned(),
+                ..n.info.clone()
+            })
             .collect();
         ServerMsg::Cluster { nodes, placement: view.spec.clone(), slots: view.placement.slots() }
     }

@@ -15,7 +15,8 @@
 //! - [`state`]: the cluster's durable state (members, placement, history,
 //!   the change in progress) in Consul KV, written before it is acted on.
 //! - [`admin`]: add node, remove node, change placement, in the seeds' order.
-//! - [`supervisor`]: launches and stops the node processes `serve` owns.
+//! - [`supervisor`]: launches the node processes `serve` owns, restarts them
+//!   when they exit unasked, and stops them.
 //! - [`rest`], [`ws`]: the HTTP API (`/kv`, `/nodes`, `/healthz`) and the
 //!   page's WebSocket (`/ws`).
 //! - [`token`]: when there is an admin token (it guards administration and

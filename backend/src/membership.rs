@@ -2,7 +2,8 @@
 //! with blocking queries on the `shardscope-node` instances: every change is
 //! pushed to the backend as soon as the registry sees it, and the cluster
 //! view is brought in step (new nodes join through the rebalancer, failing
-//! checks mark nodes unhealthy, vanished nodes are dropped).
+//! checks mark nodes unhealthy, a known node back at a new address is
+//! reconnected there, vanished nodes are dropped).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -24,7 +25,7 @@ pub fn nodes_of(entries: &[ServiceNode]) -> BTreeMap<String, NodeInfo> {
         .map(|e| {
             let host = if e.service.address.is_empty() { e.node.address.clone() } else { e.service.address.clone() };
             let addr = format!("tcp://{host}:{}", e.service.port);
-            let info = NodeInfo { id: e.service.id.clone(), addr, healthy: true };
+            let info = NodeInfo { id: e.service.id.clone(), addr, healthy: true, supervision: None };
             (info.id.clone(), info)
         })
         .collect()
@@ -64,8 +65,11 @@ pub async fn watch(consul: Consul, cluster: Cluster, rebalancer: Rebalancer) {
 
 async fn apply(cluster: &Cluster, rebalancer: &Rebalancer, all: BTreeMap<String, NodeInfo>, passing: BTreeSet<String>) {
     for id in cluster.known_ids() {
-        if all.contains_key(&id) {
-            cluster.set_health(&id, passing.contains(&id));
+        if let Some(node) = all.get(&id) {
+            // At another address it was restarted there: healthy once
+            // reconnected (below).
+            let here = cluster.addr_of(&id).as_deref() == Some(node.addr.as_str());
+            cluster.set_health(&id, passing.contains(&id) && here);
         } else if cluster.is_member(&id) {
             // A member stays one: its keys wait for it (supervision brings
             // it back, or the operator removes it), never rerouted to nodes

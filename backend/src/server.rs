@@ -157,8 +157,15 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     let rebalancer = Rebalancer::spawn(cluster.clone(), opts.rebalance);
     let watch = tokio::spawn(crate::membership::watch(consul.clone(), cluster.clone(), rebalancer.clone()));
     let registry_token = token.as_ref().filter(|_| embedded.is_some()).map(|t| t.as_str().to_string());
-    let supervisor =
-        Supervisor::new(&opts.data_dir, &opts.bind, consul.base(), registry_token, opts.fsync, opts.deregister_after)?;
+    let supervisor = Supervisor::new(
+        &opts.data_dir,
+        &opts.bind,
+        consul.base(),
+        registry_token,
+        opts.fsync,
+        opts.deregister_after,
+        cluster.clone(),
+    )?;
     let admin = Admin {
         cluster: cluster.clone(),
         rebalancer,

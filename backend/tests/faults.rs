@@ -1100,9 +1100,10 @@ fn kill_node(run: &mut Run) {
 }
 
 /// A node the test started by hand (it joins through the registry) is
-/// killed, stays down until the registry has deregistered it (writers go on
-/// with its keys elsewhere), then comes back on its data on a new port: it
-/// must be reconnected and bring no old value back (G3, G1).
+/// killed and stays down until the registry has deregistered it: it stays a
+/// member (its keys answer 503, no other node answers for them). It comes
+/// back on its data on a new port: it must be reconnected there, serve its
+/// keys again and bring no old value back (G3, G1).
 fn node_past_deregistration(run: &mut Run) {
     let dir = run.stack.data_dir().join("node-x");
     let dir = dir.display().to_string();
@@ -1127,26 +1128,32 @@ fn node_past_deregistration(run: &mut Run) {
             let _ = run.admin.put(url).send();
             run.say("deregistered node-x through the registry's API (`node` has no --deregister-after)");
         }
-        let gone = loop {
-            if !run.nodes().iter().any(|n| n["id"] == "node-x") {
-                break true;
-            }
-            if now() > killed + 15_000_000_000 {
-                break false;
-            }
-            std::thread::sleep(Duration::from_millis(100));
+        // Deregistered (past --deregister-after), it stays a member: its
+        // keys wait for it (503) rather than being answered by nodes that
+        // do not hold them.
+        let registered = || {
+            let url = format!("{registry}/v1/health/service/{}", shardscope_consul::api::NODE_SERVICE);
+            let entries: Vec<serde_json::Value> = run.admin.get(url).send().and_then(|r| r.json()).unwrap_or_default();
+            entries.iter().any(|e| e["Service"]["ID"] == "node-x")
         };
-        if !gone {
-            run.finding(format!("node-x still in /nodes 15 s after kill -9 (--deregister-after {DEREGISTER_AFTER})"));
+        while registered() && now() < killed + 15_000_000_000 {
+            std::thread::sleep(Duration::from_millis(100));
         }
-        run.say(&format!("node-x dropped from the cluster after {}", secs(now() - killed)));
+        if registered() {
+            run.finding(format!("node-x still registered 15 s after kill -9 (--deregister-after {DEREGISTER_AFTER})"));
+        }
+        run.say(&format!("node-x deregistered after {}", secs(now() - killed)));
+        match run.nodes().into_iter().find(|n| n["id"] == "node-x") {
+            Some(n) if n["healthy"] == false => {}
+            other => {
+                run.finding(format!("G3: node-x, down and deregistered, should be an unhealthy member: {other:?}"))
+            }
+        }
         run.pause();
         let healed = now();
-        let from = run.observer.mark();
         node = NodeProcess::start(&args, &run.log);
         run.say(&format!("node-x back on its data at {}", node.endpoint));
         run.heal(healed);
-        run.wait_done(from, "join node-x");
         let listed = run.nodes().into_iter().find(|n| n["id"] == "node-x");
         match listed {
             Some(n) if n["addr"] == node.endpoint.as_str() && n["healthy"] == true => {}

@@ -106,20 +106,33 @@ async fn a_node_started_by_hand_joins_and_leaves_through_the_registry() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_killed_node_turns_unhealthy_and_its_keys_get_503() {
-    let stack = Stack::start(3, &[]);
+    let stack = Stack::start(2, &[]);
     let ws_url = format!("{}/ws", stack.url.replace("http://", "ws://"));
     let (mut ws, _) = tokio_tungstenite::connect_async(&ws_url).await.unwrap();
-    let nodes = next_cluster(&mut ws).await;
-    assert_eq!(nodes.len(), 3);
+    assert_eq!(next_cluster(&mut ws).await.len(), 2);
+    // A node started by hand: one that serve launched would be restarted.
+    let data = tempfile::tempdir().unwrap();
+    let mut node = common::KillOnDrop(
+        Command::new(shardscope_exe())
+            .args(["node", "--port", "0", "--registry", &stack.registry, "--id", "by-hand"])
+            .arg("--data-dir")
+            .arg(data.path())
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    common::node_ready(&mut node);
+    while next_cluster(&mut ws).await.len() < 3 {}
     let http = reqwest::Client::new();
     let mut owner_of = std::collections::HashMap::new();
     for i in 0..60 {
         let resp = http.put(format!("{}/kv/k{i}", stack.url)).body("v").send().await.unwrap();
         owner_of.insert(i, resp.headers()["x-shardscope-node"].to_str().unwrap().to_string());
     }
-    let victim_pid = common::children_of(stack.pid())[0];
-    // SAFETY: kill(2) on a node process this test's serve started.
-    unsafe { libc::kill(victim_pid as i32, libc::SIGKILL) };
+    assert!(owner_of.values().any(|owner| owner == "by-hand"), "some of 60 keys should route to by-hand");
+    node.kill().unwrap();
+    node.wait().unwrap();
     // Its TCP check fails (every 1 s): the page hears it is unhealthy.
     let nodes = loop {
         let nodes = next_cluster(&mut ws).await;
@@ -128,6 +141,7 @@ async fn a_killed_node_turns_unhealthy_and_its_keys_get_503() {
         }
     };
     let victim = nodes.iter().find(|n| !n.healthy).unwrap().id.clone();
+    assert_eq!(victim, "by-hand");
     assert_eq!(nodes.len(), 3, "an unhealthy node stays a member until it is removed");
     // Its keys answer 503 with a clear message; everyone else's still work.
     for (i, owner) in &owner_of {

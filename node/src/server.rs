@@ -81,8 +81,9 @@ impl NodeConfig {
 
 /// Runs a node until `shutdown` completes: recovers the data, binds, prints
 /// `listening ID tcp://HOST:PORT` on stdout (how a supervisor learns the port
-/// of a node started with port 0), registers; on shutdown deregisters,
-/// answers what is in flight, and returns.
+/// of a node started with port 0), registers, and registers again whenever
+/// the registration vanishes; on shutdown deregisters, answers what is in
+/// flight, and returns.
 pub async fn run(mut config: NodeConfig, shutdown: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
     let store = Store::open(&config.data_dir, config.fsync, config.tombstone_grace)?;
     tracing::info!(keys = store.len(), data_dir = %config.data_dir.display(), "data recovered");
@@ -114,16 +115,24 @@ pub async fn run(mut config: NodeConfig, shutdown: impl std::future::Future<Outp
         .run(&worker_stop)
     })?;
 
-    if let Some(consul) = &config.registry {
-        register_with_retries(consul, &config.registration()).await?;
-        tracing::info!(%id, registry = consul.base(), "registered");
-    }
-    shutdown.await;
-    if let Some(consul) = &config.registry {
-        match consul.deregister(&id).await {
-            Ok(()) => tracing::info!(%id, "deregistered"),
-            Err(e) => tracing::warn!(%id, "could not deregister: {e:#}"),
+    match &config.registry {
+        Some(consul) => {
+            let registration = config.registration();
+            register_with_retries(consul, &registration).await?;
+            tracing::info!(%id, registry = consul.base(), "registered");
+            let (stopping, stop_keeping) = tokio::sync::watch::channel(false);
+            let keeper = tokio::spawn(keep_registered(consul.clone(), registration, stop_keeping));
+            shutdown.await;
+            // The keeper finishes any registration it has begun before the
+            // node deregisters, so it cannot bring the node back after.
+            stopping.send_replace(true);
+            let _ = keeper.await;
+            match consul.deregister(&id).await {
+                Ok(()) => tracing::info!(%id, "deregistered"),
+                Err(e) => tracing::warn!(%id, "could not deregister: {e:#}"),
+            }
         }
+        None => shutdown.await,
     }
     stop.store(true, Ordering::SeqCst);
     waker.wake()?;
@@ -144,6 +153,10 @@ const READ_PER_ROUND: usize = 1 << 20;
 const MAX_UNSENT: usize = 8 << 20;
 /// How long a stopping node keeps sending replies already made.
 const DRAIN: Duration = Duration::from_secs(2);
+/// How often a registered node checks that its registration is still there.
+const RESYNC: Duration = Duration::from_secs(1);
+/// How long one re-registration may take.
+const REGISTER_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// One peer: its socket, what it sent that is not yet decoded, and what we
 /// have not yet sent it.
@@ -391,6 +404,54 @@ fn serve_one(store: &mut Store, mut frames: Vec<Vec<u8>>) -> Option<Vec<Vec<u8>>
     };
     frames.push(serde_json::to_vec(&reply).expect("replies always serialize"));
     Some(frames)
+}
+
+/// Checks that the node is still registered every [`RESYNC`] and registers
+/// it again when it is not (the registry restarted empty, or someone
+/// deregistered it), as a Consul agent re-syncs its services. An unreachable
+/// registry is retried quietly. Returns once `stopping` is set.
+async fn keep_registered(consul: Consul, reg: ServiceRegistration, mut stopping: tokio::sync::watch::Receiver<bool>) {
+    let id = reg.id.clone().unwrap_or_default();
+    let mut failures = 0u64;
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(RESYNC) => {}
+            _ = stopping.wait_for(|&s| s) => return,
+        }
+        let listed = tokio::select! {
+            listed = consul.health_service(&reg.name, false, None, Duration::ZERO) => listed,
+            _ = stopping.wait_for(|&s| s) => return,
+        };
+        let outcome = match listed {
+            Ok((entries, _)) if entries.iter().any(|e| e.service.id == id) => Ok(false),
+            // Not cancelled by `stopping`: the node deregisters only after this.
+            Ok(_) => match tokio::time::timeout(REGISTER_TIMEOUT, consul.register(&reg)).await {
+                Ok(registered) => registered.map(|()| true),
+                Err(_) => Err(anyhow::anyhow!("no answer within {REGISTER_TIMEOUT:?}")),
+            },
+            Err(e) => Err(e),
+        };
+        match outcome {
+            Ok(registered_again) => {
+                if failures > 0 {
+                    tracing::info!(%id, registry = consul.base(), "registry reachable again");
+                }
+                if registered_again {
+                    tracing::info!(%id, registry = consul.base(), "registration was gone: registered again");
+                }
+                failures = 0;
+            }
+            Err(e) => {
+                failures += 1;
+                // The first failure and then about one a minute are warnings.
+                if failures == 1 || failures.is_multiple_of(60) {
+                    tracing::warn!(%id, registry = consul.base(), failures, "cannot check the registration: {e:#}");
+                } else {
+                    tracing::debug!(%id, "cannot check the registration: {e:#}");
+                }
+            }
+        }
+    }
 }
 
 /// Registers, retrying for up to 5 s while the registry comes up.

@@ -395,10 +395,36 @@ pub struct NodeInfo {
     /// get `unavailable` errors until it recovers or is removed.
     #[serde(default = "healthy_by_default")]
     pub healthy: bool,
+    /// How `serve` keeps the node's process running; only for nodes that
+    /// `serve` launched.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub supervision: Option<Supervision>,
 }
 
 fn healthy_by_default() -> bool {
     true
+}
+
+/// The supervision of a node process `serve` launched.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Supervision {
+    pub state: SupervisionState,
+    /// Times the process was started again after it exited.
+    pub restarts: u32,
+    /// How the process last ended, e.g. `killed by signal 9`, `exit status 1`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_exit: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SupervisionState {
+    /// The process is listening.
+    Running,
+    /// The process exited; it is started again after a back-off.
+    Restarting,
+    /// It exited too often in a short time; it is not started again.
+    Failed,
 }
 
 /// Keys and bytes a rebalance moved from one node to another.

@@ -25,6 +25,8 @@ pub struct Stack {
     pub url: String,
     /// The embedded registry's base URL.
     pub registry: String,
+    /// serve's data dir.
+    dir: PathBuf,
     /// The data dir, when the stack made it.
     _data: Option<tempfile::TempDir>,
 }
@@ -58,11 +60,16 @@ impl Stack {
         all.extend(args.iter().map(|a| a.to_string()));
         let (child, url, registry) =
             spawn_serve(&all, env, Stdio::inherit()).unwrap_or_else(|e| panic!("shardscope serve: {e}"));
-        Stack { child, url, registry, _data: None }
+        Stack { child, url, registry, dir: dir.to_path_buf(), _data: None }
     }
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Serve's `--data-dir` (one `node-N` directory per node it launched).
+    pub fn data_dir(&self) -> &std::path::Path {
+        &self.dir
     }
 
     /// Sends SIGTERM and waits for a clean exit; returns the exit status.
@@ -133,6 +140,32 @@ impl Drop for RegistryProcess {
     fn drop(&mut self) {
         if let Ok(None) = self.child.try_wait() {
             terminate(&mut self.child);
+        }
+    }
+}
+
+/// A process started by a test, killed when dropped, so that a failing test
+/// leaves none behind.
+pub struct KillOnDrop(pub Child);
+
+impl std::ops::Deref for KillOnDrop {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for KillOnDrop {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
         }
     }
 }
