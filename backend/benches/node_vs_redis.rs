@@ -248,7 +248,7 @@ async fn preload(endpoint: &str, redis_port: u16) {
     let mut redis = Resp::connect(redis_port).await;
     let value = "x".repeat(VALUE);
     for chunk in (0..KEYS).collect::<Vec<_>>().chunks(1000) {
-        let entries = chunk.iter().map(|&i| Entry::new(key(i).into(), value.as_str().into())).collect();
+        let entries = chunk.iter().map(|&i| Entry::new(key(i), value.as_str())).collect();
         assert!(matches!(client.request(&NodeRequest::PutBatch { entries }).await, NodeReply::Ok { .. }));
         let cmds: Vec<Vec<Vec<u8>>> =
             chunk.iter().map(|&i| vec![b"SET".to_vec(), key(i).into_bytes(), vec![b'x'; VALUE]]).collect();

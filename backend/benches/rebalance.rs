@@ -109,7 +109,7 @@ async fn main() {
         let k = key(i);
         let owner = placement.owner_of(k.as_bytes()).unwrap().to_string();
         let batch = by_owner.entry(owner.clone()).or_default();
-        batch.push(Entry::new(k.into(), value.as_str().into()));
+        batch.push(Entry::new(k, value.as_str()));
         if batch.len() == 5000 {
             let entries = std::mem::take(batch);
             let reply = clients[&owner].request(&NodeRequest::PutBatch { entries }).await;

@@ -79,13 +79,15 @@ impl Admin {
             return Err(AdminError::LastNode(id.to_string()));
         }
         let progress = self.rebalancer.run(Change::Leave(id.to_string())).await.map_err(AdminError::Rebalance)?;
+        // Recorded as removed (and the smaller count) before it is stopped,
+        // so that nothing brings it back as a member.
         self.cluster.retire(id);
+        self.set_desired(self.cluster.nodes().len()).await?;
         self.supervisor.lock().await.stop(id).await;
         if let Err(e) = self.consul.deregister(id).await {
             tracing::warn!(%id, "drained, but deregistering failed: {e:#}");
         }
         self.cluster.disconnect(id);
-        self.set_desired(self.cluster.nodes().len()).await?;
         Ok(progress)
     }
 

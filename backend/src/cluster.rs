@@ -123,6 +123,8 @@ pub struct Cluster {
     clock: Arc<Clock>,
     /// Where the cluster's state is recorded (none in unit tests of routing).
     store: Option<StateStore>,
+    /// Held while the state is written.
+    persisting: Arc<tokio::sync::Mutex<()>>,
     meta: Arc<Mutex<Meta>>,
     pub metrics: Metrics,
 }
@@ -136,6 +138,8 @@ struct Meta {
     data_dirs: BTreeMap<String, PathBuf>,
     /// Ids the operator removed: they do not join again by registering.
     retired: BTreeSet<String>,
+    /// What the change in progress is (`join node-4`, ...).
+    change: String,
 }
 
 /// Times a write is retried after meeting a newer copy.
@@ -158,6 +162,7 @@ impl Cluster {
             events,
             clock,
             store,
+            persisting: Arc::default(),
             meta: Arc::default(),
             metrics: Metrics::new(),
         }
@@ -191,6 +196,7 @@ impl Cluster {
         meta.epoch = state.epoch;
         meta.desired_nodes = state.desired_nodes;
         meta.retired = state.retired.iter().cloned().collect();
+        meta.change = state.pending.as_ref().map(|p| p.change.clone()).unwrap_or_default();
         Ok(())
     }
 
@@ -264,7 +270,12 @@ impl Cluster {
                     NodeRequest::Scan { cursor, limit: MAX_SCAN_LIMIT, ranges: None, tombstones: false, prefix: None };
                 let (page, next) = match client.request(&scan).await {
                     NodeReply::Page { page, next } => (page, next),
-                    other => anyhow::bail!("reading {}'s keys to rebuild bounded placement: {other:?}", m.id),
+                    other => {
+                        // Its keys answer 503 until it is back, whatever
+                        // owner they get meanwhile.
+                        tracing::warn!(id = %m.id, "cannot read its keys for the bounded placement: {other:?}");
+                        break;
+                    }
                 };
                 located
                     .extend(page.iter().map(|e| (shardscope_shared::hash::key_hash(e.key.as_bytes()), m.id.clone())));
@@ -299,8 +310,7 @@ impl Cluster {
     /// Records the node count the operator wants.
     pub async fn set_desired_nodes(&self, n: usize) -> anyhow::Result<()> {
         self.meta.lock().unwrap().desired_nodes = n;
-        let pending = self.pending();
-        self.persist(pending).await
+        self.persist().await
     }
 
     /// Whether the operator removed `id` (it does not join again).
@@ -318,7 +328,7 @@ impl Cluster {
         let view = self.view.read().unwrap();
         let meta = self.meta.lock().unwrap();
         view.target.as_ref().map(|(spec, t)| Pending {
-            change: String::new(),
+            change: meta.change.clone(),
             epoch: meta.epoch,
             placement: spec.clone(),
             members: records(&view, &meta, t.members()),
@@ -341,12 +351,15 @@ impl Cluster {
         }
     }
 
-    /// Records the state, with `pending` as the change in progress, and
-    /// bumps the epoch; returns once it is durable.
-    pub async fn persist(&self, pending: Option<Pending>) -> anyhow::Result<()> {
+    /// Records the state as it is now (the change in progress included)
+    /// and bumps the epoch; returns once it is durable. Records one at a
+    /// time, each taken when its turn comes, so an older picture never
+    /// lands after a newer one.
+    pub async fn persist(&self) -> anyhow::Result<()> {
         let Some(store) = &self.store else { return Ok(()) };
+        let _one_at_a_time = self.persisting.lock().await;
         self.meta.lock().unwrap().epoch += 1;
-        store.save(&self.durable_state(pending)).await
+        store.save(&self.durable_state(self.pending())).await
     }
 
     /// Records how a node this backend launched is supervised (`None`: no
@@ -415,12 +428,33 @@ impl Cluster {
     /// `target` (call with routing locked).
     pub fn begin_rebalance(
         &self,
-        from: (PlacementSpec, Box<dyn Placement>),
+        change: &str,
+        from: Option<(PlacementSpec, Box<dyn Placement>)>,
         target: (PlacementSpec, Box<dyn Placement>),
     ) {
+        self.meta.lock().unwrap().change = change.to_string();
         let mut view = self.view.write().unwrap();
-        (view.spec, view.placement) = from;
+        if let Some(from) = from {
+            (view.spec, view.placement) = from;
+        }
         view.target = Some(target);
+    }
+
+    /// Moves the clock past a version seen elsewhere.
+    pub fn observe(&self, v: Version) {
+        self.clock.observe(v);
+    }
+
+    /// Whether node `id` is healthy, waiting up to `patience` for it.
+    pub async fn wait_healthy(&self, id: &str, patience: std::time::Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + patience;
+        let mut events = self.subscribe();
+        while !(self.is_healthy(id) && self.is_connected(id)) {
+            if tokio::time::timeout_at(deadline, events.recv()).await.is_err() {
+                return false;
+            }
+        }
+        true
     }
 
     /// Drops the target of a rebalance that never moved a key (call with

@@ -68,7 +68,7 @@ async fn apply(cluster: &Cluster, rebalancer: &Rebalancer, all: BTreeMap<String,
         if let Some(node) = all.get(&id) {
             // At another address it was restarted there: healthy once
             // reconnected (below).
-            let here = cluster.addr_of(&id).as_deref() == Some(node.addr.as_str());
+            let here = cluster.addr_of(&id).as_deref() == Some(node.addr.as_str()) && cluster.is_connected(&id);
             cluster.set_health(&id, passing.contains(&id) && here);
         } else if cluster.is_member(&id) {
             // A member stays one: its keys wait for it (supervision brings

@@ -21,7 +21,9 @@ use std::time::{Duration, Instant};
 use shardscope_shared::hash::key_hash;
 use shardscope_shared::placement::analysis::{ideal_fraction, moved_ranges};
 use shardscope_shared::placement::{build, build_for_keys, restore, Member, Placement, PlacementSpec};
-use shardscope_shared::protocol::{Datum, Entry, Flow, NodeInfo, NodeReply, NodeRequest, Progress, ServerMsg};
+use shardscope_shared::protocol::{
+    Datum, Entry, Flow, NodeInfo, NodeReply, NodeRequest, Progress, ServerMsg, MAX_MESSAGE,
+};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::cluster::Cluster;
@@ -77,6 +79,14 @@ impl Rebalancer {
         let (jobs, mut rx) = mpsc::unbounded_channel::<(Change, Option<oneshot::Sender<Outcome>>)>();
         tokio::spawn(async move {
             while let Some((change, done)) = rx.recv().await {
+                // A change recorded as in progress (found by a restart) is
+                // finished first: nothing may start from a half-moved state.
+                if cluster.pending().is_some() && !matches!(change, Change::Resume) {
+                    if let Err(message) = rebalance(&cluster, &Change::Resume, settings).await {
+                        tracing::warn!("finishing the interrupted change failed: {message}; rolling back");
+                        roll_back(&cluster, settings).await;
+                    }
+                }
                 let mut outcome = rebalance(&cluster, &change, settings).await;
                 if let Err(message) = &outcome {
                     tracing::warn!(%change, "rebalance failed: {message}");
@@ -123,7 +133,8 @@ fn copy(spec: &PlacementSpec, p: &dyn Placement) -> Box<dyn Placement> {
 /// where `from` (or an earlier life) put it to where `to` does.
 struct Plan {
     label: String,
-    from: (PlacementSpec, Box<dyn Placement>),
+    /// `None`: the live placement, as it is (bounded's assignment kept).
+    from: Option<(PlacementSpec, Box<dyn Placement>)>,
     to: (PlacementSpec, Box<dyn Placement>),
     /// Nodes read whole (they may hold keys anywhere): joiners.
     read_whole: Vec<String>,
@@ -142,7 +153,7 @@ async fn rebalance(cluster: &Cluster, change: &Change, settings: Settings) -> Ou
             }
             let mut t = copy(&spec, old.as_ref());
             t.add_member(Member::new(&info.id));
-            Plan { label, from: (spec.clone(), old), to: (spec, t), read_whole: vec![info.id.clone()], skip: vec![] }
+            Plan { label, from: None, to: (spec, t), read_whole: vec![info.id.clone()], skip: vec![] }
         }
         Change::Leave(id) => {
             if !members.iter().any(|m| &m.id == id) {
@@ -155,19 +166,20 @@ async fn rebalance(cluster: &Cluster, change: &Change, settings: Settings) -> Ou
             t.remove_member(id);
             // A node that is down cannot hand its keys over: removing it
             // loses them (said in the summary) rather than wait forever.
-            let skip = if cluster.is_healthy(id) { vec![] } else { vec![id.clone()] };
-            Plan { label, from: (spec.clone(), old), to: (spec, t), read_whole: vec![], skip }
+            let skip = if cluster.wait_healthy(id, SETTLE).await { vec![] } else { vec![id.clone()] };
+            Plan { label, from: None, to: (spec, t), read_whole: vec![], skip }
         }
         Change::Placement(s) => {
             let t = build(s, &members);
-            Plan { label, from: (spec, old), to: (s.clone(), t), read_whole: vec![], skip: vec![] }
+            Plan { label, from: None, to: (s.clone(), t), read_whole: vec![], skip: vec![] }
         }
         Change::Resume => {
-            let Some(pending) = cluster.pending() else { return Err("no change was in progress".into()) };
+            let Some(pending) = cluster.pending() else { return Ok(Progress::default()) };
             let to_members: Vec<Member> = pending.members.iter().map(|m| m.member()).collect();
             let t = restore(&pending.placement, &to_members, pending.slots.as_deref());
             let read_whole = to_members.iter().filter(|m| !members.contains(m)).map(|m| m.id.clone()).collect();
-            Plan { label, from: (spec, old), to: (pending.placement, t), read_whole, skip: vec![] }
+            let label = if pending.change.is_empty() { label } else { pending.change.clone() };
+            Plan { label, from: None, to: (pending.placement, t), read_whole, skip: vec![] }
         }
     };
     run(cluster, plan, settings).await
@@ -179,20 +191,26 @@ async fn rebalance(cluster: &Cluster, change: &Change, settings: Settings) -> Ou
 /// only they held are lost; the rest keep one owner that holds them).
 /// Retried until it succeeds.
 async fn roll_back(cluster: &Cluster, settings: Settings) -> Progress {
+    let Some(pending) = cluster.pending() else { return Progress::default() };
+    let (spec, members, slots) = cluster.placement_state();
+    let to_members: Vec<Member> = pending.members.iter().map(|m| m.member()).collect();
+    let read_whole: Vec<String> = to_members.iter().filter(|m| !members.contains(m)).map(|m| m.id.clone()).collect();
+    let mut skip = Vec::new();
+    for m in to_members.iter().chain(&members) {
+        if !skip.contains(&m.id) && !cluster.wait_healthy(&m.id, SETTLE).await {
+            skip.push(m.id.clone());
+        }
+    }
     let mut delay = Duration::from_millis(500);
     loop {
-        let Some(pending) = cluster.pending() else { return Progress::default() };
-        let (spec, members, slots) = cluster.placement_state();
-        let back = restore(&spec, &members, slots.as_deref());
-        let to_members: Vec<Member> = pending.members.iter().map(|m| m.member()).collect();
-        let interrupted = restore(&pending.placement, &to_members, pending.slots.as_deref());
-        let skip = to_members.iter().chain(&members).filter(|m| !cluster.is_healthy(&m.id)).map(|m| m.id.clone());
+        // The same plan every time: from the interrupted target back to the
+        // placement before it, whatever a failed try left recorded.
         let plan = Plan {
-            label: "roll back".into(),
-            from: (pending.placement.clone(), interrupted),
-            to: (spec, back),
-            read_whole: to_members.iter().filter(|m| !members.contains(m)).map(|m| m.id.clone()).collect(),
-            skip: skip.collect(),
+            label: format!("roll back {}", pending.change),
+            from: Some((pending.placement.clone(), restore(&pending.placement, &to_members, pending.slots.as_deref()))),
+            to: (spec.clone(), restore(&spec, &members, slots.as_deref())),
+            read_whole: read_whole.clone(),
+            skip: skip.clone(),
         };
         match run(cluster, plan, settings).await {
             Ok(progress) => return progress,
@@ -205,9 +223,23 @@ async fn roll_back(cluster: &Cluster, settings: Settings) -> Progress {
     }
 }
 
+/// How long a node that is not healthy gets to come back (a supervised
+/// restart takes well under a second) before a leave or a roll-back counts
+/// it as down.
+const SETTLE: Duration = Duration::from_secs(5);
+
 async fn run(cluster: &Cluster, plan: Plan, settings: Settings) -> Outcome {
     let started = Instant::now();
-    let Plan { label, from: (old_spec, old), to: (new_spec, new), read_whole, skip } = plan;
+    let Plan { label, from, to: (new_spec, new), read_whole, skip } = plan;
+    let from_live = from.is_none();
+    let (old_spec, old) = match from {
+        Some(from) => from,
+        None => {
+            let (spec, members, slots) = cluster.placement_state();
+            let old = restore(&spec, &members, slots.as_deref());
+            (spec, old)
+        }
+    };
     // Every node of either placement is a source: a key may be on either
     // side of an interrupted change, and a joiner may hold keys from an
     // earlier life.
@@ -218,6 +250,8 @@ async fn run(cluster: &Cluster, plan: Plan, settings: Settings) -> Outcome {
     let sources: Vec<(String, NodeClient)> =
         source_ids.iter().filter_map(|id| cluster.client(id).map(|c| (id.clone(), c))).collect();
     let keys_total = count_keys(&sources).await;
+    // Routing keeps the live placement unless the plan routes from another.
+    let keep_live = from_live;
     // On a ring only the arcs that change owner move: members are asked for
     // the keys there and no others. A joiner is read whole.
     let ranges = moved_ranges(old.as_ref(), new.as_ref());
@@ -239,10 +273,16 @@ async fn run(cluster: &Cluster, plan: Plan, settings: Settings) -> Outcome {
         } else {
             new
         };
-        // Recorded before the first key moves: a restart finishes it.
-        cluster.begin_rebalance((old_spec, old), (new_spec.clone(), new));
-        if let Err(e) = cluster.persist(cluster.pending()).await {
-            cluster.abandon_rebalance();
+        // Recorded before the first key moves: a restart finishes it. A
+        // change that was already under way stays routed as it is when
+        // this fails (both placements); a fresh one has moved nothing yet.
+        let fresh = cluster.pending().is_none();
+        let replaced = if keep_live { None } else { Some((old_spec, old)) };
+        cluster.begin_rebalance(&label, replaced, (new_spec.clone(), new));
+        if let Err(e) = cluster.persist().await {
+            if fresh {
+                cluster.abandon_rebalance();
+            }
             return Err(format!("cannot record the change in Consul KV: {e:#}"));
         }
     }
@@ -251,7 +291,7 @@ async fn run(cluster: &Cluster, plan: Plan, settings: Settings) -> Outcome {
         Progress { change: label.clone(), keys_total, ideal, unreachable: skip.clone(), ..Default::default() };
     let mut flows: BTreeMap<(String, String), (u64, u64)> = BTreeMap::new();
     let mut last_report = Instant::now();
-    for (source_id, source) in &sources {
+    for (source_id, _) in &sources {
         let mut cursor: Option<Datum> = None;
         let ranges = if read_whole.contains(source_id) { None } else { ranges.clone() };
         loop {
@@ -264,7 +304,12 @@ async fn run(cluster: &Cluster, plan: Plan, settings: Settings) -> Outcome {
                     tombstones: true,
                     prefix: None,
                 };
-                match move_batch(cluster, source_id, source, scan).await {
+                // Asked each try: a source restarted meanwhile is reached
+                // at its new address.
+                let Some(source) = cluster.client(source_id) else {
+                    return Err(format!("{source_id} is no longer known"));
+                };
+                match move_batch(cluster, source_id, &source, scan).await {
                     Ok(page) => break page,
                     Err(message) if attempt < RETRIES => {
                         attempt += 1;
@@ -311,7 +356,7 @@ async fn run(cluster: &Cluster, plan: Plan, settings: Settings) -> Outcome {
     // which moves nothing more.
     let mut delay = Duration::from_millis(100);
     for _ in 0..10 {
-        match cluster.persist(None).await {
+        match cluster.persist().await {
             Ok(()) => break,
             Err(e) => {
                 tracing::warn!("cannot record the finished change yet: {e:#}");
@@ -375,6 +420,27 @@ async fn count_keys(sources: &[(String, NodeClient)]) -> u64 {
     total
 }
 
+/// `entries` in runs whose JSON stays under `limit` bytes (an entry bigger
+/// than that alone in its run).
+fn by_json_size(entries: Vec<Entry>, limit: usize) -> Vec<Vec<Entry>> {
+    let mut runs: Vec<Vec<Entry>> = Vec::new();
+    let mut size: usize = 0;
+    for e in entries {
+        let len = serde_json::to_vec(&e).map_or(usize::MAX, |j| j.len() + 1);
+        match runs.last_mut() {
+            Some(run) if size.saturating_add(len) <= limit => {
+                size += len;
+                run.push(e);
+            }
+            _ => {
+                size = len;
+                runs.push(vec![e]);
+            }
+        }
+    }
+    runs
+}
+
 /// One page of a source's keys, moved.
 struct Page {
     scanned: u64,
@@ -400,6 +466,9 @@ async fn move_batch(
     let scanned = entries.len() as u64;
     let mut by_target: BTreeMap<String, Vec<Entry>> = BTreeMap::new();
     for e in entries {
+        if let Some(v) = e.version {
+            cluster.observe(v);
+        }
         match cluster.target_owner(e.key.as_bytes()) {
             Some(owner) if owner != source_id => by_target.entry(owner).or_default().push(e),
             _ => {}
@@ -411,9 +480,14 @@ async fn move_batch(
         let bytes: u64 = entries.iter().map(|e| (e.key.len() + e.value.len()) as u64).sum();
         let keys: Vec<Datum> = entries.iter().map(|e| e.key.clone()).collect();
         let n = keys.len() as u64;
-        match client.request(&NodeRequest::PutBatch { entries }).await {
-            NodeReply::Ok { .. } => {}
-            other => return Err(format!("PUT_BATCH on {to}: {other:?}")),
+        // Each PUT_BATCH under half the message limit as JSON (escapes can
+        // make a value's JSON several times its size); copies need no
+        // atomicity across keys, only each key's newer-wins.
+        for chunk in by_json_size(entries, MAX_MESSAGE / 2) {
+            match client.request(&NodeRequest::PutBatch { entries: chunk }).await {
+                NodeReply::Ok { .. } => {}
+                other => return Err(format!("PUT_BATCH on {to}: {other:?}")),
+            }
         }
         match source.request(&NodeRequest::DeleteBatch { keys }).await {
             NodeReply::Ok { .. } => {}

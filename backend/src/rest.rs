@@ -1,6 +1,7 @@
 //! The HTTP API, as curl users expect from seed 003:
 //! `PUT /kv/{key}` (body = value), `GET /kv/{key}` (body = value),
-//! `DELETE /kv/{key}`, `GET /kv` (every pair), `GET /nodes`, `GET /stats`
+//! `DELETE /kv/{key}`, `GET /kv` (every pair), `GET /nodes`, `GET /cluster`
+//! (the recorded state), `GET /stats`
 //! (each node's counters), `GET /healthz`; and administration:
 //! `POST /nodes` (add a node), `DELETE /nodes/{id}` (drain and remove one),
 //! `PUT /placement` (change the algorithm; body = a placement spec).
@@ -29,6 +30,7 @@ pub fn routes() -> Router<App> {
         .route("/kv", get(get_all))
         .route("/kv/{*key}", get(get_one).put(put_one).delete(delete_one))
         .route("/nodes", get(nodes).post(add_node))
+        .route("/cluster", get(cluster_state))
         .route("/nodes/{id}", delete(remove_node))
         .route("/placement", put(change_placement))
         .route("/stats", get(stats))
@@ -153,6 +155,12 @@ async fn metrics(State(cluster): State<Cluster>) -> Response {
 /// Every node's `STATS`, by node id.
 async fn stats(State(cluster): State<Cluster>) -> Response {
     Json(cluster.stats().await).into_response()
+}
+
+/// `GET /cluster`: the cluster's recorded state (members, placement and its
+/// history, desired count, removed ids, and the change in progress, if any).
+async fn cluster_state(State(cluster): State<Cluster>) -> Response {
+    Json(cluster.durable_state(cluster.pending())).into_response()
 }
 
 async fn nodes(State(cluster): State<Cluster>) -> Response {
