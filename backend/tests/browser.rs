@@ -432,6 +432,25 @@ async fn add_node_from_the_page_shows_the_rebalance_the_backend_did() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_killed_node_is_shown_restarted_and_serving_again() {
+    let (stack, _driver, client) = open_page(3).await;
+    nodes_listed(&client, 3, "three nodes listed").await;
+    let put = reqwest::Client::new().put(format!("{}/kv/kept", stack.url)).body("v").send().await.unwrap();
+    let owner = put.headers()["x-shardscope-node"].to_str().unwrap().to_string();
+    let pid = common::node_pid(stack.pid(), &owner).expect("serve runs the owner");
+    // SAFETY: kill(2) on a node process this test's serve started.
+    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    let css = format!("[data-node='{owner}'][data-healthy=true] [data-testid=node-supervision][data-restarts='1']");
+    let shown = eventually("the page shows the node restarted", || async { text_of(&client, &css).await }).await;
+    assert!(shown.starts_with("running, restarted 1x (last: killed by signal 9)"), "{shown}");
+    let back = reqwest::get(format!("{}/kv/kept", stack.url)).await.unwrap();
+    assert_eq!(back.status(), 200);
+    assert_eq!(back.text().await.unwrap(), "v");
+    save_screenshot(&client, "restarted.png").await;
+    client.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn data_browser_pages_searches_and_deletes() {
     let (stack, _driver, client) = open_page(2).await;
     let http = reqwest::Client::new();

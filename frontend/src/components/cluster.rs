@@ -1,4 +1,5 @@
-//! The cluster panel: the nodes with their health, buttons to add and remove
+//! The cluster panel: the nodes with their health and supervision (restarts,
+//! a node given up on), buttons to add and remove
 //! nodes, and the running rebalance: a progress bar per source -> target and
 //! the moved fraction next to the ideal.
 
@@ -49,6 +50,18 @@ pub fn NodeList(backend: Backend) -> impl IntoView {
                                 <strong>{n.id.clone()}</strong>
                                 <code>{n.addr.clone()}</code>
                                 <span class="health">{if n.healthy { "healthy" } else { "failing check" }}</span>
+                                {n.supervision.clone().map(|s| {
+                                    let state = format!("{:?}", s.state).to_lowercase();
+                                    let text = match (&s.last_exit, s.restarts) {
+                                        (_, 0) => state.clone(),
+                                        (Some(exit), r) => format!("{state}, restarted {r}x (last: {exit})"),
+                                        (None, r) => format!("{state}, restarted {r}x"),
+                                    };
+                                    view! {
+                                        <span class="supervision" data-testid="node-supervision" data-state=state
+                                            data-restarts=s.restarts.to_string()>{text}</span>
+                                    }
+                                })}
                                 <span class="keys" data-testid="node-keys">
                                     {backend.stats.with(|s| s.get(&n.id).map(|s| format!("{} keys, {} B", s.keys, s.bytes)))}
                                 </span>
