@@ -36,7 +36,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use common::{node_pid, NodeProcess, RestartableStack};
+use common::{node_pid, NodeProcess, RestartableStack, Rng};
 use reqwest::blocking::Client;
 use serde_json::{json, Value as Json};
 use tokio_tungstenite::tungstenite::{self, Message, WebSocket};
@@ -403,19 +403,6 @@ fn classify_ws(op: &Op, reply: &Json) -> (Outcome, Value, String) {
         Op::Get | Op::Delete if not_found => (Outcome::Acked, None, String::new()),
         Op::Put(_) | Op::Delete if reply["status"] == "ok" => (Outcome::Acked, None, String::new()),
         _ => (Outcome::Unknown, None, brief(&reply.to_string())),
-    }
-}
-
-/// A tiny deterministic generator (xorshift64*), so a writer's choices are
-/// the same every run.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
     }
 }
 

@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::Stack;
+use common::{Rng, Stack};
 use futures::StreamExt;
 use shardscope_backend::node_client::NodeClient;
 use shardscope_shared::hash::key_hash;
@@ -161,18 +161,6 @@ async fn a_join_moves_exactly_the_keys_shared_predicts_and_a_leave_drains() {
     let bad = http.put(format!("{}/placement", stack.url)).body("{\"algorithm\":\"warp\"}").send().await.unwrap();
     assert_eq!(bad.status(), 400);
     assert_eq!(nodes(&stack).await, last);
-}
-
-/// A tiny deterministic generator (xorshift64*), so the history is the same every run.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
 }
 
 /// Per key: the values it may hold — the last acknowledged one (None =

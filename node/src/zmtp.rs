@@ -151,13 +151,13 @@ impl Decoder {
                 continue;
             }
             let Some((flags, header, len)) = frame_header(rest)? else { return Ok(used) };
-            if flags & 0x04 == 0 && len + FRAME_OVERHEAD > self.max_message.saturating_sub(self.held) {
+            if flags & 0x04 == 0 && len.saturating_add(FRAME_OVERHEAD) > self.max_message.saturating_sub(self.held) {
                 return err(format!("message over the {}-byte limit", self.max_message));
             }
             if flags & 0x04 != 0 && len > 64 * 1024 {
                 return err("command over 64 KiB");
             }
-            if rest.len() < header + len {
+            if rest.len() < header.saturating_add(len) {
                 return Ok(used);
             }
             let body = &rest[header..header + len];
@@ -252,6 +252,19 @@ mod tests {
         body.extend_from_slice(socket_type.as_bytes());
         encode_command("READY", &body, &mut out);
         out
+    }
+
+    #[test]
+    fn a_frame_length_near_two_to_the_64_is_refused_not_overflowed() {
+        // The 73 bytes that once ended a node's listener: a greeting, then a
+        // long frame header whose length wraps when the overhead is added.
+        for len in [u64::MAX, u64::MAX - 31, u64::MAX / 2 + 1] {
+            let mut wire = greeting().to_vec();
+            wire.push(0x02);
+            wire.extend_from_slice(&len.to_be_bytes());
+            let outcome = Decoder::new(1 << 20).decode(&wire, &mut Vec::new());
+            assert!(outcome.unwrap_err().0.contains("limit"), "length {len}");
+        }
     }
 
     #[test]

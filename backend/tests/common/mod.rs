@@ -434,3 +434,16 @@ pub fn pid_alive(pid: u32) -> bool {
         .map(|s| s.rsplit_once(") ").map(|(_, rest)| !rest.starts_with('Z')).unwrap_or(false))
         .unwrap_or(false)
 }
+
+/// A tiny deterministic generator (xorshift64*), so a test's choices (a
+/// history, a writer's operations) are the same every run.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+}
