@@ -440,7 +440,7 @@ async fn a_killed_node_is_shown_restarted_and_serving_again() {
     let pid = common::node_pid(stack.pid(), &owner).expect("serve runs the owner");
     // SAFETY: kill(2) on a node process this test's serve started.
     unsafe { libc::kill(pid as i32, libc::SIGKILL) };
-    let css = format!("[data-node='{owner}'][data-healthy=true] [data-testid=node-supervision][data-restarts='1']");
+    let css = format!("[data-node='{owner}'][data-healthy=true] [data-testid=node-supervision][data-restarts='1'][data-state=running]");
     let shown = eventually("the page shows the node restarted", || async { text_of(&client, &css).await }).await;
     assert!(shown.starts_with("running, restarted 1x (last: killed by signal 9)"), "{shown}");
     let back = reqwest::get(format!("{}/kv/kept", stack.url)).await.unwrap();
