@@ -250,8 +250,6 @@ async fn run(cluster: &Cluster, plan: Plan, settings: Settings) -> Outcome {
     let sources: Vec<(String, NodeClient)> =
         source_ids.iter().filter_map(|id| cluster.client(id).map(|c| (id.clone(), c))).collect();
     let keys_total = count_keys(&sources).await;
-    // Routing keeps the live placement unless the plan routes from another.
-    let keep_live = from_live;
     // On a ring only the arcs that change owner move: members are asked for
     // the keys there and no others. A joiner is read whole.
     let ranges = moved_ranges(old.as_ref(), new.as_ref());
@@ -277,7 +275,8 @@ async fn run(cluster: &Cluster, plan: Plan, settings: Settings) -> Outcome {
         // change that was already under way stays routed as it is when
         // this fails (both placements); a fresh one has moved nothing yet.
         let fresh = cluster.pending().is_none();
-        let replaced = if keep_live { None } else { Some((old_spec, old)) };
+        // Routing keeps the live placement unless the plan routes from another.
+        let replaced = if from_live { None } else { Some((old_spec, old)) };
         cluster.begin_rebalance(&label, replaced, (new_spec.clone(), new));
         if let Err(e) = cluster.persist().await {
             if fresh {
