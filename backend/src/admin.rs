@@ -49,10 +49,16 @@ impl Admin {
     /// count is recorded first, and the new node's data dir, so a restart
     /// of `serve` relaunches it.
     pub async fn add_node(&self) -> Result<NodeInfo, AdminError> {
+        self.set_desired(self.cluster.desired_nodes().max(self.cluster.nodes().len()) + 1).await?;
+        self.launch_new().await
+    }
+
+    /// Launches a node under the next unused id, its data dir noted first
+    /// (so the cluster's state names it, and a restart relaunches it).
+    pub async fn launch_new(&self) -> Result<NodeInfo, AdminError> {
         let mut supervisor = self.supervisor.lock().await;
         let id = supervisor.next_id();
         self.cluster.set_data_dir(&id, supervisor.dir_of(&id));
-        self.set_desired(self.cluster.desired_nodes().max(self.cluster.nodes().len()) + 1).await?;
         supervisor.launch_named(&id).await.map_err(|e| AdminError::Launch(format!("{e:#}")))
     }
 

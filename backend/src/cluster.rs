@@ -255,40 +255,25 @@ impl Cluster {
     /// from where the keys are: each member's keys are its assignment. (A
     /// restarted `serve` knows the members and the spec, not which key
     /// went where.) Nothing to do for the others.
-    pub async fn relocate(&self) -> anyhow::Result<()> {
+    pub async fn relocate(&self) {
         if !self.view.read().unwrap().placement.depends_on_keys() {
-            return Ok(());
+            return;
         }
         let _routing = self.lock_routing().await;
         let (spec, members, slots) = self.placement_state();
         let mut located = Vec::new();
         for m in &members {
             let Some(client) = self.client(&m.id) else { continue };
-            let mut cursor = None;
-            loop {
-                let scan =
-                    NodeRequest::Scan { cursor, limit: MAX_SCAN_LIMIT, ranges: None, tombstones: false, prefix: None };
-                let (page, next) = match client.request(&scan).await {
-                    NodeReply::Page { page, next } => (page, next),
-                    other => {
-                        // Its keys answer 503 until it is back, whatever
-                        // owner they get meanwhile.
-                        tracing::warn!(id = %m.id, "cannot read its keys for the bounded placement: {other:?}");
-                        break;
-                    }
-                };
-                located
-                    .extend(page.iter().map(|e| (shardscope_shared::hash::key_hash(e.key.as_bytes()), m.id.clone())));
-                match next {
-                    Some(n) => cursor = Some(n),
-                    None => break,
-                }
+            match crate::rebalance::key_hashes(&m.id, &client).await {
+                Ok(hashes) => located.extend(hashes.into_iter().map(|h| (h, m.id.clone()))),
+                // Its keys answer 503 until it is back, whatever owner they
+                // get meanwhile.
+                Err(e) => tracing::warn!(id = %m.id, "cannot read its keys for the bounded placement: {e}"),
             }
         }
         let rebuilt = restore_located(&spec, &members, slots.as_deref(), &located);
         self.view.write().unwrap().placement = rebuilt;
         tracing::info!(keys = located.len(), "bounded placement rebuilt from where the keys are");
-        Ok(())
     }
 
     /// Notes where a node this `serve` is launching keeps its data.
@@ -336,8 +321,9 @@ impl Cluster {
         })
     }
 
-    /// The state as it is now, with `pending` as the change in progress.
-    pub fn durable_state(&self, pending: Option<Pending>) -> ClusterState {
+    /// The state as it is now, the change in progress included.
+    pub fn durable_state(&self) -> ClusterState {
+        let pending = self.pending();
         let view = self.view.read().unwrap();
         let meta = self.meta.lock().unwrap();
         ClusterState {
@@ -359,7 +345,7 @@ impl Cluster {
         let Some(store) = &self.store else { return Ok(()) };
         let _one_at_a_time = self.persisting.lock().await;
         self.meta.lock().unwrap().epoch += 1;
-        store.save(&self.durable_state(self.pending())).await
+        store.save(&self.durable_state()).await
     }
 
     /// Records how a node this backend launched is supervised (`None`: no

@@ -391,22 +391,28 @@ fn finish(p: &Progress, flows: &BTreeMap<(String, String), (u64, u64)>, seconds:
 async fn all_hashes(sources: &[(String, NodeClient)]) -> Result<Vec<u64>, String> {
     let mut hashes = Vec::new();
     for (id, client) in sources {
-        let mut cursor = None;
-        loop {
-            let limit = shardscope_shared::protocol::MAX_SCAN_LIMIT;
-            let scan = NodeRequest::Scan { cursor, limit, ranges: None, tombstones: false, prefix: None };
-            let (page, next) = match client.request(&scan).await {
-                NodeReply::Page { page, next } => (page, next),
-                other => return Err(format!("SCAN on {id}: {other:?}")),
-            };
-            hashes.extend(page.iter().map(|e| key_hash(e.key.as_bytes())));
-            match next {
-                Some(n) => cursor = Some(n),
-                None => break,
-            }
-        }
+        hashes.extend(key_hashes(id, client).await?);
     }
     Ok(hashes)
+}
+
+/// The hashes of every live key on one node, paged through with `SCAN`.
+pub async fn key_hashes(id: &str, client: &NodeClient) -> Result<Vec<u64>, String> {
+    let mut hashes = Vec::new();
+    let mut cursor = None;
+    loop {
+        let limit = shardscope_shared::protocol::MAX_SCAN_LIMIT;
+        let scan = NodeRequest::Scan { cursor, limit, ranges: None, tombstones: false, prefix: None };
+        let (page, next) = match client.request(&scan).await {
+            NodeReply::Page { page, next } => (page, next),
+            other => return Err(format!("SCAN on {id}: {other:?}")),
+        };
+        hashes.extend(page.iter().map(|e| key_hash(e.key.as_bytes())));
+        match next {
+            Some(n) => cursor = Some(n),
+            None => return Ok(hashes),
+        }
+    }
 }
 
 async fn count_keys(sources: &[(String, NodeClient)]) -> u64 {

@@ -160,7 +160,7 @@ async fn stats(State(cluster): State<Cluster>) -> Response {
 /// `GET /cluster`: the cluster's recorded state (members, placement and its
 /// history, desired count, removed ids, and the change in progress, if any).
 async fn cluster_state(State(cluster): State<Cluster>) -> Response {
-    Json(cluster.durable_state(cluster.pending())).into_response()
+    Json(cluster.durable_state()).into_response()
 }
 
 async fn nodes(State(cluster): State<Cluster>) -> Response {

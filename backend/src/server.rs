@@ -229,7 +229,7 @@ async fn start_nodes(admin: &Admin, requested: Option<usize>, recorded: bool) ->
                 break;
             }
         }
-        cluster.relocate().await?;
+        cluster.relocate().await;
         if cluster.pending().is_some() {
             tracing::info!("a change was in progress: finishing it");
             admin.rebalancer.submit(Change::Resume);
@@ -242,10 +242,7 @@ async fn start_nodes(admin: &Admin, requested: Option<usize>, recorded: bool) ->
     let (running, _) = admin.consul.health_service(NODE_SERVICE, true, None, Duration::from_secs(5)).await?;
     let have = if recorded { cluster.member_ids().len() } else { running.len() };
     for _ in have..n {
-        let mut supervisor = admin.supervisor.lock().await;
-        let id = supervisor.next_id();
-        cluster.set_data_dir(&id, supervisor.dir_of(&id));
-        supervisor.launch_named(&id).await?;
+        admin.launch_new().await?;
     }
     // A new cluster's nodes have joined; a recorded one's may still be
     // finishing the change it resumed.
