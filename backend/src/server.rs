@@ -244,12 +244,17 @@ async fn start_nodes(admin: &Admin, requested: Option<usize>, recorded: bool) ->
     for _ in have..n {
         admin.launch_new().await?;
     }
-    // A new cluster's nodes have joined; a recorded one's may still be
-    // finishing the change it resumed.
-    let joined = |c: &Cluster| if recorded { c.member_ids().len() } else { c.nodes().len() };
-    while joined(cluster) < n {
+    // Serving starts once the nodes launched have joined. A recorded
+    // cluster may still be finishing a long change it resumed: past the
+    // deadline it serves anyway (keys are routed correctly meanwhile).
+    while cluster.nodes().len() < n {
         if tokio::time::timeout_at(deadline, events.recv()).await.is_err() {
-            anyhow::bail!("only {} of {n} nodes registered within 60 s", joined(cluster));
+            let joined = cluster.nodes().len();
+            if !recorded {
+                anyhow::bail!("only {joined} of {n} nodes registered within 60 s");
+            }
+            tracing::warn!(joined, "still finishing the change in progress: serving meanwhile");
+            break;
         }
     }
     Ok(n)
