@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use shardscope_consul::client::Consul;
 use shardscope_consul::token::Token;
-use shardscope_shared::placement::PlacementSpec;
+use shardscope_shared::placement::{PlacementSpec, SpecError};
 use shardscope_shared::protocol::{ErrorCode, NodeInfo, Progress};
 use tokio::sync::Mutex;
 
@@ -97,8 +97,10 @@ impl Admin {
         Ok(progress)
     }
 
-    /// Moves every key to where `spec` places it, then routes with it.
+    /// Moves every key to where `spec` places it, then routes with it; a
+    /// spec outside its bounds is refused before anything is built.
     pub async fn change_placement(&self, spec: PlacementSpec) -> Result<Progress, AdminError> {
+        spec.validate()?;
         self.rebalancer.run(Change::Placement(spec)).await.map_err(AdminError::Rebalance)
     }
 }
@@ -113,6 +115,8 @@ pub enum AdminError {
     NotAMember(String),
     #[error("{0} is the last node: its keys would have nowhere to go")]
     LastNode(String),
+    #[error("invalid placement: {0}")]
+    InvalidSpec(#[from] SpecError),
     #[error("cannot launch a node: {0}")]
     Launch(String),
     #[error("cannot record the cluster's state: {0}")]
@@ -129,6 +133,7 @@ impl AdminError {
             AdminError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             AdminError::NotAMember(_) => StatusCode::NOT_FOUND,
             AdminError::LastNode(_) => StatusCode::CONFLICT,
+            AdminError::InvalidSpec(_) => StatusCode::BAD_REQUEST,
             AdminError::Launch(_) => StatusCode::INTERNAL_SERVER_ERROR,
             AdminError::Record(_) | AdminError::Rebalance(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -139,7 +144,7 @@ impl AdminError {
         match self {
             AdminError::Unauthorized(_) => ErrorCode::Unauthorized,
             AdminError::NotAMember(_) => ErrorCode::NotFound,
-            AdminError::LastNode(_) => ErrorCode::BadRequest,
+            AdminError::LastNode(_) | AdminError::InvalidSpec(_) => ErrorCode::BadRequest,
             _ => ErrorCode::Unavailable,
         }
     }

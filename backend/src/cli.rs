@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use shardscope_shared::placement::PlacementSpec;
+use shardscope_shared::placement::{self, Algorithm, PlacementSpec};
 use shardscope_shared::protocol::{ErrorCode, NodeReply, NodeRequest};
 
 use shardscope_consul::registry::Registry;
@@ -123,14 +123,14 @@ pub struct ServeArgs {
     /// Placement algorithm.
     #[arg(long, value_enum, default_value_t = Algorithm::Ring)]
     pub placement: Algorithm,
-    /// Bounded loads: no node holds more than this times the mean.
-    #[arg(long, default_value_t = 1.25)]
+    /// Bounded loads: no node holds more than this times the mean (1 to 10).
+    #[arg(long, default_value_t = placement::Settings::default().capacity)]
     pub capacity: f64,
-    /// Virtual nodes per node (ring).
-    #[arg(long, default_value_t = 160)]
+    /// Virtual nodes per node (ring, bounded; 1 to 1000).
+    #[arg(long, default_value_t = placement::Settings::default().vnodes)]
     pub vnodes: u32,
-    /// Lookup table size (maglev; rounded up to a prime).
-    #[arg(long, default_value_t = shardscope_shared::placement::maglev::DEFAULT_TABLE_SIZE)]
+    /// Lookup table size (maglev; 7 to 1000003, rounded up to a prime).
+    #[arg(long, default_value_t = placement::Settings::default().table_size)]
     pub table_size: u64,
     /// Where the nodes keep their files (one sub-directory each) and the
     /// embedded registry its catalog and KV (`registry/`).
@@ -167,27 +167,14 @@ pub struct ServeArgs {
     pub admin_token: Option<String>,
 }
 
-/// The algorithms `serve` can route with.
-#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Algorithm {
-    Modulo,
-    Ring,
-    Rendezvous,
-    Jump,
-    Maglev,
-    Bounded,
-}
-
 impl ServeArgs {
-    pub fn placement_spec(&self) -> PlacementSpec {
-        match self.placement {
-            Algorithm::Modulo => PlacementSpec::Modulo,
-            Algorithm::Ring => PlacementSpec::Ring { vnodes: self.vnodes },
-            Algorithm::Rendezvous => PlacementSpec::Rendezvous,
-            Algorithm::Jump => PlacementSpec::Jump,
-            Algorithm::Maglev => PlacementSpec::Maglev { table_size: self.table_size },
-            Algorithm::Bounded => PlacementSpec::Bounded { vnodes: self.vnodes, capacity: self.capacity },
-        }
+    /// The placement the flags describe, checked against its bounds.
+    pub fn placement_spec(&self) -> anyhow::Result<PlacementSpec> {
+        let settings =
+            placement::Settings { vnodes: self.vnodes, table_size: self.table_size, capacity: self.capacity };
+        let spec = self.placement.spec(settings);
+        spec.validate().map_err(|e| anyhow::anyhow!("--{}", e.to_string().replace('_', "-")))?;
+        Ok(spec)
     }
 }
 
@@ -274,7 +261,7 @@ pub fn main(cli: Cli) -> ExitCode {
 async fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Serve(a) => {
-            let placement = a.placement_spec();
+            let placement = a.placement_spec()?;
             crate::server::serve(ServeOptions {
                 bind: a.bind,
                 port: a.port,

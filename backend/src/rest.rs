@@ -11,7 +11,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, put};
+use axum::routing::{delete, get};
 use axum::{Json, Router};
 use shardscope_shared::placement::PlacementSpec;
 use shardscope_shared::protocol::{ErrorCode, NodeReply, NodeRequest, MAX_SCAN_LIMIT};
@@ -32,7 +32,7 @@ pub fn routes() -> Router<App> {
         .route("/nodes", get(nodes).post(add_node))
         .route("/cluster", get(cluster_state))
         .route("/nodes/{id}", delete(remove_node))
-        .route("/placement", put(change_placement))
+        .route("/placement", get(placement).put(change_placement))
         .route("/stats", get(stats))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics))
@@ -161,6 +161,11 @@ async fn stats(State(cluster): State<Cluster>) -> Response {
 /// history, desired count, removed ids, and the change in progress, if any).
 async fn cluster_state(State(cluster): State<Cluster>) -> Response {
     Json(cluster.durable_state()).into_response()
+}
+
+/// `GET /placement`: the spec the cluster routes with now.
+async fn placement(State(cluster): State<Cluster>) -> Response {
+    Json(cluster.placement_state().0).into_response()
 }
 
 async fn nodes(State(cluster): State<Cluster>) -> Response {

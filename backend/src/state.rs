@@ -16,7 +16,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 use shardscope_consul::client::Consul;
-use shardscope_shared::placement::{Member, PlacementSpec};
+use shardscope_shared::placement::{Member, PlacementSpec, WEIGHT};
 
 /// Where the state lives in Consul KV.
 pub const STATE_KEY: &str = "shardscope/cluster";
@@ -58,6 +58,28 @@ fn one() -> u32 {
     1
 }
 
+impl ClusterState {
+    /// Every placement in it (the current one and the change's target)
+    /// and every member's weight within their bounds, so that a state
+    /// edited by hand cannot make serve build an unbounded placement.
+    fn check(&self) -> Result<(), String> {
+        let pending = self.pending.iter().map(|p| (&p.placement, &p.members));
+        for (spec, members) in std::iter::once((&self.placement, &self.members)).chain(pending) {
+            spec.validate().map_err(|e| e.to_string())?;
+            if let Some(m) = members.iter().find(|m| !WEIGHT.contains(&m.weight)) {
+                return Err(format!(
+                    "{}: weight must be {} to {}, got {}",
+                    m.id,
+                    WEIGHT.start(),
+                    WEIGHT.end(),
+                    m.weight
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 impl MemberRecord {
     pub fn member(&self) -> Member {
         Member::weighted(&self.id, self.weight)
@@ -93,9 +115,13 @@ impl StateStore {
     pub async fn load(&self) -> anyhow::Result<Option<ClusterState>> {
         match self.consul.kv_get(STATE_KEY).await? {
             None => Ok(None),
-            Some(text) => serde_json::from_str(&text)
-                .map(Some)
-                .map_err(|e| anyhow::anyhow!("{STATE_KEY} in Consul KV is not a cluster state ({e}): {text:.200}")),
+            Some(text) => {
+                let state: ClusterState = serde_json::from_str(&text).map_err(|e| {
+                    anyhow::anyhow!("{STATE_KEY} in Consul KV is not a cluster state ({e}): {text:.200}")
+                })?;
+                state.check().map_err(|e| anyhow::anyhow!("{STATE_KEY} in Consul KV is out of bounds: {e}"))?;
+                Ok(Some(state))
+            }
         }
     }
 

@@ -160,7 +160,25 @@ async fn a_join_moves_exactly_the_keys_shared_predicts_and_a_leave_drains() {
     assert_eq!(http.delete(format!("{}/nodes/node-99", stack.url)).send().await.unwrap().status(), 404);
     let bad = http.put(format!("{}/placement", stack.url)).body("{\"algorithm\":\"warp\"}").send().await.unwrap();
     assert_eq!(bad.status(), 400);
+    // Specs outside their bounds (a 4 TB Maglev table, a ring with no
+    // points) are refused with the field named, before anything is built.
+    for (spec, field) in [
+        (r#"{"algorithm":"maglev","table_size":1000000000000}"#, "table_size"),
+        (r#"{"algorithm":"ring","vnodes":0}"#, "vnodes"),
+        (r#"{"algorithm":"ring","vnodes":4294967295}"#, "vnodes"),
+        (r#"{"algorithm":"bounded","vnodes":160,"capacity":0.5}"#, "capacity"),
+    ] {
+        let bad = http.put(format!("{}/placement", stack.url)).body(spec).send().await.unwrap();
+        assert_eq!(bad.status(), 400, "{spec}");
+        let body: serde_json::Value = bad.json().await.unwrap();
+        assert!(body["message"].as_str().unwrap().contains(&format!("{field}: must be")), "{body}");
+    }
+    let now: serde_json::Value = reqwest::get(format!("{}/placement", stack.url)).await.unwrap().json().await.unwrap();
+    assert_eq!(now["algorithm"], "bounded", "{now}");
     assert_eq!(nodes(&stack).await, last);
+    for k in keys.iter().step_by(97) {
+        assert_eq!(http.get(format!("{}/kv/{k}", stack.url)).send().await.unwrap().status(), 200, "{k}");
+    }
 }
 
 /// Per key: the values it may hold — the last acknowledged one (None =

@@ -127,6 +127,29 @@ fn sigterm_during_start_up_still_stops_every_node() {
 }
 
 #[test]
+fn serve_refuses_placement_flags_outside_their_bounds_before_launching_anything() {
+    for (flags, expected) in [
+        (&["--placement", "maglev", "--table-size", "1000000000000"][..], "--table-size: must be 7 to 1000003"),
+        (&["--vnodes", "0"][..], "--vnodes: must be 1 to 1000"),
+        (&["--placement", "bounded", "--capacity", "0.5"][..], "--capacity: must be 1 to 10"),
+    ] {
+        let data = tempfile::tempdir().unwrap();
+        let out = Command::new(shardscope_exe())
+            .args(["serve", "--port", "0", "--registry-port", "0", "--nodes", "1"])
+            .args(flags)
+            .env_remove("CONSUL_HTTP_ADDR")
+            .arg("--data-dir")
+            .arg(data.path())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{flags:?}: {stderr}");
+        assert!(stderr.contains(expected), "{flags:?}: {stderr}");
+        assert!(std::fs::read_dir(data.path()).unwrap().next().is_none(), "{flags:?} wrote to the data dir");
+    }
+}
+
+#[test]
 fn cli_load_runs_key_sets_and_operation_files() {
     let stack = Stack::start(2, &[]);
     let dir = tempfile::tempdir().unwrap();

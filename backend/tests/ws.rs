@@ -84,6 +84,14 @@ async fn key_operations_admin_and_errors_over_the_websocket() {
     let all: serde_json::Value = reqwest::get(format!("{}/kv", stack.url)).await.unwrap().json().await.unwrap();
     assert_eq!(all["collection"].as_array().unwrap().len(), 199);
 
+    // A spec outside its bounds is refused, naming the field; nothing moves.
+    let huge = shardscope_shared::placement::PlacementSpec::Maglev { table_size: 1 << 40 };
+    send(&mut ws, &ClientMsg::ChangePlacement { id: 699, placement: huge }).await;
+    let ServerMsg::AdminReply { id: 699, ok: false, message, .. } = next_reply(&mut ws).await else { panic!() };
+    assert!(message.contains("table_size: must be 7 to 1000003"), "{message}");
+    let now: serde_json::Value = reqwest::get(format!("{}/placement", stack.url)).await.unwrap().json().await.unwrap();
+    assert_eq!(now["algorithm"], "ring", "{now}");
+
     // Administration: change the algorithm over the socket; keys follow.
     let spec = shardscope_shared::placement::PlacementSpec::Rendezvous;
     send(&mut ws, &ClientMsg::ChangePlacement { id: 700, placement: spec }).await;

@@ -3,34 +3,20 @@
 //! Read once on load; written (with `history.replaceState`, no reload) on
 //! every change.
 
+use shardscope_shared::placement::{Algorithm, Settings, CAPACITY, TABLE_SIZE, VNODES};
+
 use crate::components::whatif::Sim;
 
 /// What the fragment carries.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct ViewState {
     pub demo: bool,
     /// A generated key-set size (uploaded files cannot travel in a URL).
     pub keys: Option<usize>,
     pub sims: Vec<Sim>,
-    /// The algorithm view's own algorithm ("" follows the cluster's) and settings.
-    pub algo: String,
-    pub vnodes: u32,
-    pub table_size: u64,
-    pub capacity: f64,
-}
-
-impl Default for ViewState {
-    fn default() -> Self {
-        ViewState {
-            demo: false,
-            keys: None,
-            sims: Vec::new(),
-            algo: String::new(),
-            vnodes: 160,
-            table_size: shardscope_shared::placement::maglev::DEFAULT_TABLE_SIZE,
-            capacity: 1.25,
-        }
-    }
+    /// The algorithm view's own algorithm (`None` follows the cluster's) and settings.
+    pub algo: Option<Algorithm>,
+    pub settings: Settings,
 }
 
 impl ViewState {
@@ -42,16 +28,18 @@ impl ViewState {
                 "demo" => state.demo = v == "1",
                 "keys" => state.keys = v.parse().ok().filter(|n| (1..=1_000_000).contains(n)),
                 "whatif" => state.sims = v.split(',').filter_map(Sim::decode).collect(),
-                "algo" if ["modulo", "ring", "rendezvous", "jump", "maglev", "bounded"].contains(&v) => {
-                    state.algo = v.to_string()
+                "algo" => state.algo = v.parse().ok(),
+                "vnodes" => {
+                    let s = &mut state.settings;
+                    s.vnodes = v.parse().ok().filter(|n| VNODES.contains(n)).unwrap_or(s.vnodes)
                 }
-                "vnodes" => state.vnodes = v.parse().ok().filter(|n| (1..=1000).contains(n)).unwrap_or(state.vnodes),
                 "table" => {
-                    state.table_size =
-                        v.parse().ok().filter(|n| (7..=1_000_003).contains(n)).unwrap_or(state.table_size)
+                    let s = &mut state.settings;
+                    s.table_size = v.parse().ok().filter(|n| TABLE_SIZE.contains(n)).unwrap_or(s.table_size)
                 }
                 "capacity" => {
-                    state.capacity = v.parse().ok().filter(|c: &f64| (1.0..=10.0).contains(c)).unwrap_or(state.capacity)
+                    let s = &mut state.settings;
+                    s.capacity = v.parse().ok().filter(|c| CAPACITY.contains(c)).unwrap_or(s.capacity)
                 }
                 _ => {}
             }
@@ -71,11 +59,9 @@ impl ViewState {
             let sims: Vec<String> = self.sims.iter().map(Sim::encode).collect();
             parts.push(format!("whatif={}", sims.join(",")));
         }
-        if !self.algo.is_empty() {
-            parts.push(format!(
-                "algo={}&vnodes={}&table={}&capacity={}",
-                self.algo, self.vnodes, self.table_size, self.capacity
-            ));
+        if let Some(algo) = self.algo {
+            let Settings { vnodes, table_size, capacity } = self.settings;
+            parts.push(format!("algo={algo}&vnodes={vnodes}&table={table_size}&capacity={capacity}"));
         }
         if parts.is_empty() {
             String::new()

@@ -11,7 +11,9 @@ use shardscope_shared::placement::jump::Jump;
 use shardscope_shared::placement::maglev::Maglev;
 use shardscope_shared::placement::rendezvous::Rendezvous;
 use shardscope_shared::placement::ring::Ring;
-use shardscope_shared::placement::{Member, Placement, PlacementSpec};
+use shardscope_shared::placement::{
+    Algorithm, Member, Placement, PlacementSpec, Settings, CAPACITY, TABLE_SIZE, VNODES,
+};
 
 use super::node_colour;
 use super::upload::KeySet;
@@ -20,35 +22,29 @@ use crate::ws::Backend;
 /// Cells of the Maglev table shown around the key's slot.
 const WINDOW: u64 = 48;
 
-fn spec_for(name: &str, vnodes: u32, table_size: u64, capacity: f64) -> PlacementSpec {
-    match name {
-        "modulo" => PlacementSpec::Modulo,
-        "rendezvous" => PlacementSpec::Rendezvous,
-        "jump" => PlacementSpec::Jump,
-        "maglev" => PlacementSpec::Maglev { table_size },
-        "bounded" => PlacementSpec::Bounded { vnodes, capacity },
-        _ => PlacementSpec::Ring { vnodes },
-    }
-}
-
-/// The view's own algorithm and settings ("" follows the cluster's); the
-/// URL carries them.
+/// The view's own algorithm and settings (`None` follows the cluster's);
+/// the URL carries them.
 #[derive(Clone, Copy)]
 pub struct ViewSettings {
-    pub picked: RwSignal<String>,
+    pub picked: RwSignal<Option<Algorithm>>,
     pub vnodes: RwSignal<u32>,
     pub table_size: RwSignal<u64>,
     pub capacity: RwSignal<f64>,
 }
 
 impl ViewSettings {
-    pub fn new(picked: String, vnodes: u32, table_size: u64, capacity: f64) -> Self {
+    pub fn new(picked: Option<Algorithm>, settings: Settings) -> Self {
         ViewSettings {
             picked: RwSignal::new(picked),
-            vnodes: RwSignal::new(vnodes),
-            table_size: RwSignal::new(table_size),
-            capacity: RwSignal::new(capacity),
+            vnodes: RwSignal::new(settings.vnodes),
+            table_size: RwSignal::new(settings.table_size),
+            capacity: RwSignal::new(settings.capacity),
         }
+    }
+
+    /// The settings as they stand.
+    pub fn get(&self) -> Settings {
+        Settings { vnodes: self.vnodes.get(), table_size: self.table_size.get(), capacity: self.capacity.get() }
     }
 }
 
@@ -60,13 +56,9 @@ pub fn AlgorithmView(
     settings: ViewSettings,
 ) -> impl IntoView {
     let ViewSettings { picked, vnodes, table_size, capacity } = settings;
-    let spec = move || {
-        let name = picked.get();
-        if name.is_empty() {
-            backend.placement.get()
-        } else {
-            Some(spec_for(&name, vnodes.get(), table_size.get(), capacity.get()))
-        }
+    let spec = move || match picked.get() {
+        None => backend.placement.get(),
+        Some(algorithm) => Some(algorithm.spec(settings.get())),
     };
     let body = move || {
         let spec = spec()?;
@@ -131,7 +123,7 @@ pub fn AlgorithmView(
                     .into_any()
             }
             PlacementSpec::Jump => {
-                let jump = match backend.slots.get().filter(|_| picked.get().is_empty()) {
+                let jump = match backend.slots.get().filter(|_| picked.get().is_none()) {
                     Some(slots) => Jump::from_slots(&slots),
                     None => Jump::new(&members),
                 };
@@ -208,17 +200,31 @@ pub fn AlgorithmView(
     view! {
         <h2>"How the algorithm decides"</h2>
         <div class="kv-form">
-            <select data-testid="logic-picker" prop:value=move || picked.get() on:change=move |ev| picked.set(event_target_value(&ev))>
+            <select data-testid="logic-picker" prop:value=move || picked.get().map_or("", Algorithm::name)
+                on:change=move |ev| picked.set(event_target_value(&ev).parse().ok())>
                 <option value="">"the cluster's algorithm"</option>
-                {["modulo", "ring", "rendezvous", "jump", "maglev", "bounded"].map(|n| view! { <option value=n>{n}</option> }).collect_view()}
+                {Algorithm::ALL.map(|a| view! { <option value=a.name()>{a.name()}</option> }).collect_view()}
             </select>
-            <label>"vnodes "<input type="number" min="1" max="1000" prop:value=move || vnodes.get().to_string()
-                on:change=move |ev| vnodes.set(event_target_value(&ev).parse().unwrap_or(160).clamp(1, 1000)) /></label>
-            <label>"table size "<input type="number" min="7" prop:value=move || table_size.get().to_string()
-                on:change=move |ev| table_size.set(event_target_value(&ev).parse().unwrap_or(65_537).clamp(7, 1_000_003)) /></label>
-            <label>"capacity "<input type="number" step="0.05" min="1" prop:value=move || capacity.get().to_string()
-                on:change=move |ev| capacity.set(event_target_value(&ev).parse().unwrap_or(1.25f64).clamp(1.0, 10.0)) /></label>
+            <label>"vnodes "<input type="number" min=*VNODES.start() max=*VNODES.end() prop:value=move || vnodes.get().to_string()
+                on:change=move |ev| vnodes.set(clamped(&event_target_value(&ev), VNODES, Settings::default().vnodes)) /></label>
+            <label>"table size "<input type="number" min=*TABLE_SIZE.start() max=*TABLE_SIZE.end() prop:value=move || table_size.get().to_string()
+                on:change=move |ev| table_size.set(clamped(&event_target_value(&ev), TABLE_SIZE, Settings::default().table_size)) /></label>
+            <label>"capacity "<input type="number" step="0.05" min=*CAPACITY.start() max=*CAPACITY.end() prop:value=move || capacity.get().to_string()
+                on:change=move |ev| capacity.set(clamped(&event_target_value(&ev), CAPACITY, Settings::default().capacity)) /></label>
         </div>
         {body}
+    }
+}
+
+/// What was typed into a setting, held within its bounds (the default when
+/// it is not a number).
+fn clamped<T: std::str::FromStr + PartialOrd + Copy>(text: &str, bounds: std::ops::RangeInclusive<T>, default: T) -> T {
+    let value = text.parse().unwrap_or(default);
+    if bounds.contains(&value) {
+        value
+    } else if value > *bounds.end() {
+        *bounds.end()
+    } else {
+        *bounds.start() // below, or not a number at all (NaN)
     }
 }

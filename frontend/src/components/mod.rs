@@ -32,7 +32,7 @@ pub fn App() -> impl IntoView {
     let keyset = RwSignal::new(initial.keys.map(upload::KeySet::generated));
     let demo = RwSignal::new(initial.demo);
     let sims = RwSignal::new(initial.sims);
-    let settings = logic::ViewSettings::new(initial.algo, initial.vnodes, initial.table_size, initial.capacity);
+    let settings = logic::ViewSettings::new(initial.algo, initial.settings);
     // The URL follows the view, so a link reproduces it.
     Effect::new(move || {
         let keys = keyset.with(|k| k.as_ref().and_then(|k| k.generated_size()));
@@ -41,9 +41,7 @@ pub fn App() -> impl IntoView {
             keys,
             sims: sims.get(),
             algo: settings.picked.get(),
-            vnodes: settings.vnodes.get(),
-            table_size: settings.table_size.get(),
-            capacity: settings.capacity.get(),
+            settings: settings.get(),
         });
     });
     view! {

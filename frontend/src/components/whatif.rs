@@ -4,7 +4,7 @@
 
 use leptos::prelude::*;
 use shardscope_shared::placement::analysis::moved_keys;
-use shardscope_shared::placement::{build_for_keys, restore, Member, PlacementSpec};
+use shardscope_shared::placement::{build_for_keys, restore, Member, PlacementSpec, WEIGHT};
 
 use super::upload::KeySet;
 use crate::ws::Backend;
@@ -35,7 +35,9 @@ impl Sim {
         match (parts.next()?, parts.next(), parts.next()) {
             ("join", Some(id), None) if !id.is_empty() => Some(Sim::Join(id.into())),
             ("leave", Some(id), None) if !id.is_empty() => Some(Sim::Leave(id.into())),
-            ("weight", Some(id), Some(w)) => Some(Sim::Weight(id.into(), w.parse().ok().filter(|w| *w > 0)?)),
+            ("weight", Some(id), Some(w)) => {
+                Some(Sim::Weight(id.into(), w.parse().ok().filter(|w| WEIGHT.contains(w))?))
+            }
             _ => None,
         }
     }
@@ -100,7 +102,7 @@ pub fn WhatIf(backend: Backend, keyset: RwSignal<Option<KeySet>>, sims: RwSignal
                     <li data-node=id.clone() data-weight=w.to_string()>
                         <strong>{id.clone()}</strong>
                         <span class="health">{format!("weight {w}")}</span>
-                        <button class="small" data-testid="whatif-heavier" on:click=move |_| sims.update(|s| s.push(Sim::Weight(up_id.clone(), w + 1)))>"+"</button>
+                        <button class="small" data-testid="whatif-heavier" disabled={w >= *WEIGHT.end()} on:click=move |_| sims.update(|s| s.push(Sim::Weight(up_id.clone(), w + 1)))>"+"</button>
                         <button class="small" data-testid="whatif-lighter" disabled={w <= 1} on:click=move |_| sims.update(|s| s.push(Sim::Weight(down_id.clone(), w.saturating_sub(1).max(1))))>"−"</button>
                         <button class="small" data-testid="whatif-leave" on:click=move |_| sims.update(|s| s.push(Sim::Leave(leave_id.clone())))>"leave"</button>
                     </li>

@@ -24,6 +24,9 @@ pub mod maglev;
 pub mod modulo;
 pub mod rendezvous;
 pub mod ring;
+mod spec;
+
+pub use spec::{Algorithm, PlacementSpec, Settings, SpecError, CAPACITY, TABLE_SIZE, VNODES, WEIGHT};
 
 use serde::{Deserialize, Serialize};
 
@@ -48,58 +51,6 @@ impl Member {
 
     pub fn weighted(id: impl Into<String>, weight: u32) -> Self {
         Member { id: id.into(), weight }
-    }
-}
-
-/// The algorithm and its settings, as chosen at `shardscope serve` and sent to
-/// the page so it can rebuild the very same placement.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "algorithm", rename_all = "snake_case")]
-pub enum PlacementSpec {
-    /// `hash % N` over the members (weight = number of slots).
-    Modulo,
-    /// Consistent hashing with `vnodes` virtual nodes per unit of weight.
-    Ring { vnodes: u32 },
-    /// Highest random weight: every member scores the key, the highest wins.
-    Rendezvous,
-    /// Lamping & Veach jump consistent hash over stable buckets.
-    Jump,
-    /// Maglev lookup table of prime size `table_size`.
-    Maglev { table_size: u64 },
-    /// Consistent hashing with bounded loads: no member holds more than
-    /// `capacity` x the mean.
-    Bounded { vnodes: u32, capacity: f64 },
-}
-
-impl Default for PlacementSpec {
-    fn default() -> Self {
-        PlacementSpec::Ring { vnodes: 160 }
-    }
-}
-
-impl PlacementSpec {
-    /// The algorithm's name, as on the command line.
-    pub fn name(&self) -> &'static str {
-        match self {
-            PlacementSpec::Modulo => "modulo",
-            PlacementSpec::Ring { .. } => "ring",
-            PlacementSpec::Rendezvous => "rendezvous",
-            PlacementSpec::Jump => "jump",
-            PlacementSpec::Maglev { .. } => "maglev",
-            PlacementSpec::Bounded { .. } => "bounded",
-        }
-    }
-
-    /// Every algorithm with its default settings, in the order the page shows them.
-    pub fn all_defaults() -> Vec<PlacementSpec> {
-        vec![
-            PlacementSpec::Modulo,
-            PlacementSpec::Ring { vnodes: 160 },
-            PlacementSpec::Rendezvous,
-            PlacementSpec::Jump,
-            PlacementSpec::Maglev { table_size: maglev::DEFAULT_TABLE_SIZE },
-            PlacementSpec::Bounded { vnodes: 160, capacity: 1.25 },
-        ]
     }
 }
 
