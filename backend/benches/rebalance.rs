@@ -11,6 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use futures::{SinkExt, StreamExt};
+use shardscope_backend::guard::WRITE_HEADER;
 use shardscope_backend::node_client::NodeClient;
 use shardscope_shared::placement::{build, Member, PlacementSpec};
 use shardscope_shared::protocol::{ClientMsg, Entry, NodeInfo, NodeReply, NodeRequest, ServerMsg};
@@ -179,7 +180,7 @@ async fn main() {
     let (mut ws, _) =
         tokio_tungstenite::connect_async(format!("{}/ws", url.replace("http://", "ws://"))).await.unwrap();
     let started = Instant::now();
-    let resp = http.post(format!("{url}/nodes")).send().await.unwrap();
+    let resp = http.post(format!("{url}/nodes")).header(WRITE_HEADER, "1").send().await.unwrap();
     assert_eq!(resp.status(), 202);
     let progress = loop {
         let text = ws.next().await.unwrap().unwrap().into_text().unwrap();

@@ -17,6 +17,7 @@ use shardscope_consul::registry::Registry;
 use shardscope_node::wal::FsyncPolicy;
 
 use crate::client::{urlencode, Remote};
+use crate::guard::Guard;
 use crate::rebalance::Settings;
 use crate::server::ServeOptions;
 
@@ -48,6 +49,8 @@ pub enum Command {
         /// restarts; without it they live in memory only.
         #[arg(long)]
         data_dir: Option<PathBuf>,
+        #[command(flatten)]
+        exposure: ExposureArgs,
     },
     /// Store VALUE under KEY.
     Put {
@@ -165,6 +168,31 @@ pub struct ServeArgs {
     /// made (and printed) when --bind is not loopback; on loopback none is needed.
     #[arg(long, env = crate::token::ENV, hide_env_values = true)]
     pub admin_token: Option<String>,
+    #[command(flatten)]
+    pub exposure: ExposureArgs,
+}
+
+/// Who else the HTTP servers answer to (see `guard`): by default only
+/// requests naming an IP address or localhost in `Host`, and, for WebSocket
+/// upgrades and changes, browsers on the server's own origin.
+#[derive(Args, Debug)]
+pub struct ExposureArgs {
+    /// A host name (NAME or NAME:PORT) requests may name in `Host`, besides
+    /// IP addresses, localhost and the --bind name; repeat for more (the
+    /// variable takes a comma-separated list).
+    #[arg(long = "allowed-host", value_name = "NAME", env = "SHARDSCOPE_ALLOWED_HOSTS", value_delimiter = ',')]
+    pub hosts: Vec<String>,
+    /// An origin (scheme://host[:port]) whose pages may open the WebSocket
+    /// and send changes, besides the server's own; repeat for more (the
+    /// variable takes a comma-separated list).
+    #[arg(long = "allowed-origin", value_name = "ORIGIN", env = "SHARDSCOPE_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub origins: Vec<String>,
+}
+
+impl ExposureArgs {
+    fn guard(&self, bind: &str) -> anyhow::Result<Guard> {
+        Guard::new(bind, &self.hosts, &self.origins)
+    }
 }
 
 impl ServeArgs {
@@ -262,6 +290,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Serve(a) => {
             let placement = a.placement_spec()?;
+            let guard = a.exposure.guard(&a.bind)?;
             crate::server::serve(ServeOptions {
                 bind: a.bind,
                 port: a.port,
@@ -278,6 +307,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                     max_keys_per_sec: (a.rebalance_rate > 0).then_some(a.rebalance_rate),
                 },
                 admin_token: a.admin_token,
+                guard,
             })
             .await?;
             Ok(ExitCode::SUCCESS)
@@ -297,8 +327,9 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             shardscope_node::run(config, crate::server::shutdown_signal()).await?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Registry { port, bind, token, data_dir } => {
+        Command::Registry { port, bind, token, data_dir, exposure } => {
             let shutdown = crate::server::shutdown_signal();
+            let guard = exposure.guard(&bind)?;
             let token = crate::token::resolve(&bind, token.as_deref())?;
             let registry = match &data_dir {
                 Some(dir) => Registry::with_data_dir(dir)?,
@@ -312,7 +343,8 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                     token.as_str()
                 );
             }
-            registry.with_token(token.map(|(t, _)| t)).serve(listener, shutdown).await?;
+            let registry = registry.with_token(token.map(|(t, _)| t));
+            registry.serve_wrapped(listener, shutdown, |r| guard.wrap(r)).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Put { key, value, target } => {
@@ -341,7 +373,8 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::AddNode { target } => {
             let url = format!("{}/nodes", target.addr.trim_end_matches('/'));
-            print_json(admin_request(reqwest::Client::new().post(url), &target).send().await?).await
+            let post = reqwest::Client::new().post(url).header(crate::guard::WRITE_HEADER, "1");
+            print_json(admin_request(post, &target).send().await?).await
         }
         Command::RemoveNode { id, target } => {
             let url = format!("{}/nodes/{}", target.addr.trim_end_matches('/'), urlencode(id.as_bytes()));
@@ -363,16 +396,23 @@ fn admin_request(req: reqwest::RequestBuilder, target: &Target) -> reqwest::Requ
     }
 }
 
-/// Prints a JSON answer; a non-2xx status is a failure (exit 1).
+/// Prints a JSON answer; a non-2xx status is a failure (exit 1), shown
+/// with its message (or its plain-text body, as the guard's refusals are).
 async fn print_json(resp: reqwest::Response) -> anyhow::Result<ExitCode> {
     let status = resp.status();
-    let body: serde_json::Value = resp.json().await?;
-    if status.is_success() {
-        println!("{}", serde_json::to_string_pretty(&body)?);
-        Ok(ExitCode::SUCCESS)
-    } else {
-        eprintln!("error ({status}): {}", body["message"].as_str().unwrap_or(&body.to_string()));
-        Ok(ExitCode::from(1))
+    let text = resp.text().await?;
+    let body = serde_json::from_str::<serde_json::Value>(&text);
+    match (status.is_success(), body) {
+        (true, Ok(body)) => {
+            println!("{}", serde_json::to_string_pretty(&body)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        (true, Err(e)) => anyhow::bail!("not JSON from the backend ({status}): {e}"),
+        (false, body) => {
+            let message = body.ok().and_then(|b| b["message"].as_str().map(str::to_string));
+            eprintln!("error ({status}): {}", message.unwrap_or_else(|| text.trim().to_string()));
+            Ok(ExitCode::from(1))
+        }
     }
 }
 

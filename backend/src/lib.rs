@@ -19,6 +19,8 @@
 //!   when they exit unasked, and stops them.
 //! - [`rest`], [`ws`]: the HTTP API (`/kv`, `/nodes`, `/healthz`) and the
 //!   page's WebSocket (`/ws`).
+//! - [`guard`]: the Host, Origin and simple-POST checks in front of every
+//!   HTTP route (the backend's and the embedded registry's).
 //! - [`token`]: when there is an admin token (it guards administration and
 //!   registry writes when ShardScope is reachable beyond loopback).
 //! - [`server`]: wires the above into one axum app and runs `serve`, with
@@ -28,6 +30,7 @@ pub mod admin;
 pub mod cli;
 pub mod client;
 pub mod cluster;
+pub mod guard;
 pub mod load;
 pub mod membership;
 pub mod metrics;

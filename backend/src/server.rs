@@ -25,6 +25,7 @@ use shardscope_node::wal::FsyncPolicy;
 
 use crate::admin::{Admin, CLUSTER_SIZE};
 use crate::cluster::Cluster;
+use crate::guard::Guard;
 use crate::rebalance::{Change, Rebalancer, Settings};
 use crate::state::StateStore;
 use crate::supervisor::Supervisor;
@@ -57,6 +58,8 @@ pub struct ServeOptions {
     pub rebalance: Settings,
     /// The admin token; `None` generates one when `bind` is not loopback.
     pub admin_token: Option<String>,
+    /// The Host and Origin checks, for the page's server and the embedded registry.
+    pub guard: Guard,
 }
 
 /// What every handler can reach.
@@ -78,15 +81,16 @@ impl FromRef<App> for Admin {
     }
 }
 
-/// The whole HTTP surface: REST, `/ws`, and the built page as static files.
-pub fn app(state: App, static_dir: &std::path::Path) -> Router {
+/// The whole HTTP surface: REST, `/ws`, and the built page as static
+/// files, every route behind `guard`.
+pub fn app(state: App, static_dir: &std::path::Path, guard: &Guard) -> Router {
     let page = ServeDir::new(static_dir).fallback(ServeFile::new(static_dir.join("index.html")));
-    crate::rest::routes()
+    let routes = crate::rest::routes()
         .route("/ws", get(crate::ws::upgrade))
         .fallback_service(page)
         // A body may carry one value of up to the node's limit.
-        .layer(DefaultBodyLimit::max(MAX_VALUE))
-        .with_state(state)
+        .layer(DefaultBodyLimit::max(MAX_VALUE));
+    guard.wrap(routes).with_state(state)
 }
 
 pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
@@ -123,9 +127,11 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
             let registry = Registry::with_data_dir(&opts.data_dir.join(REGISTRY_DIR))?.with_token(token.clone());
             let reg_listener = tokio::net::TcpListener::bind((opts.bind.as_str(), opts.registry_port)).await?;
             let reg_addr = reg_listener.local_addr()?;
-            let task = tokio::spawn(registry.serve(reg_listener, async {
+            let guard = opts.guard.clone();
+            let stopped = async {
                 let _ = registry_stopped.await;
-            }));
+            };
+            let task = tokio::spawn(registry.serve_wrapped(reg_listener, stopped, move |r| guard.wrap(r)));
             tracing::info!(%reg_addr, "embedded registry (Consul HTTP API) listening");
             let consul = Consul::new(&format!("http://{reg_addr}"));
             let consul = match &token {
@@ -189,7 +195,7 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
                 cluster.nodes().len(),
                 consul.base()
             );
-            let app = app(App { cluster, admin: admin.clone() }, &opts.static_dir);
+            let app = app(App { cluster, admin: admin.clone() }, &opts.static_dir, &opts.guard);
             axum::serve(listener, app).with_graceful_shutdown(shutdown).await.map_err(Into::into)
         }
     };

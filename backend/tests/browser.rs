@@ -166,6 +166,31 @@ async fn page_puts_a_key_and_shows_the_owner_the_backend_uses() {
     client.close().await.unwrap();
 }
 
+/// The page opened under a name (`localhost`) rather than an IP: the
+/// Host and Origin checks let its own origin's WebSocket in, reads and writes.
+#[tokio::test(flavor = "multi_thread")]
+async fn page_opened_as_localhost_reads_and_writes_over_its_websocket() {
+    let dist = workspace_root().join("dist");
+    assert!(dist.join("index.html").exists(), "build the page first: scripts/build-page.sh");
+    let stack = Stack::start(1, &["--static-dir", dist.to_str().unwrap()]);
+    let driver = Driver::start();
+    let client = driver.browser().await;
+    let url = stack.url.replace("//127.0.0.1:", "//localhost:");
+    assert_ne!(url, stack.url);
+    client.goto(&url).await.unwrap();
+    nodes_listed(&client, 1, "the node listed").await;
+    client.find(Locator::Css("[data-testid=kv-key]")).await.unwrap().send_keys("by-name").await.unwrap();
+    client.find(Locator::Css("[data-testid=kv-value]")).await.unwrap().send_keys("works").await.unwrap();
+    client.find(Locator::Css("[data-testid=kv-put]")).await.unwrap().click().await.unwrap();
+    eventually("PUT acknowledged", || async {
+        text_of(&client, "[data-testid=kv-outcome]").await.filter(|t| t.contains("stored on"))
+    })
+    .await;
+    let resp = reqwest::get(format!("{}/kv/by-name", stack.url)).await.unwrap();
+    assert_eq!(resp.text().await.unwrap(), "works");
+    client.close().await.unwrap();
+}
+
 /// The cluster's nodes, as the backend reports them.
 async fn cluster_nodes(stack: &Stack) -> Vec<shardscope_shared::protocol::NodeInfo> {
     reqwest::get(format!("{}/nodes", stack.url)).await.unwrap().json().await.unwrap()

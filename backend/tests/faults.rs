@@ -39,6 +39,7 @@ use std::time::{Duration, Instant};
 use common::{node_pid, NodeProcess, RestartableStack, Rng};
 use reqwest::blocking::Client;
 use serde_json::{json, Value as Json};
+use shardscope_backend::guard::WRITE_HEADER;
 use tokio_tungstenite::tungstenite::{self, Message, WebSocket};
 
 // ---------------------------------------------------------------- history
@@ -900,7 +901,7 @@ impl<'a> Run<'a> {
 
     /// `POST /nodes`: the launched node's id.
     fn add_node(&mut self) -> Option<String> {
-        match self.admin.post(format!("{}/nodes", self.stack.url)).send() {
+        match self.admin.post(format!("{}/nodes", self.stack.url)).header(WRITE_HEADER, "1").send() {
             Ok(resp) if resp.status() == 202 => {
                 let info: Json = resp.json().unwrap_or_default();
                 let id = info["id"].as_str().map(str::to_string);

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use common::{Rng, Stack};
 use futures::StreamExt;
+use shardscope_backend::guard::WRITE_HEADER;
 use shardscope_backend::node_client::NodeClient;
 use shardscope_shared::hash::key_hash;
 use shardscope_shared::placement::analysis::moved_keys;
@@ -73,7 +74,8 @@ async fn a_join_moves_exactly_the_keys_shared_predicts_and_a_leave_drains() {
     assert_eq!(before.len(), keys.len());
 
     let mut ws = open_ws(&stack).await;
-    let added: NodeInfo = http.post(format!("{}/nodes", stack.url)).send().await.unwrap().json().await.unwrap();
+    let added: NodeInfo =
+        http.post(format!("{}/nodes", stack.url)).header(WRITE_HEADER, "1").send().await.unwrap().json().await.unwrap();
     let progress = rebalance_done(&mut ws).await;
     let after_nodes = nodes(&stack).await;
     assert_eq!(after_nodes.len(), 4);
@@ -271,7 +273,8 @@ async fn concurrent_history_across_join_leave_and_algorithm_change_loses_nothing
 
     // While they run: a join, a leave, and a change of algorithm.
     let mut ws = open_ws(&stack).await;
-    let joiner: NodeInfo = http.post(format!("{}/nodes", stack.url)).send().await.unwrap().json().await.unwrap();
+    let joiner: NodeInfo =
+        http.post(format!("{}/nodes", stack.url)).header(WRITE_HEADER, "1").send().await.unwrap().json().await.unwrap();
     let joined = rebalance_done(&mut ws).await;
     assert_eq!(joined.change, format!("join {}", joiner.id));
     let left = http.delete(format!("{}/nodes/node-1", stack.url)).send().await.unwrap();

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use common::Stack;
 use futures::{SinkExt, StreamExt};
+use shardscope_backend::guard::WRITE_HEADER;
 use shardscope_shared::protocol::{ClientMsg, ErrorCode, NodeReply, NodeRequest, ServerMsg};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -172,8 +173,8 @@ async fn with_an_admin_token_administration_and_registry_writes_need_it() {
     };
     // REST: refused without the token or with a wrong one; nothing changes.
     let refused = [
-        http.post(format!("{}/nodes", stack.url)),
-        http.post(format!("{}/nodes", stack.url)).bearer_auth("guess"),
+        http.post(format!("{}/nodes", stack.url)).header(WRITE_HEADER, "1"),
+        http.post(format!("{}/nodes", stack.url)).header(WRITE_HEADER, "1").bearer_auth("guess"),
         http.delete(format!("{}/nodes/node-1", stack.url)),
         http.put(format!("{}/placement", stack.url)).body(r#"{"algorithm":"jump"}"#),
     ];

@@ -240,6 +240,17 @@ impl Registry {
         listener: tokio::net::TcpListener,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
+        self.serve_wrapped(listener, shutdown, |router| router).await
+    }
+
+    /// Like [`Registry::serve`], serving the router `wrap` makes of
+    /// [`Registry::router`] (the caller's layers in front of it).
+    pub async fn serve_wrapped(
+        self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+        wrap: impl FnOnce(Router) -> Router,
+    ) -> anyhow::Result<()> {
         let first = self.run_due_checks(Instant::now());
         let _ = tokio::time::timeout(FIRST_PROBES_WAIT, async {
             for probe in first {
@@ -248,7 +259,7 @@ impl Registry {
         })
         .await;
         let checker = tokio::spawn(self.clone().run_checks());
-        let app = self.router();
+        let app = wrap(self.router());
         let result = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
         checker.abort();
         Ok(result?)
