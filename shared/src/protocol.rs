@@ -15,8 +15,11 @@ use crate::placement::PlacementSpec;
 pub use crate::version::Version;
 
 /// A key or a value: raw bytes. On the wire it is a JSON string when the
-/// bytes are UTF-8, else `{"encoding":"binary","data":"<base64>"}`; both that
-/// form and `{"encoding":"string","data":"..."}` are accepted on input.
+/// bytes are UTF-8 and their escaped form is no longer than base64's, else
+/// `{"encoding":"binary","data":"<base64>"}`; both that form and
+/// `{"encoding":"string","data":"..."}` are accepted on input. So no datum
+/// takes more than 4/3 of its size (plus a few bytes) on the wire: text of
+/// control characters, escaped as `\u00XX`, would take six times it.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Datum(pub Vec<u8>);
 
@@ -66,11 +69,28 @@ enum DatumRepr {
     Encoded { encoding: Encoding, data: String },
 }
 
+/// What JSON's escapes add to `text` (as serde_json writes them: two
+/// bytes for `"`, `\\` and the five short control escapes, six for the
+/// other control characters).
+fn escape_overhead(text: &str) -> usize {
+    text.bytes()
+        .map(|b| match b {
+            b'"' | b'\\' | b'\n' | b'\r' | b'\t' | 0x08 | 0x0c => 1,
+            0..0x20 => 5,
+            _ => 0,
+        })
+        .sum()
+}
+
+/// The bytes `{"encoding":"binary","data":""}` adds around the base64.
+const ENCODED_OVERHEAD: usize = 31;
+
 impl Serialize for Datum {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let base64_len = self.0.len().div_ceil(3) * 4 + ENCODED_OVERHEAD;
         match std::str::from_utf8(&self.0) {
-            Ok(text) => s.serialize_str(text),
-            Err(_) => DatumRepr::Encoded {
+            Ok(text) if text.len() + escape_overhead(text) <= base64_len => s.serialize_str(text),
+            _ => DatumRepr::Encoded {
                 encoding: Encoding::Binary,
                 data: base64::engine::general_purpose::STANDARD.encode(&self.0),
             }
@@ -602,6 +622,25 @@ pub enum ServerMsg {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_datum_never_takes_more_than_base64_on_the_wire() {
+        // Text stays text, escapes and all, while that is the shorter form.
+        for text in ["plain", "a \"quoted\" line\n", "ünïcödé", ""] {
+            let json = serde_json::to_string(&Datum::from(text)).unwrap();
+            assert_eq!(json, serde_json::to_string(text).unwrap());
+        }
+        // Control characters (valid UTF-8, six bytes each as `\u00XX`),
+        // and bytes that are not UTF-8, go as base64.
+        for raw in [vec![1u8; 3 << 20], vec![0xff; 1000], (0..=255u8).cycle().take(10_000).collect()] {
+            let datum = Datum(raw.clone());
+            let json = serde_json::to_vec(&datum).unwrap();
+            assert!(json.len() <= raw.len().div_ceil(3) * 4 + ENCODED_OVERHEAD + 2, "{} for {}", json.len(), raw.len());
+            assert_eq!(serde_json::from_slice::<Datum>(&json).unwrap(), datum);
+        }
+        let one_tab = serde_json::to_string(&Datum::from("\t")).unwrap();
+        assert_eq!(one_tab, r#""\t""#, "short text with an escape stays text");
+    }
 
     #[test]
     fn seed_messages_parse_exactly_as_written() {
