@@ -368,7 +368,7 @@ impl Registry {
     /// token every write needs it; a write to the nodes' names (`nodes`)
     /// needs the node token or that one. Refused as Consul's ACLs refuse:
     /// 403, "Permission denied", naming the permission (`what`).
-    fn authorize(&self, presented: &Presented, nodes: bool, what: &str) -> Result<(), Response> {
+    fn authorize(&self, presented: &Presented, nodes: bool, what: &str) -> Result<(), Refusal> {
         let accepts = |t: &Option<Token>| t.as_ref().is_some_and(|t| t.accepts(presented.0.as_deref()));
         let open = self.token.is_none() && !(nodes && self.node_token.is_some());
         if open || accepts(&self.token) || (nodes && accepts(&self.node_token)) {
@@ -380,8 +380,10 @@ impl Registry {
         } else {
             "the admin token (X-Consul-Token)"
         };
-        let message = format!("Permission denied: anonymous token lacks permission {what}: this write needs {needs}\n");
-        Err((StatusCode::FORBIDDEN, message).into_response())
+        Err((
+            StatusCode::FORBIDDEN,
+            format!("Permission denied: anonymous token lacks permission {what}: this write needs {needs}"),
+        ))
     }
 
     /// Makes a client's write: `change` edits the tables at the next index,
@@ -538,14 +540,14 @@ impl Registry {
     /// Waits, for a blocking query, until the index passes `index` or
     /// `wait` elapses. With [`Limits::blocking_queries`] already waiting, it
     /// is refused at once (429) instead.
-    async fn block(&self, params: &QueryParams) -> Result<(), Response> {
+    async fn block(&self, params: &QueryParams) -> Result<(), Refusal> {
         let Some(index) = params.index else { return Ok(()) };
         let Ok(_permit) = self.blocking.clone().try_acquire_owned() else {
             let message = format!(
                 "Too many blocking queries waiting (at most {}): retry later, please rate limit your calls",
                 self.limits.blocking_queries
             );
-            return Err(refuse((StatusCode::TOO_MANY_REQUESTS, message)));
+            return Err((StatusCode::TOO_MANY_REQUESTS, message));
         };
         let wait = params.wait.as_deref().and_then(parse_duration).unwrap_or(DEFAULT_WAIT).min(MAX_WAIT);
         let mut rx = self.changes.subscribe();
@@ -696,7 +698,7 @@ async fn register(State(reg): State<Registry>, presented: Presented, body: Resul
     let held = t.services.get(&service.id);
     let nodes = service.reg.name == NODE_SERVICE || held.is_some_and(|h| h.reg.name == NODE_SERVICE);
     if let Err(refused) = reg.authorize(&presented, nodes, &format!("'service:write' on {:?}", service.reg.name)) {
-        return refused;
+        return refuse(refused);
     }
     if let Some(held) = held {
         if held.reg.name == NODE_SERVICE && held.instance() != service.instance() && held.passing() {
@@ -819,7 +821,7 @@ async fn deregister(State(reg): State<Registry>, Path(id): Path<String>, present
     let mut t = reg.tables.lock().unwrap();
     let name = t.services.get(&id).map(|s| s.reg.name.clone()).unwrap_or_default();
     if let Err(refused) = reg.authorize(&presented, name == NODE_SERVICE, &format!("'service:write' on {name:?}")) {
-        return refused;
+        return refuse(refused);
     }
     if !t.services.contains_key(&id) {
         return (
@@ -851,7 +853,7 @@ async fn update_check(
     let mut t = reg.tables.lock().unwrap();
     let name = t.service_of_check(&id).unwrap_or_default().to_string();
     if let Err(refused) = reg.authorize(&presented, name == NODE_SERVICE, &format!("'service:write' on {name:?}")) {
-        return refused;
+        return refuse(refused);
     }
     let Some(check) = t.check_mut(&id) else {
         return (StatusCode::NOT_FOUND, format!("Unknown check ID {id:?}\n")).into_response();
@@ -904,7 +906,7 @@ fn entry(svc: &Service) -> ServiceEntry {
 
 async fn health_service(State(reg): State<Registry>, Path(name): Path<String>, params: QueryParams) -> Response {
     if let Err(refused) = reg.block(&params).await {
-        return refused;
+        return refuse(refused);
     }
     let t = reg.tables.lock().unwrap();
     let entries: Vec<ServiceEntry> = t
@@ -919,7 +921,7 @@ async fn health_service(State(reg): State<Registry>, Path(name): Path<String>, p
 
 async fn catalog_services(State(reg): State<Registry>, params: QueryParams) -> Response {
     if let Err(refused) = reg.block(&params).await {
-        return refused;
+        return refuse(refused);
     }
     let t = reg.tables.lock().unwrap();
     let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
@@ -936,7 +938,7 @@ async fn catalog_services(State(reg): State<Registry>, params: QueryParams) -> R
 
 async fn catalog_service(State(reg): State<Registry>, Path(name): Path<String>, params: QueryParams) -> Response {
     if let Err(refused) = reg.block(&params).await {
-        return refused;
+        return refuse(refused);
     }
     let t = reg.tables.lock().unwrap();
     let out: Vec<CatalogService> = t
@@ -958,7 +960,7 @@ async fn catalog_service(State(reg): State<Registry>, Path(name): Path<String>, 
 
 async fn kv_get(State(reg): State<Registry>, Path(key): Path<String>, params: QueryParams) -> Response {
     if let Err(refused) = reg.block(&params).await {
-        return refused;
+        return refuse(refused);
     }
     let t = reg.tables.lock().unwrap();
     if params.recurse.is_some() {
@@ -989,7 +991,7 @@ async fn kv_put(
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     if let Err(refused) = reg.authorize(&presented, nodes_key(&key), &format!("'key:write' on {key:?}")) {
-        return refused;
+        return refuse(refused);
     }
     let body = match body {
         Ok(body) => body,
@@ -1046,7 +1048,7 @@ async fn kv_delete(
     };
     let nodes = nodes_key(&key) || doomed.iter().any(|k| nodes_key(k));
     if let Err(refused) = reg.authorize(&presented, nodes, &format!("'key:write' on {key:?}")) {
-        return refused;
+        return refuse(refused);
     }
     if doomed.is_empty() {
         return Json(true).into_response();
