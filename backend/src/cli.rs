@@ -218,13 +218,17 @@ pub struct NodeArgs {
     /// Address to bind; loopback unless you say otherwise.
     #[arg(long, default_value = "127.0.0.1")]
     pub bind: String,
-    /// Service id to register (default `node-PORT`).
+    /// Service id to register (default `node-` and the first 8 hex digits of
+    /// the instance id the node keeps in DATA_DIR/node-id, so ids are unique
+    /// across machines). A registry refuses an id another live node holds.
     #[arg(long)]
     pub id: Option<String>,
     /// Host to register for others to reach this node (default: --bind).
     #[arg(long)]
     pub advertise: Option<String>,
     /// Consul agent to register with (`host:port` or URL); none: unregistered.
+    /// The token it needs comes from CONSUL_HTTP_TOKEN, else the file
+    /// CONSUL_HTTP_TOKEN_FILE names (serve's embedded registry: DATA_DIR/registry/token).
     #[arg(long, env = "CONSUL_HTTP_ADDR")]
     pub registry: Option<String>,
     /// When acknowledged writes reach the disk: `always` (fsync before every
@@ -315,7 +319,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Node(a) => {
             let config = shardscope_node::NodeConfig {
                 id: a.id,
-                registry: a.registry.as_deref().map(shardscope_consul::client::Consul::new),
+                registry: a.registry.as_deref().map(shardscope_consul::client::Consul::from_env).transpose()?,
                 advertise: a.advertise,
                 bind: a.bind,
                 port: a.port,

@@ -3,7 +3,8 @@
 //! pushed to the backend as soon as the registry sees it, and the cluster
 //! view is brought in step (new nodes join through the rebalancer, failing
 //! checks mark nodes unhealthy, a known node back at a new address is
-//! reconnected there, vanished nodes are dropped).
+//! reconnected there, vanished nodes are dropped). A registration at the
+//! address of another live node is not admitted: one process is one node.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -85,6 +86,18 @@ async fn apply(cluster: &Cluster, rebalancer: &Rebalancer, all: BTreeMap<String,
             continue;
         }
         if cluster.is_connected(&id) && cluster.addr_of(&id).as_deref() == Some(node.addr.as_str()) {
+            continue;
+        }
+        // Another id for a node the backend already reaches there would
+        // make one process two members (and a rebalance between them would
+        // delete what it moves): an impostor, or a stale registration.
+        let live_there = |other: &&String| {
+            **other != id
+                && cluster.is_connected(other)
+                && cluster.addr_of(other).as_deref() == Some(node.addr.as_str())
+        };
+        if let Some(other) = passing.iter().find(live_there) {
+            tracing::warn!(%id, addr = %node.addr, %other, "registered at the address of another live node: not admitted");
             continue;
         }
         let joins = !cluster.knows(&id);

@@ -119,12 +119,18 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
 
     // Membership: a real Consul agent, or the embedded stand-in.
     let (stop_registry, registry_stopped) = tokio::sync::oneshot::channel::<()>();
-    // The embedded registry takes the admin token for writes; our nodes and
-    // our own client present it. A real agent gets CONSUL_HTTP_TOKEN.
-    let (consul, embedded) = match &opts.registry {
-        Some(agent) => (Consul::new(agent), None),
+    // The embedded registry takes the admin token for every write, and its
+    // node token for the nodes' (see crate::token): our nodes present the
+    // node token, our own client the admin token if there is one (it also
+    // writes cluster_size), else the node token. A real agent gets
+    // CONSUL_HTTP_TOKEN (or CONSUL_HTTP_TOKEN_FILE).
+    let (consul, embedded, node_token) = match &opts.registry {
+        Some(agent) => (Consul::from_env(agent)?, None, None),
         None => {
-            let registry = Registry::with_data_dir(&opts.data_dir.join(REGISTRY_DIR))?.with_token(token.clone());
+            let dir = opts.data_dir.join(REGISTRY_DIR);
+            let registry = Registry::with_data_dir(&dir)?;
+            let (node_token, token_file) = crate::token::node_token(&dir)?;
+            let registry = registry.with_token(token.clone()).with_node_token(node_token.clone());
             let reg_listener = tokio::net::TcpListener::bind((opts.bind.as_str(), opts.registry_port)).await?;
             let reg_addr = reg_listener.local_addr()?;
             let guard = opts.guard.clone();
@@ -133,12 +139,13 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
             };
             let task = tokio::spawn(registry.serve_wrapped(reg_listener, stopped, move |r| guard.wrap(r)));
             tracing::info!(%reg_addr, "embedded registry (Consul HTTP API) listening");
-            let consul = Consul::new(&format!("http://{reg_addr}"));
-            let consul = match &token {
-                Some(t) => consul.with_token(t.as_str()),
-                None => consul,
-            };
-            (consul, Some(task))
+            println!(
+                "Nodes started by hand register with CONSUL_HTTP_TOKEN_FILE={} (the registry's node token)",
+                token_file.display()
+            );
+            let consul =
+                Consul::new(&format!("http://{reg_addr}")).with_token(token.as_ref().unwrap_or(&node_token).as_str());
+            (consul, Some(task), Some(node_token))
         }
     };
 
@@ -162,7 +169,7 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     }
     let rebalancer = Rebalancer::spawn(cluster.clone(), opts.rebalance);
     let watch = tokio::spawn(crate::membership::watch(consul.clone(), cluster.clone(), rebalancer.clone()));
-    let registry_token = token.as_ref().filter(|_| embedded.is_some()).map(|t| t.as_str().to_string());
+    let registry_token = node_token.map(|t| t.as_str().to_string());
     let supervisor = Supervisor::new(
         &opts.data_dir,
         &opts.bind,

@@ -49,7 +49,7 @@ struct Launcher {
     data_dir: PathBuf,
     bind: String,
     registry: String,
-    /// Sent by the nodes as `CONSUL_HTTP_TOKEN` (the embedded registry's token).
+    /// Sent by the nodes as `CONSUL_HTTP_TOKEN` (the embedded registry's node token).
     registry_token: Option<String>,
     fsync: FsyncPolicy,
     /// Given to every node as `--deregister-after`.

@@ -5,18 +5,26 @@
 //! (`Authorization: Bearer`, `X-Consul-Token`, or `?token=` for the page's
 //! WebSocket; see [`shardscope_consul::token`]). This module decides when
 //! there is one.
+//!
+//! The node token: `serve`'s embedded registry always guards the storage
+//! nodes' registrations and ShardScope's KV (`shardscope/`) with a second
+//! token, made on the first start and kept (mode 0600) in
+//! `DATA_DIR/registry/token`, so no other local process can register an
+//! impostor node. The nodes `serve` launches get it as `CONSUL_HTTP_TOKEN`;
+//! one started by hand reads it with `CONSUL_HTTP_TOKEN_FILE`.
 
-use std::net::IpAddr;
+use std::path::{Path, PathBuf};
 
 use shardscope_consul::token::Token;
+
+/// The node token's file in the embedded registry's data dir.
+pub const NODE_TOKEN_FILE: &str = "token";
 
 /// Environment variable the commands read the token from.
 pub const ENV: &str = "SHARDSCOPE_ADMIN_TOKEN";
 
 /// Whether `bind` keeps a listener on this machine (127.0.0.0/8, ::1, localhost).
-pub fn is_loopback(bind: &str) -> bool {
-    bind.eq_ignore_ascii_case("localhost") || bind.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
-}
+pub use shardscope_consul::api::is_loopback;
 
 /// The token a server bound on `bind` uses: the one given (an empty one is
 /// an error), else a fresh random one when `bind` is not loopback (the
@@ -26,15 +34,18 @@ pub fn resolve(bind: &str, given: Option<&str>) -> anyhow::Result<Option<(Token,
         Some("") => anyhow::bail!("the admin token is empty; give a non-empty --admin-token or {ENV}"),
         Some(t) => Ok(Some((Token::new(t), false))),
         None if is_loopback(bind) => Ok(None),
-        None => Ok(Some((generate()?, true))),
+        None => Ok(Some((Token::generate()?, true))),
     }
 }
 
-/// 128 random bits, as 32 hex digits.
-fn generate() -> anyhow::Result<Token> {
-    let mut bytes = [0u8; 16];
-    getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("no randomness for an admin token: {e}"))?;
-    Ok(Token::new(&bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()))
+/// The embedded registry's node token, kept in `registry_dir`
+/// ([`NODE_TOKEN_FILE`]), and the file's path; made the first time.
+pub fn node_token(registry_dir: &Path) -> anyhow::Result<(Token, PathBuf)> {
+    let path = registry_dir.join(NODE_TOKEN_FILE);
+    let valid = |t: &str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_graphic());
+    let make = || Ok(Token::generate()?.as_str().to_string());
+    let token = shardscope_consul::file::load_or_make(&path, "registry node token", 0o600, valid, make)?;
+    Ok((Token::new(&token), std::path::absolute(&path).unwrap_or(path)))
 }
 
 #[cfg(test)]

@@ -1100,8 +1100,10 @@ fn node_past_deregistration(run: &mut Run) {
     if run.cfg.node_deregister_after {
         args.extend(["--deregister-after", DEREGISTER_AFTER]);
     }
+    let token_file = common::node_token_file(run.stack.data_dir());
+    let token = std::fs::read_to_string(&token_file).unwrap().trim().to_string();
     let from = run.observer.mark();
-    let mut node = NodeProcess::start(&args, &run.log);
+    let mut node = NodeProcess::start(&args, Some(&token_file), &run.log);
     run.say(&format!("started node-x by hand at {}", node.endpoint));
     run.wait_done(from, "join node-x");
     for _ in 0..run.cfg.rounds {
@@ -1113,7 +1115,7 @@ fn node_past_deregistration(run: &mut Run) {
             // What the registry does once the check has been critical for
             // DeregisterCriticalServiceAfter (30 s when the flag is missing).
             let url = format!("{registry}/v1/agent/service/deregister/node-x");
-            let _ = run.admin.put(url).send();
+            let _ = run.admin.put(url).header("X-Consul-Token", &token).send();
             run.say("deregistered node-x through the registry's API (`node` has no --deregister-after)");
         }
         // Deregistered (past --deregister-after), it stays a member: its
@@ -1139,7 +1141,7 @@ fn node_past_deregistration(run: &mut Run) {
         }
         run.pause();
         let healed = now();
-        node = NodeProcess::start(&args, &run.log);
+        node = NodeProcess::start(&args, Some(&token_file), &run.log);
         run.say(&format!("node-x back on its data at {}", node.endpoint));
         run.heal(healed);
         let listed = run.nodes().into_iter().find(|n| n["id"] == "node-x");

@@ -38,7 +38,7 @@ async fn a_log_rewritten_over_3_mib_values_replays_whole_after_a_restart() {
     let log = dir.path().join("node.log");
     let data = dir.path().join("data");
     let args = ["--port", "0", "--fsync", "never", "--data-dir", data.to_str().unwrap()];
-    let node = NodeProcess::start(&args, &log);
+    let node = NodeProcess::start(&args, None, &log);
     let client = NodeClient::connect(&node.endpoint).await.unwrap();
     // Each key written three times: 270 MiB of log for 90 MiB live, so the
     // node rewrites its log on the way.
@@ -58,7 +58,7 @@ async fn a_log_rewritten_over_3_mib_values_replays_whole_after_a_restart() {
     drop(client);
     drop(node); // SIGTERM, a clean stop
 
-    let node = NodeProcess::start(&args, &log);
+    let node = NodeProcess::start(&args, None, &log);
     let client = NodeClient::connect(&node.endpoint).await.unwrap();
     assert_eq!(stats(&client).await.keys, KEYS as u64, "every key replayed");
     for key in 0..KEYS {
@@ -97,7 +97,7 @@ async fn a_record_damaged_mid_log_refuses_to_start_and_leaves_the_log_as_it_was(
     let log = dir.path().join("node.log");
     let data = dir.path().join("data");
     let args = ["--port", "0", "--data-dir", data.to_str().unwrap()];
-    let node = NodeProcess::start(&args, &log);
+    let node = NodeProcess::start(&args, None, &log);
     let client = NodeClient::connect(&node.endpoint).await.unwrap();
     for i in 0..200 {
         let put = NodeRequest::Put { key: format!("k{i:03}").into(), value: vec![b'v'; 100].into(), version: None };

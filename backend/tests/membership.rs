@@ -36,13 +36,15 @@ async fn a_node_started_by_hand_joins_and_leaves_through_the_registry() {
     assert_eq!(next_cluster(&mut ws).await.len(), 2);
 
     // Port 0: the node takes a port the system picks and says which, with
-    // its default id, node-PORT.
+    // its default id, node- and the first 8 digits of the instance id it
+    // keeps in its data dir. It registers with serve's node token.
     let data = tempfile::tempdir().unwrap();
     let started = Instant::now();
     let mut node = Command::new(shardscope_exe())
         .args(["node", "--port", "0", "--registry", &stack.registry])
         .arg("--data-dir")
         .arg(data.path())
+        .env("CONSUL_HTTP_TOKEN_FILE", stack.token_file())
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .spawn()
@@ -50,7 +52,8 @@ async fn a_node_started_by_hand_joins_and_leaves_through_the_registry() {
     let (id, endpoint) = common::node_ready(&mut node);
     let port: u16 = endpoint.rsplit(':').next().unwrap().parse().unwrap();
     assert!(port > 0);
-    assert_eq!(id, format!("node-{port}"));
+    let instance = std::fs::read_to_string(data.path().join("node-id")).unwrap();
+    assert_eq!(id, format!("node-{}", &instance[..8]));
 
     // The page hears about it without asking, at the port it got.
     let nodes = next_cluster(&mut ws).await;
@@ -94,6 +97,23 @@ async fn a_node_started_by_hand_joins_and_leaves_through_the_registry() {
     }
     assert!(unavailable > 0);
 
+    // Started again on the same data it is the same node: same id.
+    let mut again = common::KillOnDrop(
+        Command::new(shardscope_exe())
+            .args(["node", "--port", "0", "--registry", &stack.registry])
+            .arg("--data-dir")
+            .arg(data.path())
+            .env("CONSUL_HTTP_TOKEN_FILE", stack.token_file())
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    assert_eq!(common::node_ready(&mut again).0, id);
+    while !next_cluster(&mut ws).await.iter().any(|n| n.id == id && n.healthy) {}
+    assert!(terminate(&mut again).success());
+    while !next_cluster(&mut ws).await.iter().any(|n| n.id == id && !n.healthy) {}
+
     // The operator removes it while it is down: its keys are reported lost.
     let resp = reqwest::Client::new().delete(format!("{}/nodes/{id}", stack.url)).send().await.unwrap();
     assert_eq!(resp.status(), 200);
@@ -117,6 +137,7 @@ async fn a_killed_node_turns_unhealthy_and_its_keys_get_503() {
             .args(["node", "--port", "0", "--registry", &stack.registry, "--id", "by-hand"])
             .arg("--data-dir")
             .arg(data.path())
+            .env("CONSUL_HTTP_TOKEN_FILE", stack.token_file())
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .spawn()

@@ -3,15 +3,24 @@
 //! after SIGKILL right after an acknowledged write, has the same KV pairs
 //! (values, flags, indexes), services and checks, and an index that did not
 //! go backwards; a state file that does not read back stops the start with
-//! an error naming it. `serve` keeps its registry in DATA_DIR/registry, so a
-//! restart, clean or not, comes back with its cluster.
+//! an error naming it, and so does one past the registry's limits. `serve`
+//! keeps its registry in DATA_DIR/registry, so a restart, clean or not,
+//! comes back with its cluster.
+//!
+//! Node identity end to end: without serve's node token no local process
+//! registers a `shardscope-node` (403), and one that has it cannot make a
+//! second member of a live node's address; a node id another live node
+//! holds is refused (the node exits with the error), while a node killed
+//! and restarted on its own data at a new port is taken back at once.
 
 mod common;
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{children_of, pid_alive, registry_command, RegistryProcess, Stack};
+use common::{
+    children_of, node_ready, pid_alive, registry_command, shardscope_exe, KillOnDrop, RegistryProcess, Stack,
+};
 use shardscope_consul::api::{CatalogService, CheckDefinition, KvPair, ServiceEntry, ServiceRegistration};
 use shardscope_shared::protocol::NodeInfo;
 
@@ -186,6 +195,19 @@ async fn a_truncated_or_corrupt_state_file_stops_the_start_and_names_it() {
         assert_eq!(std::fs::read(&state).unwrap(), broken, "the file is left as it was");
     }
 
+    // Well-formed, but past the limits (a hand-edited file): not loaded.
+    let text = String::from_utf8(good.clone()).unwrap();
+    let big_value = "QUFB".repeat(200 * 1024); // 600 KiB once decoded, past 512 KiB
+    let oversized = text.replacen("\"Value\":\"MQ==\"", &format!("\"Value\":\"{big_value}\""), 1);
+    assert_ne!(oversized, text);
+    std::fs::write(&state, &oversized).unwrap();
+    let stderr = failed_start(dir.path());
+    assert!(stderr.contains(&state.display().to_string()) && stderr.contains("too large"), "{stderr}");
+    let huge = vec![b' '; shardscope_consul::registry::MAX_STATE + 1];
+    std::fs::write(&state, &huge).unwrap();
+    let stderr = failed_start(dir.path());
+    assert!(stderr.contains(&state.display().to_string()) && stderr.contains("larger than"), "{stderr}");
+
     // A temp file left by a save a crash interrupted is removed; the state
     // file is what counts.
     std::fs::write(&state, &good).unwrap();
@@ -237,4 +259,141 @@ async fn serve_comes_back_with_its_registry_after_sigterm_or_sigkill() {
         let got = http.get(format!("{}/kv/k{i}", stack.url)).send().await.unwrap();
         assert_eq!(got.text().await.unwrap(), format!("v{i}"));
     }
+}
+
+/// `shardscope node --port 0 --registry URL --data-dir DATA ARGS`, with
+/// `CONSUL_HTTP_TOKEN_FILE` when given, its stderr piped.
+fn node_cmd(registry: &str, token_file: Option<&Path>, data: &Path, args: &[&str]) -> std::process::Command {
+    let mut cmd = std::process::Command::new(shardscope_exe());
+    cmd.args(["node", "--port", "0", "--registry", registry])
+        .arg("--data-dir")
+        .arg(data)
+        .args(args)
+        .env_remove("CONSUL_HTTP_TOKEN")
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    if let Some(file) = token_file {
+        cmd.env("CONSUL_HTTP_TOKEN_FILE", file);
+    }
+    cmd
+}
+
+/// Waits (10 s at most) for `node` to exit; its status and stderr.
+fn exit_of(mut node: KillOnDrop) -> (std::process::ExitStatus, String) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while node.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "the node kept running");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(node.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    (node.wait().unwrap(), stderr)
+}
+
+/// The `shardscope-node` registrations: id and port.
+async fn registered_nodes(stack: &Stack) -> Vec<(String, u16)> {
+    let (entries, _): (Vec<ServiceEntry>, _) = get(&stack.registry, "health/service/shardscope-node").await;
+    entries.into_iter().map(|e| (e.service.id, e.service.port)).collect()
+}
+
+/// Waits (20 s at most) until `pred` holds for the backend's node list.
+async fn until_nodes(stack: &Stack, what: &str, pred: impl Fn(&[NodeInfo]) -> bool) -> Vec<NodeInfo> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let now = nodes(stack).await;
+        if pred(&now) {
+            return now;
+        }
+        assert!(Instant::now() < deadline, "{what}: {now:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_impostor_node_is_refused_and_the_cluster_keeps_its_nodes() {
+    let stack = Stack::start(2, &[]);
+    let http = reqwest::Client::new();
+    for i in 0..20 {
+        http.put(format!("{}/kv/k{i}", stack.url)).body(format!("v{i}")).send().await.unwrap();
+    }
+    let members = nodes(&stack).await;
+    let registered = registered_nodes(&stack).await;
+    let token_file = common::node_token_file(stack.data_dir());
+    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&token_file).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600, "the node token is for this user only");
+
+    // Any local process: no token, no registration.
+    let impostor = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let fake = ServiceRegistration {
+        id: Some("impostor".into()),
+        name: shardscope_consul::api::NODE_SERVICE.into(),
+        address: "127.0.0.1".into(),
+        port: impostor.local_addr().unwrap().port(),
+        ..Default::default()
+    };
+    let refused = http.put(format!("{}/v1/agent/service/register", stack.registry)).json(&fake).send().await.unwrap();
+    assert_eq!(refused.status(), 403);
+    assert!(refused.text().await.unwrap().contains("Permission denied"));
+    let (status, stderr) =
+        exit_of(KillOnDrop(node_cmd(&stack.registry, None, tempfile::tempdir().unwrap().path(), &[]).spawn().unwrap()));
+    assert!(!status.success() && stderr.contains("403") && stderr.contains("token"), "{status}: {stderr}");
+    assert_eq!(registered_nodes(&stack).await, registered, "nothing registered");
+
+    // With the token, a second id for node-1's address is registered but
+    // not admitted: one process is one member. A real node that joins after
+    // it shows the watch has seen both.
+    let node1 = members.iter().find(|n| n.id == "node-1").unwrap();
+    let port: u16 = node1.addr.rsplit(':').next().unwrap().parse().unwrap();
+    let alias = ServiceRegistration { id: Some("alias".into()), port, ..fake.clone() };
+    let token = std::fs::read_to_string(&token_file).unwrap();
+    let url = format!("{}/v1/agent/service/register", stack.registry);
+    let accepted = http.put(&url).header("X-Consul-Token", token.trim()).json(&alias).send().await.unwrap();
+    assert_eq!(accepted.status(), 200);
+    let data = tempfile::tempdir().unwrap();
+    let mut real =
+        KillOnDrop(node_cmd(&stack.registry, Some(&token_file), data.path(), &["--id", "real"]).spawn().unwrap());
+    node_ready(&mut real);
+    let now = until_nodes(&stack, "the real node joins", |n| n.iter().any(|n| n.id == "real" && n.healthy)).await;
+    assert_eq!(now.iter().map(|n| n.id.as_str()).collect::<Vec<_>>(), ["node-1", "node-2", "real"], "no alias");
+    for i in 0..20 {
+        let got = http.get(format!("{}/kv/k{i}", stack.url)).send().await.unwrap();
+        assert_eq!(got.text().await.unwrap(), format!("v{i}"), "the nodes keep serving");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_taken_node_id_is_refused_and_a_node_restarted_on_its_data_is_taken_back() {
+    let stack = Stack::start(1, &[]);
+    let token_file = common::node_token_file(stack.data_dir());
+    let (first_data, other_data) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let by_hand = ["--id", "by-hand"];
+    let mut first =
+        KillOnDrop(node_cmd(&stack.registry, Some(&token_file), first_data.path(), &by_hand).spawn().unwrap());
+    let (_, endpoint) = node_ready(&mut first);
+    until_nodes(&stack, "by-hand joins", |n| n.iter().any(|n| n.id == "by-hand" && n.healthy)).await;
+    let registered = registered_nodes(&stack).await;
+
+    // Another node (another data dir) under the same id: refused, it exits.
+    let second = KillOnDrop(node_cmd(&stack.registry, Some(&token_file), other_data.path(), &by_hand).spawn().unwrap());
+    let (status, stderr) = exit_of(second);
+    assert!(!status.success(), "{stderr}");
+    let port = endpoint.rsplit(':').next().unwrap();
+    assert!(stderr.contains("\"by-hand\" is taken by a live node") && stderr.contains(port), "{stderr}");
+    assert_eq!(registered_nodes(&stack).await, registered, "the first keeps its registration");
+    assert!(nodes(&stack).await.iter().any(|n| n.id == "by-hand" && n.addr == endpoint && n.healthy));
+
+    // kill -9, and back on its data at a new port before its check has
+    // failed: the same instance, taken back at once.
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let mut again =
+        KillOnDrop(node_cmd(&stack.registry, Some(&token_file), first_data.path(), &by_hand).spawn().unwrap());
+    let (_, moved) = node_ready(&mut again);
+    assert_ne!(moved, endpoint);
+    until_nodes(&stack, "reconnected at the new port", |n| {
+        n.iter().any(|n| n.id == "by-hand" && n.addr == moved && n.healthy)
+    })
+    .await;
+    assert!(again.try_wait().unwrap().is_none(), "it keeps running");
 }

@@ -81,19 +81,26 @@ async fn check_keys(stack: &Stack, owners: &BTreeMap<String, String>, which: imp
     }
 }
 
-/// Starts `shardscope node --port 0` by hand, registering with `registry`.
-fn node_by_hand(registry: &str, data: &std::path::Path, id: &str, extra: &[&str]) -> (KillOnDrop, String) {
-    let mut node = KillOnDrop(
-        Command::new(shardscope_exe())
-            .args(["node", "--port", "0", "--registry", registry, "--id", id])
-            .arg("--data-dir")
-            .arg(data)
-            .args(extra)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
+/// Starts `shardscope node --port 0` by hand, registering with `registry`
+/// (with serve's node token when it runs the registry: `token_file`).
+fn node_by_hand(
+    registry: &str,
+    token_file: Option<&std::path::Path>,
+    data: &std::path::Path,
+    id: &str,
+    extra: &[&str],
+) -> (KillOnDrop, String) {
+    let mut cmd = Command::new(shardscope_exe());
+    cmd.args(["node", "--port", "0", "--registry", registry, "--id", id])
+        .arg("--data-dir")
+        .arg(data)
+        .args(extra)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped());
+    if let Some(file) = token_file {
+        cmd.env("CONSUL_HTTP_TOKEN_FILE", file);
+    }
+    let mut node = KillOnDrop(cmd.spawn().unwrap());
     let (_, endpoint) = common::node_ready(&mut node);
     (node, endpoint)
 }
@@ -122,7 +129,8 @@ async fn deregister_after_sets_how_long_a_dead_node_stays_registered() {
 
     let consul = Consul::new(&stack.registry);
     let data = tempfile::tempdir().unwrap();
-    let (mut node, _) = node_by_hand(&stack.registry, data.path(), "by-hand", &["--deregister-after", "1s"]);
+    let (mut node, _) =
+        node_by_hand(&stack.registry, Some(&stack.token_file()), data.path(), "by-hand", &["--deregister-after", "1s"]);
     eventually(Duration::from_secs(5), "registered", || async {
         registered(&consul).await.contains(&"by-hand".into())
     })
@@ -229,12 +237,14 @@ async fn a_node_whose_registration_is_deleted_registers_again() {
     let stack = Stack::start(1, &[]);
     let consul = Consul::new(&stack.registry);
     let data = tempfile::tempdir().unwrap();
-    let (mut node, _) = node_by_hand(&stack.registry, data.path(), "by-hand", &[]);
+    let (mut node, _) = node_by_hand(&stack.registry, Some(&stack.token_file()), data.path(), "by-hand", &[]);
     let listed = || async { registered(&consul).await.contains(&"by-hand".to_string()) };
     eventually(Duration::from_secs(5), "registered", listed).await;
 
     let deregister = format!("{}/v1/agent/service/deregister/by-hand", stack.registry);
-    assert_eq!(reqwest::Client::new().put(&deregister).send().await.unwrap().status(), 200);
+    let token = std::fs::read_to_string(stack.token_file()).unwrap();
+    let deregistered = reqwest::Client::new().put(&deregister).header("X-Consul-Token", token.trim()).send().await;
+    assert_eq!(deregistered.unwrap().status(), 200);
     let deleted = Instant::now();
     eventually(Duration::from_secs(5), "registered again", listed).await;
     println!("deregistered -> registered again: {:?}", deleted.elapsed());
@@ -269,7 +279,7 @@ async fn nodes_register_again_with_a_registry_that_restarted_empty() {
     let mut registry = start_registry();
     eventually(Duration::from_secs(10), "registry up", || async { consul.kv_get("probe").await.is_ok() }).await;
     let data = tempfile::tempdir().unwrap();
-    let (mut node, _) = node_by_hand(&addr, data.path(), "by-hand", &[]);
+    let (mut node, _) = node_by_hand(&addr, None, data.path(), "by-hand", &[]);
     let listed = || async {
         consul
             .health_service(NODE_SERVICE, true, None, Duration::ZERO)
@@ -295,7 +305,7 @@ async fn nodes_register_again_with_a_registry_that_restarted_empty() {
 async fn a_node_started_again_at_a_new_port_is_reconnected_there() {
     let stack = Stack::start(2, &[]);
     let data = tempfile::tempdir().unwrap();
-    let (mut node, first) = node_by_hand(&stack.registry, data.path(), "by-hand", &[]);
+    let (mut node, first) = node_by_hand(&stack.registry, Some(&stack.token_file()), data.path(), "by-hand", &[]);
     eventually(Duration::from_secs(5), "by-hand joined", || async {
         nodes(&stack).await.iter().any(|n| n.id == "by-hand" && n.healthy)
     })
@@ -306,7 +316,7 @@ async fn a_node_started_again_at_a_new_port_is_reconnected_there() {
     // Stopped without deregistering, started again on its data elsewhere.
     node.kill().unwrap();
     node.wait().unwrap();
-    let (mut node, second) = node_by_hand(&stack.registry, data.path(), "by-hand", &[]);
+    let (mut node, second) = node_by_hand(&stack.registry, Some(&stack.token_file()), data.path(), "by-hand", &[]);
     assert_ne!(first, second, "port 0 gave another port");
     eventually(Duration::from_secs(10), "by-hand reconnected at its new address", || async {
         nodes(&stack).await.iter().any(|n| n.id == "by-hand" && n.addr == second && n.healthy)

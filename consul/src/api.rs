@@ -9,6 +9,28 @@ use serde::{Deserialize, Serialize};
 
 /// The service name every storage node registers under.
 pub const NODE_SERVICE: &str = "shardscope-node";
+/// The `Meta` key of a storage node's registration that names its instance
+/// (the random id kept in its data dir): one id, one instance at a time.
+pub const INSTANCE_META: &str = "shardscope-instance";
+/// The KV prefix of ShardScope's own state (`shardscope/cluster`); the
+/// embedded registry guards it like the nodes' registrations.
+pub const NODE_KV_PREFIX: &str = "shardscope/";
+
+/// Why a node may not register under `id`: another live instance of a
+/// node (`instance`) holds it, at `address:port`. The embedded registry
+/// answers it (409), and a node says it when a registry would not.
+pub fn id_taken(id: &str, address: &str, port: u16, instance: Option<&str>) -> String {
+    format!(
+        "Node id {id:?} is taken by a live node at {address}:{port} (instance {}): start this node with another \
+         --id, or stop that one first",
+        instance.unwrap_or("unknown")
+    )
+}
+
+/// Whether `host` is this machine: `localhost`, 127.0.0.0/8 or ::1.
+pub fn is_loopback(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
 
 /// Body of `PUT /v1/agent/service/register`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

@@ -3,18 +3,36 @@
 //! registry alike. Health and KV go through `rs-consul`; the three agent
 //! endpoints it lacks (service register, deregister, check updates) are
 //! direct HTTP calls. The address comes from a flag or `CONSUL_HTTP_ADDR`
-//! (with or without `http://`); `CONSUL_HTTP_TOKEN` is sent when set.
+//! (with or without `http://`); `CONSUL_HTTP_TOKEN` is sent when set (or,
+//! with [`Consul::from_env`], the token in `CONSUL_HTTP_TOKEN_FILE`, as
+//! Consul's own CLI reads it). A refused request is an [`HttpError`].
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::api::ServiceRegistration;
-use anyhow::bail;
+use crate::api::{ServiceEntry, ServiceRegistration};
+use anyhow::Context as _;
 /// One instance in a health answer (rs-consul's decoding of Consul's JSON).
 pub use rs_consul::types::ServiceNode;
 use rs_consul::types::{
     CreateOrUpdateKeyRequest, DeleteKeyRequest, GetServiceNodesRequest, QueryOptions, ReadKeyRequest,
 };
+
+/// An answer that is not a success: its status and body.
+#[derive(Debug)]
+pub struct HttpError {
+    pub what: &'static str,
+    pub status: reqwest::StatusCode,
+    pub body: String,
+}
+
+impl std::fmt::Display for HttpError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: HTTP {}: {}", self.what, self.status, self.body.trim())
+    }
+}
+
+impl std::error::Error for HttpError {}
 
 #[derive(Clone, Debug)]
 pub struct Consul {
@@ -31,6 +49,22 @@ impl Consul {
         let base = base.trim_end_matches('/').to_string();
         let token = std::env::var("CONSUL_HTTP_TOKEN").ok().filter(|t| !t.is_empty());
         Self::build(base, token)
+    }
+
+    /// Like [`Consul::new`]; without `CONSUL_HTTP_TOKEN`, the token is read
+    /// from the file `CONSUL_HTTP_TOKEN_FILE` names, if set (an unreadable
+    /// or empty file is an error naming it).
+    pub fn from_env(addr: &str) -> anyhow::Result<Self> {
+        let consul = Self::new(addr);
+        let file = std::env::var_os("CONSUL_HTTP_TOKEN_FILE").filter(|f| !f.is_empty());
+        let (None, Some(file)) = (&consul.token, file) else { return Ok(consul) };
+        let path = std::path::Path::new(&file);
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading CONSUL_HTTP_TOKEN_FILE {}", path.display()))?;
+        match text.trim() {
+            "" => anyhow::bail!("CONSUL_HTTP_TOKEN_FILE {} is empty", path.display()),
+            token => Ok(consul.with_token(token)),
+        }
     }
 
     /// The same agent, sending `token` (instead of `CONSUL_HTTP_TOKEN`).
@@ -55,13 +89,21 @@ impl Consul {
         }
     }
 
-    async fn expect_ok(resp: reqwest::Response, what: &str) -> anyhow::Result<reqwest::Response> {
+    async fn expect_ok(resp: reqwest::Response, what: &'static str) -> anyhow::Result<reqwest::Response> {
         let status = resp.status();
         if status.is_success() {
             return Ok(resp);
         }
         let body = resp.text().await.unwrap_or_default();
-        bail!("{what}: HTTP {status}: {}", body.trim())
+        Err(HttpError { what, status, body }.into())
+    }
+
+    /// `GET /v1/health/service/{name}` whole (meta and checks included),
+    /// not blocking.
+    pub async fn health_entries(&self, name: &str) -> anyhow::Result<Vec<ServiceEntry>> {
+        let path = format!("/v1/health/service/{name}");
+        let resp = self.request(reqwest::Method::GET, &path).timeout(Duration::from_secs(10)).send().await?;
+        Ok(Self::expect_ok(resp, "health query").await?.json().await?)
     }
 
     /// `PUT /v1/agent/service/register`.

@@ -12,8 +12,11 @@
 //!   Consul agent's HTTP API that runs its own checks and, given a data dir,
 //!   keeps its catalog and KV across restarts.
 //! - [`token`]: a token as Consul requests carry it, checked in constant time.
+//! - [`file`]: small files written whole and durably (the registry's state
+//!   and token, a node's instance id).
 
 pub mod api;
 pub mod client;
+pub mod file;
 pub mod registry;
 pub mod token;

@@ -2,6 +2,7 @@
 //! `Authorization: Bearer TOKEN`, or `?token=TOKEN`. The embedded registry
 //! checks its writes against one; the backend's admin token is the same
 //! kind of value, so one token guards administration and registry writes.
+//! Fresh tokens (and other random ids) come from [`random_hex`].
 
 use std::sync::Arc;
 
@@ -16,6 +17,11 @@ impl Token {
         Token(token.into())
     }
 
+    /// A fresh token: 128 random bits as 32 hex digits.
+    pub fn generate() -> anyhow::Result<Self> {
+        Ok(Token::new(&random_hex(16)?))
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -26,6 +32,13 @@ impl Token {
         let (a, b) = (self.0.as_bytes(), presented.as_bytes());
         a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
     }
+}
+
+/// `bytes` random bytes from the system, as hex digits.
+pub fn random_hex(bytes: usize) -> anyhow::Result<String> {
+    let mut raw = vec![0u8; bytes];
+    getrandom::fill(&mut raw).map_err(|e| anyhow::anyhow!("no randomness from the system: {e}"))?;
+    Ok(raw.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 /// The token a request carries: `Authorization: Bearer`, `X-Consul-Token`,

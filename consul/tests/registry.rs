@@ -223,3 +223,242 @@ fn consul_documented_responses_decode() {
     let kv: Vec<ReadKeyResponse> = serde_json::from_str(include_str!("fixtures/kv.json")).unwrap();
     assert_eq!((kv[0].key.as_str(), kv[0].modify_index), ("zip", 200));
 }
+
+/// Starts `registry` on a fresh loopback port; its URL.
+async fn serve(registry: Registry) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(registry.serve(listener, std::future::pending()));
+    url
+}
+
+/// `PUT {url}{path}` with `body`, presenting `token` if given: status and text.
+async fn put_as(url: &str, path: &str, token: Option<&str>, body: impl Into<reqwest::Body>) -> (u16, String) {
+    let mut req = reqwest::Client::new().put(format!("{url}{path}")).body(body);
+    if let Some(token) = token {
+        req = req.header("X-Consul-Token", token);
+    }
+    let resp = req.send().await.unwrap();
+    (resp.status().as_u16(), resp.text().await.unwrap())
+}
+
+/// A `shardscope-node` registration of `id` at 127.0.0.1:`port`, by instance `instance`.
+fn node(id: &str, port: u16, instance: &str) -> Vec<u8> {
+    let reg = ServiceRegistration {
+        id: Some(id.into()),
+        name: shardscope_consul::api::NODE_SERVICE.into(),
+        address: "127.0.0.1".into(),
+        port,
+        meta: [(shardscope_consul::api::INSTANCE_META.to_string(), instance.to_string())].into(),
+        check: Some(CheckDefinition { ttl: Some("30s".into()), status: Some("passing".into()), ..Default::default() }),
+        ..Default::default()
+    };
+    serde_json::to_vec(&reg).unwrap()
+}
+
+/// Every registered service (any name) by id, with port and status, and the index.
+async fn catalog(url: &str) -> (Vec<(String, u16, String)>, u64) {
+    let mut all = Vec::new();
+    let resp = reqwest::get(format!("{url}/v1/catalog/services")).await.unwrap();
+    let index = resp.headers()["x-consul-index"].to_str().unwrap().parse().unwrap();
+    let names: std::collections::BTreeMap<String, Vec<String>> = resp.json().await.unwrap();
+    for name in names.keys() {
+        let entries: Vec<ServiceEntry> =
+            reqwest::get(format!("{url}/v1/health/service/{name}")).await.unwrap().json().await.unwrap();
+        all.extend(entries.into_iter().map(|e| (e.service.id, e.service.port, e.checks[0].status.clone())));
+    }
+    (all, index)
+}
+
+#[tokio::test]
+async fn the_nodes_registrations_and_kv_need_the_node_token_and_the_rest_stays_open() {
+    let token = shardscope_consul::token::Token::new("node-secret");
+    let url = serve(Registry::new().with_node_token(token)).await;
+    let t = Some("node-secret");
+
+    let (status, text) = put_as(&url, "/v1/agent/service/register", None, node("impostor", 1, "x")).await;
+    assert_eq!(status, 403, "{text}");
+    assert!(text.contains("Permission denied") && text.contains("shardscope-node"), "{text}");
+    assert_eq!(put_as(&url, "/v1/agent/service/register", Some("guess"), node("impostor", 1, "x")).await.0, 403);
+    assert_eq!(put_as(&url, "/v1/agent/service/register", t, node("node-1", 1, "a")).await.0, 200);
+    let (before, index) = catalog(&url).await;
+    assert_eq!(put_as(&url, "/v1/kv/shardscope/cluster", t, "{}").await.0, 200);
+    let (_, index_kv) = catalog(&url).await;
+
+    // Without the token: no taking over node-1 under another name, no
+    // deregistering it or failing its check, no touching shardscope/ KV.
+    let web = serde_json::to_vec(&service("node-1", CheckDefinition { ttl: Some("1m".into()), ..Default::default() }));
+    assert_eq!(put_as(&url, "/v1/agent/service/register", None, web.unwrap()).await.0, 403);
+    assert_eq!(put_as(&url, "/v1/agent/service/deregister/node-1", None, "").await.0, 403);
+    assert_eq!(put_as(&url, "/v1/agent/check/fail/service:node-1", None, "").await.0, 403);
+    assert_eq!(put_as(&url, "/v1/kv/shardscope/cluster", None, "{}").await.0, 403);
+    let wipe = reqwest::Client::new().delete(format!("{url}/v1/kv/shard?recurse")).send().await.unwrap();
+    assert_eq!(wipe.status(), 403, "a recursive delete reaching shardscope/ needs the token");
+    assert_eq!(catalog(&url).await, (before.clone(), index_kv), "nothing changed");
+    assert!(index_kv > index);
+
+    // Everything else stays open on loopback, for the seeds' clients.
+    let c = Consul::new(&url);
+    c.register(&service("web-1", CheckDefinition { ttl: Some("1m".into()), ..Default::default() })).await.unwrap();
+    assert!(c.kv_put("cluster_size", b"3", None).await.unwrap());
+    c.deregister("web-1").await.unwrap();
+    assert_eq!(c.with_token("node-secret").kv_get("shardscope/cluster").await.unwrap().as_deref(), Some("{}"));
+}
+
+#[tokio::test]
+async fn with_an_admin_token_too_the_node_token_registers_nodes_only() {
+    let admin = shardscope_consul::token::Token::new("admin");
+    let url =
+        serve(Registry::new().with_token(Some(admin)).with_node_token(shardscope_consul::token::Token::new("nt")))
+            .await;
+    assert_eq!(put_as(&url, "/v1/agent/service/register", Some("nt"), node("node-1", 1, "a")).await.0, 200);
+    assert_eq!(put_as(&url, "/v1/kv/cluster_size", Some("nt"), "3").await.0, 403, "other writes need the admin token");
+    assert_eq!(put_as(&url, "/v1/kv/cluster_size", Some("admin"), "3").await.0, 200);
+    assert_eq!(put_as(&url, "/v1/agent/service/register", Some("admin"), node("node-2", 2, "b")).await.0, 200);
+    assert_eq!(put_as(&url, "/v1/agent/service/register", None, node("node-3", 3, "c")).await.0, 403);
+}
+
+#[tokio::test]
+async fn a_node_id_held_by_another_live_instance_is_refused_and_the_same_instance_replaces_it() {
+    let (c, url) = registry().await;
+    let reg = "/v1/agent/service/register";
+    assert_eq!(put_as(&url, reg, None, node("node-1", 5001, "instance-a")).await.0, 200);
+    let (before, index) = catalog(&url).await;
+
+    let (status, text) = put_as(&url, reg, None, node("node-1", 6001, "instance-b")).await;
+    assert_eq!(status, 409, "{text}");
+    assert!(text.contains("\"node-1\"") && text.contains("127.0.0.1:5001") && text.contains("instance-a"), "{text}");
+    assert_eq!(catalog(&url).await, (before, index), "the first node keeps its registration");
+
+    // The same instance back at another port (restarted on its data) replaces it at once.
+    assert_eq!(put_as(&url, reg, None, node("node-1", 5002, "instance-a")).await.0, 200);
+    assert_eq!(catalog(&url).await.0, [("node-1".to_string(), 5002, "passing".to_string())]);
+
+    // Once the holder's check fails, another instance may take the id.
+    c.update_check("fail", "service:node-1").await.unwrap();
+    assert_eq!(put_as(&url, reg, None, node("node-1", 6001, "instance-b")).await.0, 200);
+    assert_eq!(catalog(&url).await.0, [("node-1".to_string(), 6001, "passing".to_string())]);
+}
+
+#[tokio::test]
+async fn checks_probe_only_their_own_service_and_not_too_often() {
+    let (_, url) = registry().await;
+    let (_, index) = catalog(&url).await;
+    let register = |address: &str, check: CheckDefinition| {
+        let reg = ServiceRegistration { address: address.into(), ..service("probe", check) };
+        let url = url.clone();
+        async move { put_as(&url, "/v1/agent/service/register", None, serde_json::to_vec(&reg).unwrap()).await }
+    };
+    let http = |target: &str, interval: &str| CheckDefinition {
+        http: Some(target.into()),
+        interval: Some(interval.into()),
+        ..Default::default()
+    };
+    let tcp =
+        |target: &str| CheckDefinition { tcp: Some(target.into()), interval: Some("1s".into()), ..Default::default() };
+    for (address, check, says) in [
+        ("127.0.0.1", http("http://10.1.2.3/admin", "1s"), "not the service's own address"),
+        ("127.0.0.1", http("http://169.254.169.254/latest/meta-data", "1s"), "not the service's own address"),
+        ("192.0.2.7", http("http://127.0.0.1:8500/v1/kv/x", "1s"), "not the service's own address"),
+        ("127.0.0.1", tcp("192.0.2.1:22"), "not the service's own address"),
+        ("", tcp("192.0.2.1:22"), "not the service's own address"),
+        ("127.0.0.1", http("file:///etc/passwd", "1s"), "http or https"),
+        ("127.0.0.1", tcp("127.0.0.1"), "host:port"),
+        ("127.0.0.1", http("http://127.0.0.1:1/", "10ms"), "below the minimum of 100ms"),
+        ("127.0.0.1", CheckDefinition { timeout: Some("1ms".into()), ..tcp("127.0.0.1:1") }, "Timeout 1ms"),
+    ] {
+        let (status, text) = register(address, check.clone()).await;
+        assert_eq!(status, 400, "{address} {check:?}: {text}");
+        assert!(text.contains(says), "{check:?}: {text}");
+    }
+    assert_eq!(catalog(&url).await, (vec![], index), "nothing registered");
+    for (address, check) in [
+        ("192.0.2.7", tcp("192.0.2.7:80")),
+        ("", tcp("127.0.0.1:1")),
+        ("localhost", http("http://127.0.0.2:1/health", "100ms")),
+        ("::1", tcp("[::1]:1")),
+    ] {
+        assert_eq!(register(address, check.clone()).await.0, 200, "{address} {check:?}");
+    }
+}
+
+#[tokio::test]
+async fn writes_past_the_limits_are_refused_and_change_nothing() {
+    use shardscope_consul::registry::Limits;
+    let limits =
+        Limits { services: 3, registration: 1024, kv_keys: 3, key: 16, value: 64, kv_bytes: 150, blocking_queries: 2 };
+    let url = serve(Registry::with_limits(limits)).await;
+    let c = Consul::new(&url);
+    let ttl = || CheckDefinition { ttl: Some("1m".into()), ..Default::default() };
+    for id in ["a", "b", "c"] {
+        c.register(&service(id, ttl())).await.unwrap();
+    }
+    assert!(c.kv_put("k1", &[b'x'; 60], None).await.unwrap());
+    assert!(c.kv_put("k2", &[b'x'; 60], None).await.unwrap());
+    let (before, index) = catalog(&url).await;
+    let kv_before: Vec<KvPair> = reqwest::get(format!("{url}/v1/kv/k?recurse")).await.unwrap().json().await.unwrap();
+
+    let fourth = serde_json::to_vec(&service("d", ttl())).unwrap();
+    let (status, text) = put_as(&url, "/v1/agent/service/register", None, fourth).await;
+    assert_eq!((status, text.contains("Too many services")), (400, true), "{text}");
+    let big = ServiceRegistration { tags: vec!["t".repeat(2000)], ..service("a", ttl()) };
+    let (status, text) = put_as(&url, "/v1/agent/service/register", None, serde_json::to_vec(&big).unwrap()).await;
+    assert_eq!((status, text.as_str()), (413, "Request body too large, max size: 1024 bytes\n"));
+    let (status, text) = put_as(&url, &format!("/v1/kv/{}", "k".repeat(17)), None, "v").await;
+    assert_eq!((status, text.contains("Key too long")), (400, true), "{text}");
+    let (status, text) = put_as(&url, "/v1/kv/k3", None, vec![b'x'; 65]).await;
+    assert_eq!((status, text.as_str()), (413, "Request body too large, max size: 64 bytes\n"));
+    let (status, text) = put_as(&url, "/v1/kv/k3", None, vec![b'x'; 40]).await;
+    assert_eq!((status, text.contains("KV store full")), (413, true), "{text}");
+    assert_eq!(put_as(&url, "/v1/kv/k3", None, "x").await.0, 200);
+    let (status, text) = put_as(&url, "/v1/kv/k4", None, "x").await;
+    assert_eq!((status, text.contains("Too many KV keys")), (400, true), "{text}");
+
+    // Re-registering a service and rewriting a key fit: they replace.
+    c.register(&service("a", ttl())).await.unwrap();
+    assert!(c.kv_put("k1", &[b'y'; 60], None).await.unwrap());
+    c.kv_delete("k3").await.unwrap();
+    let (after, _) = catalog(&url).await;
+    assert_eq!(after, before, "the same services");
+    let kv_after: Vec<KvPair> = reqwest::get(format!("{url}/v1/kv/k?recurse")).await.unwrap().json().await.unwrap();
+    assert_eq!(
+        kv_after.iter().map(|p| &p.key).collect::<Vec<_>>(),
+        kv_before.iter().map(|p| &p.key).collect::<Vec<_>>()
+    );
+    assert!(index > 0);
+}
+
+#[tokio::test]
+async fn blocking_queries_past_the_limit_are_answered_429_and_the_waiting_ones_still_wake() {
+    use shardscope_consul::registry::Limits;
+    let url = serve(Registry::with_limits(Limits { blocking_queries: 2, ..Limits::default() })).await;
+    let c = Consul::new(&url);
+    let (_, index) = c.health_service("svc", false, None, Duration::from_secs(1)).await.unwrap();
+    let waiters: Vec<_> = (0..2)
+        .map(|_| {
+            let c = c.clone();
+            tokio::spawn(async move { c.health_service("svc", false, Some(index), Duration::from_secs(60)).await })
+        })
+        .collect();
+    // Once both wait, a third is refused at once (a short wait: until then it may be let in).
+    let blocking = format!("{url}/v1/health/service/svc?index={index}&wait=100ms");
+    let mut refused = None;
+    for _ in 0..200 {
+        let resp = reqwest::get(&blocking).await.unwrap();
+        if resp.status() == 429 {
+            refused = Some(resp.text().await.unwrap());
+            break;
+        }
+    }
+    let refused = refused.expect("a third blocking query is refused while two wait");
+    assert!(refused.contains("Too many blocking queries"), "{refused}");
+    let plain = reqwest::get(format!("{url}/v1/health/service/svc")).await.unwrap();
+    assert_eq!(plain.status(), 200, "queries that do not block are still answered");
+
+    c.register(&service("new", CheckDefinition { ttl: Some("1m".into()), ..Default::default() })).await.unwrap();
+    for waiter in waiters {
+        let (entries, after) = tokio::time::timeout(Duration::from_secs(10), waiter).await.unwrap().unwrap().unwrap();
+        assert!(after > index);
+        assert_eq!(entries[0].service.id, "new");
+    }
+}

@@ -11,10 +11,13 @@
 //!   (the backend) both work.
 //! - [`zmtp`]: ZeroMQ's wire protocol (ZMTP 3, NULL mechanism), with every
 //!   length checked before anything is allocated.
+//! - [`identity`]: the node's instance id, kept in its data dir, and the
+//!   default id made from it.
 //!
 //! A node registers itself in Consul with `shardscope-consul`'s client. It
 //! knows nothing about placement: it stores what it is sent.
 
+pub mod identity;
 pub mod server;
 pub mod store;
 pub mod wal;

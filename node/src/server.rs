@@ -23,8 +23,10 @@ use std::time::{Duration, Instant};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 
-use shardscope_consul::api::{format_duration, CheckDefinition, ServiceRegistration, NODE_SERVICE};
-use shardscope_consul::client::Consul;
+use shardscope_consul::api::{
+    format_duration, id_taken, CheckDefinition, ServiceEntry, ServiceRegistration, INSTANCE_META, NODE_SERVICE,
+};
+use shardscope_consul::client::{Consul, HttpError};
 use shardscope_shared::protocol::{parse_request, ErrorCode, NodeReply, MAX_MESSAGE};
 
 use crate::store::Store;
@@ -40,7 +42,8 @@ pub struct NodeConfig {
     pub port: u16,
     /// Directory for the node's files.
     pub data_dir: PathBuf,
-    /// Service id in the registry (e.g. `node-3`); `None` is `node-PORT`.
+    /// Service id in the registry (e.g. `node-3`); `None` is `node-` and the
+    /// first 8 hex digits of the instance id kept in the data dir.
     pub id: Option<String>,
     /// Host other machines reach this node at (defaults to `bind`).
     pub advertise: Option<String>,
@@ -57,15 +60,17 @@ pub struct NodeConfig {
 
 impl NodeConfig {
     /// The registration this node makes: service `shardscope-node`, its id,
-    /// address and port, and a TCP check on the ZeroMQ port every second; a
-    /// node critical for `deregister_after` is deregistered by the registry.
-    pub fn registration(&self) -> ServiceRegistration {
+    /// address and port, its `instance` (in `Meta`), and a TCP check on the
+    /// ZeroMQ port every second; a node critical for `deregister_after` is
+    /// deregistered by the registry.
+    pub fn registration(&self, instance: &str) -> ServiceRegistration {
         let host = self.advertise.clone().unwrap_or_else(|| self.bind.clone());
         ServiceRegistration {
             id: self.id.clone(),
             name: NODE_SERVICE.to_string(),
             address: host.clone(),
             port: self.port,
+            meta: [(INSTANCE_META.to_string(), instance.to_string())].into(),
             check: Some(CheckDefinition {
                 tcp: Some(format!("{host}:{}", self.port)),
                 interval: Some("1s".into()),
@@ -83,14 +88,16 @@ impl NodeConfig {
 /// `listening ID tcp://HOST:PORT` on stdout (how a supervisor learns the port
 /// of a node started with port 0), registers, and registers again whenever
 /// the registration vanishes; on shutdown deregisters, answers what is in
-/// flight, and returns.
+/// flight, and returns. A registry that refuses the registration (another
+/// live node holds the id, or the token is missing) is an error.
 pub async fn run(mut config: NodeConfig, shutdown: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
     let store = Store::open(&config.data_dir, config.fsync, config.tombstone_grace)?;
     tracing::info!(keys = store.len(), data_dir = %config.data_dir.display(), "data recovered");
+    let instance = crate::identity::instance_id(&config.data_dir)?;
     let listener = std::net::TcpListener::bind((config.bind.as_str(), config.port))?;
     listener.set_nonblocking(true)?;
     config.port = listener.local_addr()?.port();
-    let id = config.id.get_or_insert_with(|| format!("node-{}", config.port)).clone();
+    let id = config.id.get_or_insert_with(|| crate::identity::default_id(&instance)).clone();
     let endpoint = format!("tcp://{}", listener.local_addr()?);
     {
         use std::io::Write;
@@ -117,7 +124,7 @@ pub async fn run(mut config: NodeConfig, shutdown: impl std::future::Future<Outp
 
     match &config.registry {
         Some(consul) => {
-            let registration = config.registration();
+            let registration = config.registration(&instance);
             register_with_retries(consul, &registration).await?;
             tracing::info!(%id, registry = consul.base(), "registered");
             let (stopping, stop_keeping) = tokio::sync::watch::channel(false);
@@ -406,12 +413,54 @@ fn serve_one(store: &mut Store, mut frames: Vec<Vec<u8>>) -> Option<Vec<Vec<u8>>
     Some(frames)
 }
 
+/// The instance of a node registered as `entry`.
+fn instance_of(entry: &ServiceEntry) -> Option<&str> {
+    entry.service.meta.as_ref()?.get(INSTANCE_META).map(String::as_str)
+}
+
+/// Another live node instance holds the id (see [`claimable`]).
+#[derive(Debug)]
+struct IdTaken(String);
+
+impl std::fmt::Display for IdTaken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for IdTaken {}
+
+/// Whether `reg` may take its id, by what the registry lists: free, held by
+/// this same instance (a restart on the same data), or held by one whose
+/// checks fail. An id another live instance holds is [`IdTaken`] (a real
+/// Consul agent would replace its registration silently; the embedded
+/// registry refuses it too).
+fn claimable(entries: &[ServiceEntry], reg: &ServiceRegistration) -> Result<(), IdTaken> {
+    let id = reg.id.as_deref().unwrap_or(&reg.name);
+    let Some(held) = entries.iter().find(|e| e.service.id == id) else { return Ok(()) };
+    let ours = reg.meta.get(INSTANCE_META).map(String::as_str);
+    if instance_of(held) == ours || held.checks.iter().any(|c| c.status != "passing") {
+        return Ok(());
+    }
+    let address = if held.service.address.is_empty() { &held.node.address } else { &held.service.address };
+    Err(IdTaken(id_taken(id, address, held.service.port, instance_of(held))))
+}
+
+/// Whether a registration failed for good: the id is taken, or the
+/// registry refused the request itself (403 without the token, 409, 400).
+fn refused_for_good(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<IdTaken>().is_some() || e.downcast_ref::<HttpError>().is_some_and(|h| h.status.is_client_error())
+}
+
 /// Checks that the node is still registered every [`RESYNC`] and registers
 /// it again when it is not (the registry restarted empty, or someone
 /// deregistered it), as a Consul agent re-syncs its services. An unreachable
-/// registry is retried quietly. Returns once `stopping` is set.
+/// registry is retried quietly, and so is an id another live instance
+/// took meanwhile (logged: this node is then not the one registered).
+/// Returns once `stopping` is set.
 async fn keep_registered(consul: Consul, reg: ServiceRegistration, mut stopping: tokio::sync::watch::Receiver<bool>) {
     let id = reg.id.clone().unwrap_or_default();
+    let ours = reg.meta.get(INSTANCE_META).cloned();
     let mut failures = 0u64;
     loop {
         tokio::select! {
@@ -419,15 +468,18 @@ async fn keep_registered(consul: Consul, reg: ServiceRegistration, mut stopping:
             _ = stopping.wait_for(|&s| s) => return,
         }
         let listed = tokio::select! {
-            listed = consul.health_service(&reg.name, false, None, Duration::ZERO) => listed,
+            listed = consul.health_entries(&reg.name) => listed,
             _ = stopping.wait_for(|&s| s) => return,
         };
         let outcome = match listed {
-            Ok((entries, _)) if entries.iter().any(|e| e.service.id == id) => Ok(false),
-            // Not cancelled by `stopping`: the node deregisters only after this.
-            Ok(_) => match tokio::time::timeout(REGISTER_TIMEOUT, consul.register(&reg)).await {
-                Ok(registered) => registered.map(|()| true),
-                Err(_) => Err(anyhow::anyhow!("no answer within {REGISTER_TIMEOUT:?}")),
+            Ok(entries) if entries.iter().any(|e| e.service.id == id && instance_of(e) == ours.as_deref()) => Ok(false),
+            Ok(entries) => match claimable(&entries, &reg) {
+                Err(taken) => Err(anyhow::Error::new(taken)),
+                // Not cancelled by `stopping`: the node deregisters only after this.
+                Ok(()) => match tokio::time::timeout(REGISTER_TIMEOUT, consul.register(&reg)).await {
+                    Ok(registered) => registered.map(|()| true),
+                    Err(_) => Err(anyhow::anyhow!("no answer within {REGISTER_TIMEOUT:?}")),
+                },
             },
             Err(e) => Err(e),
         };
@@ -454,12 +506,19 @@ async fn keep_registered(consul: Consul, reg: ServiceRegistration, mut stopping:
     }
 }
 
-/// Registers, retrying for up to 5 s while the registry comes up.
+/// Registers, retrying for up to 5 s while the registry comes up; first
+/// checks that no other live node instance holds the id. A refusal
+/// ([`refused_for_good`]) is not retried.
 async fn register_with_retries(consul: &Consul, reg: &ServiceRegistration) -> anyhow::Result<()> {
     let mut last = None;
     for _ in 0..25 {
-        match consul.register(reg).await {
+        let attempt = async {
+            claimable(&consul.health_entries(&reg.name).await?, reg)?;
+            consul.register(reg).await
+        };
+        match attempt.await {
             Ok(()) => return Ok(()),
+            Err(e) if refused_for_good(&e) => return Err(e.context(format!("registering with {}", consul.base()))),
             Err(e) => last = Some(e),
         }
         tokio::time::sleep(Duration::from_millis(200)).await;

@@ -72,6 +72,11 @@ impl Stack {
         &self.dir
     }
 
+    /// The embedded registry's node token file, for nodes started by hand.
+    pub fn token_file(&self) -> PathBuf {
+        node_token_file(&self.dir)
+    }
+
     /// Sends SIGTERM and waits for a clean exit; returns the exit status.
     pub fn stop(mut self) -> std::process::ExitStatus {
         terminate(&mut self.child)
@@ -91,6 +96,12 @@ impl Drop for Stack {
             terminate(&mut self.child);
         }
     }
+}
+
+/// Where `serve --data-dir DIR` keeps its embedded registry's node token:
+/// a node started by hand registers with `CONSUL_HTTP_TOKEN_FILE` set to it.
+pub fn node_token_file(data_dir: &Path) -> PathBuf {
+    data_dir.join("registry").join("token")
 }
 
 /// A running `shardscope registry`, stopped (SIGTERM) when dropped.
@@ -319,7 +330,7 @@ fn reap(pids: &[u32], grace: Duration) {
 }
 
 /// A `shardscope node` started by the test itself (as an operator would,
-/// with `--registry`); stopped with SIGTERM when dropped.
+/// with `--registry` and serve's node token file); stopped with SIGTERM when dropped.
 pub struct NodeProcess {
     child: Child,
     pub id: String,
@@ -327,13 +338,16 @@ pub struct NodeProcess {
 }
 
 impl NodeProcess {
-    /// `shardscope node ARGS`, stderr appended to `log`; returns once it listens.
-    pub fn start(args: &[&str], log: &std::path::Path) -> NodeProcess {
+    /// `shardscope node ARGS` with `CONSUL_HTTP_TOKEN_FILE=token_file` (for
+    /// a node that registers), stderr appended to `log`; returns once it listens.
+    pub fn start(args: &[&str], token_file: Option<&Path>, log: &std::path::Path) -> NodeProcess {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
-        let mut child = Command::new(shardscope_exe())
-            .arg("node")
-            .args(args)
-            .env_remove("CONSUL_HTTP_ADDR")
+        let mut command = Command::new(shardscope_exe());
+        command.arg("node").args(args).env_remove("CONSUL_HTTP_ADDR").env_remove("CONSUL_HTTP_TOKEN");
+        if let Some(file) = token_file {
+            command.env("CONSUL_HTTP_TOKEN_FILE", file);
+        }
+        let mut child = command
             .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log))

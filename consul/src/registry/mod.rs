@@ -5,8 +5,16 @@
 //! `X-Consul-Index` on every read and blocking queries (`index` + `wait`).
 //! It runs the checks itself (TTL expiry, HTTP and TCP probes) and
 //! deregisters services critical for longer than
-//! `DeregisterCriticalServiceAfter`. No gossip, no Raft, no ACL system: one
-//! optional token that every write must carry.
+//! `DeregisterCriticalServiceAfter`. No gossip, no Raft, no ACL system:
+//! one optional token that every write must carry ([`Registry::with_token`]),
+//! and one that the storage nodes' writes need ([`Registry::with_node_token`]:
+//! registering `shardscope-node`, and KV under `shardscope/`).
+//!
+//! Everything it holds is bounded ([`Limits`]): a write past a limit is
+//! refused with a 4xx and changes nothing, and a state file past them is
+//! not loaded. Checks probe only the service's own address, at most one
+//! probe per check at a time. A `shardscope-node` id is held by one node
+//! instance (`Meta.shardscope-instance`) while its check passes.
 //!
 //! In memory by default; [`Registry::with_data_dir`] keeps the catalog and KV
 //! in a state file there (see [`state_file`]), as a Consul server agent does
@@ -20,6 +28,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
@@ -32,15 +41,16 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::api::{
-    parse_duration, AgentNode, AgentService, CatalogService, HealthCheck, KvPair, ServiceEntry, ServiceRegistration,
+    format_duration, id_taken, is_loopback, parse_duration, AgentNode, AgentService, CatalogService, HealthCheck,
+    KvPair, ServiceEntry, ServiceRegistration, INSTANCE_META, NODE_KV_PREFIX, NODE_SERVICE,
 };
 use crate::token::Token;
 use state_file::{SaveError, StateDir};
 pub use state_file::{MAX_STATE, STATE_FILE};
 
-/// Largest request body the registry accepts (Consul's KV limit is 512 KiB).
-pub const MAX_BODY: usize = 512 * 1024;
 const AGENT: &str = "shardscope-embedded";
+/// The address of the embedded agent's node (a service without an address is at it).
+const AGENT_ADDRESS: &str = "127.0.0.1";
 const DEFAULT_WAIT: Duration = Duration::from_secs(300);
 const MAX_WAIT: Duration = Duration::from_secs(600);
 /// How long [`Registry::serve`] waits for the first answers of the probes
@@ -48,6 +58,105 @@ const MAX_WAIT: Duration = Duration::from_secs(600);
 const FIRST_PROBES_WAIT: Duration = Duration::from_secs(2);
 /// A check's statuses, as Consul names them.
 const STATUSES: [&str; 3] = ["passing", "warning", "critical"];
+/// The shortest `Interval` and `Timeout` an HTTP or TCP check may have.
+pub const MIN_CHECK_INTERVAL: Duration = Duration::from_millis(100);
+
+/// What the registry holds at most. A write past a limit is refused and
+/// changes nothing (413 for sizes, 400 for counts, 429 for blocking queries);
+/// a state file past them does not load.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// Services registered (each has at most one check, so this bounds the
+    /// checks too).
+    pub services: usize,
+    /// Bytes of one registration's body.
+    pub registration: usize,
+    /// KV keys.
+    pub kv_keys: usize,
+    /// Bytes of one KV key.
+    pub key: usize,
+    /// Bytes of one KV value (Consul's `kv_max_value_size` default).
+    pub value: usize,
+    /// Bytes of every KV key and value together.
+    pub kv_bytes: usize,
+    /// Blocking queries (`?index=`) waiting at once; past it a query is
+    /// answered 429 at once rather than queued.
+    pub blocking_queries: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            services: 1024,
+            registration: 64 * 1024,
+            kv_keys: 16 * 1024,
+            key: 1024,
+            value: 512 * 1024,
+            kv_bytes: 32 * 1024 * 1024,
+            blocking_queries: 256,
+        }
+    }
+}
+
+/// A refused request: its status and message.
+type Refusal = (StatusCode, String);
+
+impl Limits {
+    fn services_fit(&self, services: usize) -> Result<(), Refusal> {
+        if services > self.services {
+            return Err((
+                StatusCode::BAD_REQUEST,
+                format!("Too many services: the registry holds at most {} (deregister some first)", self.services),
+            ));
+        }
+        Ok(())
+    }
+
+    fn key_fits(&self, key: &str) -> Result<(), Refusal> {
+        if key.is_empty() {
+            return Err((StatusCode::BAD_REQUEST, "Missing key name".into()));
+        }
+        if key.len() > self.key {
+            return Err((
+                StatusCode::BAD_REQUEST,
+                format!("Key too long: {} bytes, max size: {} bytes", key.len(), self.key),
+            ));
+        }
+        Ok(())
+    }
+
+    /// A client's value is held to it by the body limit (see
+    /// [`unread_body`]); this checks a restored one.
+    fn value_fits(&self, len: usize) -> Result<(), Refusal> {
+        if len > self.value {
+            return Err((
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("Value of {len} bytes too large, max size: {} bytes", self.value),
+            ));
+        }
+        Ok(())
+    }
+
+    fn kv_fits(&self, keys: usize, bytes: usize) -> Result<(), Refusal> {
+        if keys > self.kv_keys {
+            return Err((
+                StatusCode::BAD_REQUEST,
+                format!("Too many KV keys: the registry holds at most {}", self.kv_keys),
+            ));
+        }
+        if bytes > self.kv_bytes {
+            return Err((
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("KV store full: keys and values would take {bytes} bytes, max size: {} bytes", self.kv_bytes),
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn refuse((status, message): Refusal) -> Response {
+    (status, format!("{message}\n")).into_response()
+}
 
 #[derive(Clone, Debug)]
 enum Probe {
@@ -70,6 +179,8 @@ struct Check {
     /// TTL checks: when the check turns critical unless passed again.
     ttl_deadline: Option<Instant>,
     next_probe: Instant,
+    /// A probe is running: the next one waits for its answer.
+    probing: bool,
 }
 
 impl Check {
@@ -99,15 +210,35 @@ struct Service {
 }
 
 impl Service {
-    /// A service from its registration, checked as Consul checks it; its id
-    /// is the registration's `ID`, else its name.
+    /// A service from its registration, checked as Consul checks it (and
+    /// its check against [`build_check`]'s rules); its id is the
+    /// registration's `ID`, else its name.
     fn new(reg: ServiceRegistration) -> Result<Service, String> {
         if reg.name.is_empty() {
             return Err("Missing service name".into());
         }
         let id = reg.id.clone().filter(|i| !i.is_empty()).unwrap_or_else(|| reg.name.clone());
-        let check = reg.check.as_ref().map(|c| build_check(&id, &reg.name, c)).transpose()?;
+        let check = reg.check.as_ref().map(|c| build_check(&id, &reg, c)).transpose()?;
         Ok(Service { reg, id, check })
+    }
+
+    /// The storage node instance that registered it (`Meta.shardscope-instance`).
+    fn instance(&self) -> Option<&str> {
+        self.reg.meta.get(INSTANCE_META).map(String::as_str)
+    }
+
+    /// Whether its check (if any) passes.
+    fn passing(&self) -> bool {
+        self.check.as_ref().is_none_or(|c| c.status == "passing")
+    }
+
+    /// Where it is: its address, else its agent's.
+    fn address(&self) -> &str {
+        if self.reg.address.is_empty() {
+            AGENT_ADDRESS
+        } else {
+            &self.reg.address
+        }
     }
 }
 
@@ -145,6 +276,17 @@ impl Tables {
     fn check_mut(&mut self, check_id: &str) -> Option<&mut Check> {
         self.services.values_mut().filter_map(|s| s.check.as_mut()).find(|c| c.id == check_id)
     }
+
+    /// The name of the service whose check is `check_id`.
+    fn service_of_check(&self, check_id: &str) -> Option<&str> {
+        let has = |s: &&Service| s.check.as_ref().is_some_and(|c| c.id == check_id);
+        self.services.values().find(has).map(|s| s.reg.name.as_str())
+    }
+
+    /// KV keys and the bytes of their keys and values.
+    fn kv_size(&self) -> (usize, usize) {
+        (self.kv.len(), self.kv.iter().map(|(k, e)| k.len() + e.value.len()).sum())
+    }
 }
 
 /// The registry's state; cheap to clone.
@@ -152,10 +294,15 @@ impl Tables {
 pub struct Registry {
     tables: Arc<Mutex<Tables>>,
     changes: watch::Sender<u64>,
-    /// When set, writes need it (see [`acl`]).
+    /// When set, every write needs it (see [`Registry::authorize`]).
     token: Option<Token>,
+    /// When set, the storage nodes' writes need it, or `token`.
+    node_token: Option<Token>,
     /// When set, the state is kept there (see [`Registry::with_data_dir`]).
     disk: Option<Arc<StateDir>>,
+    limits: Arc<Limits>,
+    /// One permit per blocking query that may wait.
+    blocking: Arc<tokio::sync::Semaphore>,
 }
 
 impl Default for Registry {
@@ -165,20 +312,36 @@ impl Default for Registry {
 }
 
 impl Registry {
+    /// A registry in memory, with the default [`Limits`].
     pub fn new() -> Self {
+        Self::with_limits(Limits::default())
+    }
+
+    /// A registry in memory that holds at most `limits`.
+    pub fn with_limits(limits: Limits) -> Self {
         let tables = Tables { index: 1, ..Default::default() };
         let (changes, _) = watch::channel(1);
-        Registry { tables: Arc::new(Mutex::new(tables)), changes, token: None, disk: None }
+        Registry {
+            tables: Arc::new(Mutex::new(tables)),
+            changes,
+            token: None,
+            node_token: None,
+            disk: None,
+            blocking: Arc::new(tokio::sync::Semaphore::new(limits.blocking_queries)),
+            limits: Arc::new(limits),
+        }
     }
 
     /// A registry that keeps its catalog and KV in `dir` (created if need
     /// be), in [`STATE_FILE`]: it starts with what the file holds (checks in
     /// the status they had, TTL checks with a fresh window), and every write
     /// replaces the file before it is acknowledged. A state file that does
-    /// not read back whole is an error naming it, never an empty start.
+    /// not read back whole, or holds more than the default [`Limits`], is an
+    /// error naming it, never an empty start.
     pub fn with_data_dir(dir: &std::path::Path) -> anyhow::Result<Self> {
-        let (disk, saved) = StateDir::open(dir)?;
-        let registry = Registry { disk: Some(Arc::new(disk)), ..Registry::new() };
+        let registry = Registry::new();
+        let (disk, saved) = StateDir::open(dir, &registry.limits)?;
+        let registry = Registry { disk: Some(Arc::new(disk)), ..registry };
         if let Some(tables) = saved {
             registry.changes.send_replace(tables.index);
             *registry.tables.lock().unwrap() = tables;
@@ -190,6 +353,37 @@ impl Registry {
     pub fn with_token(mut self, token: Option<Token>) -> Self {
         self.token = token;
         self
+    }
+
+    /// The storage nodes' writes will need `token` (or the one of
+    /// [`Registry::with_token`]): registering, deregistering and updating
+    /// the checks of `shardscope-node` services, and KV under `shardscope/`.
+    /// Other services and keys stay as open as the rest.
+    pub fn with_node_token(mut self, token: Token) -> Self {
+        self.node_token = Some(token);
+        self
+    }
+
+    /// Whether a write may be made by whoever `presented` a token: with a
+    /// token every write needs it; a write to the nodes' names (`nodes`)
+    /// needs the node token or that one. Refused as Consul's ACLs refuse:
+    /// 403, "Permission denied", naming the permission (`what`).
+    fn authorize(&self, presented: &Presented, nodes: bool, what: &str) -> Result<(), Refusal> {
+        let accepts = |t: &Option<Token>| t.as_ref().is_some_and(|t| t.accepts(presented.0.as_deref()));
+        let open = self.token.is_none() && !(nodes && self.node_token.is_some());
+        if open || accepts(&self.token) || (nodes && accepts(&self.node_token)) {
+            return Ok(());
+        }
+        let needs = if nodes && self.node_token.is_some() {
+            "the registry's node token (CONSUL_HTTP_TOKEN, or CONSUL_HTTP_TOKEN_FILE=DATA_DIR/registry/token \
+             of the `shardscope serve` that runs this registry)"
+        } else {
+            "the admin token (X-Consul-Token)"
+        };
+        Err((
+            StatusCode::FORBIDDEN,
+            format!("Permission denied: anonymous token lacks permission {what}: this write needs {needs}"),
+        ))
     }
 
     /// Makes a client's write: `change` edits the tables at the next index,
@@ -266,8 +460,9 @@ impl Registry {
     }
 
     pub fn router(self) -> Router {
+        let registration = DefaultBodyLimit::max(self.limits.registration);
         Router::new()
-            .route("/v1/agent/service/register", put(register))
+            .route("/v1/agent/service/register", put(register).layer(registration))
             .route("/v1/agent/service/deregister/{id}", put(deregister))
             .route("/v1/agent/check/{verb}/{id}", put(update_check))
             .route("/v1/health/service/{name}", get(health_service))
@@ -276,8 +471,7 @@ impl Registry {
             .route("/v1/kv/{*key}", get(kv_get).put(kv_put).delete(kv_delete))
             .route("/v1/status/leader", get(|| async { Json("127.0.0.1:8300") }))
             .fallback(|| async { (StatusCode::NOT_FOUND, "Unsupported endpoint\n") })
-            .layer(DefaultBodyLimit::max(MAX_BODY))
-            .layer(axum::middleware::from_fn_with_state(self.clone(), acl))
+            .layer(DefaultBodyLimit::max(self.limits.value))
             .with_state(self)
     }
 
@@ -312,8 +506,9 @@ impl Registry {
                         }
                     }
                     Probe::Http(_) | Probe::Tcp(_) => {
-                        if now >= check.next_probe {
+                        if now >= check.next_probe && !check.probing {
                             check.next_probe = now + check.interval;
+                            check.probing = true;
                             due.push((sid.clone(), check.probe.clone(), check.timeout));
                         }
                     }
@@ -347,18 +542,28 @@ impl Registry {
     fn probed(&self, sid: &str, status: &str, output: String) {
         let mut t = self.tables.lock().unwrap();
         let Some(check) = t.services.get_mut(sid).and_then(|s| s.check.as_mut()) else { return };
+        check.probing = false;
         if check.set(status, output, Instant::now()) {
             self.record(&mut t);
         }
     }
 
     /// Waits, for a blocking query, until the index passes `index` or
-    /// `wait` elapses.
-    async fn block(&self, params: &QueryParams) {
-        let Some(index) = params.index else { return };
+    /// `wait` elapses. With [`Limits::blocking_queries`] already waiting, it
+    /// is refused at once (429) instead.
+    async fn block(&self, params: &QueryParams) -> Result<(), Refusal> {
+        let Some(index) = params.index else { return Ok(()) };
+        let Ok(_permit) = self.blocking.clone().try_acquire_owned() else {
+            let message = format!(
+                "Too many blocking queries waiting (at most {}): retry later, please rate limit your calls",
+                self.limits.blocking_queries
+            );
+            return Err((StatusCode::TOO_MANY_REQUESTS, message));
+        };
         let wait = params.wait.as_deref().and_then(parse_duration).unwrap_or(DEFAULT_WAIT).min(MAX_WAIT);
         let mut rx = self.changes.subscribe();
         let _ = tokio::time::timeout(wait, rx.wait_for(|&current| current > index)).await;
+        Ok(())
     }
 }
 
@@ -370,7 +575,13 @@ async fn run_probe(probe: &Probe, timeout: Duration) -> (&'static str, String) {
             Err(_) => ("critical", format!("dial tcp {addr}: i/o timeout")),
         },
         Probe::Http(url) => {
-            let client = reqwest::Client::builder().timeout(timeout).build().expect("client builds");
+            // Redirects are not followed: a check probes its service only.
+            let client =
+                reqwest::Client::builder().timeout(timeout).redirect(reqwest::redirect::Policy::none()).build();
+            let client = match client {
+                Ok(client) => client,
+                Err(e) => return ("critical", format!("HTTP GET {url}: {e}")),
+            };
             match client.get(url).send().await {
                 Ok(r) if r.status().is_success() => ("passing", format!("HTTP GET {url}: {}", r.status())),
                 Ok(r) if r.status().as_u16() == 429 => ("warning", format!("HTTP GET {url}: {}", r.status())),
@@ -449,18 +660,15 @@ impl<S: Send + Sync> FromRequestParts<S> for QueryParams {
     }
 }
 
-/// With a token, every write (PUT, DELETE) must carry it, as under a Consul
-/// ACL policy that denies anonymous writes; reads stay open. Consul answers
-/// a write it refuses with 403 "Permission denied", and so does this.
-async fn acl(State(reg): State<Registry>, req: axum::extract::Request, next: axum::middleware::Next) -> Response {
-    if let Some(token) = &reg.token {
-        let read = matches!(*req.method(), axum::http::Method::GET | axum::http::Method::HEAD);
-        if !read && !token.accepts(crate::token::presented(req.headers(), req.uri().query()).as_deref()) {
-            return (StatusCode::FORBIDDEN, "Permission denied: this write needs the admin token (X-Consul-Token)\n")
-                .into_response();
-        }
+/// The token a write carries (see [`crate::token::presented`]); reads need none.
+struct Presented(Option<String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for Presented {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Presented(crate::token::presented(&parts.headers, parts.uri.query())))
     }
-    next.run(req).await
 }
 
 /// A failed save: the write was not made.
@@ -475,7 +683,20 @@ impl IntoResponse for SaveError {
     }
 }
 
-async fn register(State(reg): State<Registry>, body: Bytes) -> Response {
+/// A body the registry did not take: too large is a 413 naming the limit,
+/// worded as Consul's.
+fn unread_body(e: BytesRejection, limit: usize) -> Response {
+    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        return refuse((StatusCode::PAYLOAD_TOO_LARGE, format!("Request body too large, max size: {limit} bytes")));
+    }
+    e.into_response()
+}
+
+async fn register(State(reg): State<Registry>, presented: Presented, body: Result<Bytes, BytesRejection>) -> Response {
+    let body = match body {
+        Ok(body) => body,
+        Err(e) => return unread_body(e, reg.limits.registration),
+    };
     let r: ServiceRegistration = match serde_json::from_slice(&body) {
         Ok(r) => r,
         Err(e) => return bad_request(format!("Request decode failed: {e}")),
@@ -485,26 +706,103 @@ async fn register(State(reg): State<Registry>, body: Bytes) -> Response {
         Err(e) => return bad_request(e),
     };
     let mut t = reg.tables.lock().unwrap();
+    let held = t.services.get(&service.id);
+    let nodes = service.reg.name == NODE_SERVICE || held.is_some_and(|h| h.reg.name == NODE_SERVICE);
+    if let Err(refused) = reg.authorize(&presented, nodes, &format!("'service:write' on {:?}", service.reg.name)) {
+        return refuse(refused);
+    }
+    if let Some(held) = held {
+        if held.reg.name == NODE_SERVICE && held.instance() != service.instance() && held.passing() {
+            let message = id_taken(&service.id, held.address(), held.reg.port, held.instance());
+            return refuse((StatusCode::CONFLICT, message));
+        }
+    } else if let Err(refused) = reg.limits.services_fit(t.services.len() + 1) {
+        return refuse(refused);
+    }
     let outcome = reg.commit(&mut t, |t, _| {
         t.services.insert(service.id.clone(), service);
     });
     outcome.map(|()| StatusCode::OK).into_response()
 }
 
-fn build_check(service_id: &str, service: &str, def: &crate::api::CheckDefinition) -> Result<Check, String> {
+/// Checks that a probe of `host` stays at the service's own address
+/// (`address`, or the agent's when empty): the same host, or both on
+/// loopback. A check may not turn the registry into a prober of others.
+fn own_address(address: &str, host: &str, kind: &str) -> Result<(), String> {
+    let address = if address.is_empty() { AGENT_ADDRESS } else { address };
+    let ip = |h: &str| h.parse::<std::net::IpAddr>().ok();
+    let same = host.eq_ignore_ascii_case(address) || ip(host).is_some_and(|a| ip(address) == Some(a));
+    if same || (is_loopback(address) && is_loopback(host)) {
+        return Ok(());
+    }
+    Err(format!(
+        "{kind} check probes {host:?}, not the service's own address {address:?}: a check may only probe its service"
+    ))
+}
+
+/// The host an HTTP check's URL names (http or https only).
+fn http_host(url: &str) -> Result<String, String> {
+    let parsed = reqwest::Url::parse(url).map_err(|e| format!("Invalid HTTP check URL {url:?}: {e}"))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(format!("Invalid HTTP check URL {url:?}: the scheme must be http or https"));
+    }
+    match parsed.host_str() {
+        Some(host) => Ok(host.trim_start_matches('[').trim_end_matches(']').to_string()),
+        None => Err(format!("Invalid HTTP check URL {url:?}: no host")),
+    }
+}
+
+/// The host of a TCP check's `host:port`.
+fn tcp_host(addr: &str) -> Result<String, String> {
+    let bad = || format!("Invalid TCP check address {addr:?}: expected host:port");
+    let (host, port) = addr.rsplit_once(':').ok_or_else(bad)?;
+    port.parse::<u16>().map_err(|_| bad())?;
+    let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
+    if host.is_empty() {
+        return Err(bad());
+    }
+    Ok(host.to_string())
+}
+
+/// The check of service `service_id` as registered in `reg`: one of TTL,
+/// HTTP (to the service's own address) or TCP (likewise), probed no more
+/// often than [`MIN_CHECK_INTERVAL`].
+fn build_check(
+    service_id: &str,
+    reg: &ServiceRegistration,
+    def: &crate::api::CheckDefinition,
+) -> Result<Check, String> {
     let dur = |field: &str, v: &Option<String>| -> Result<Option<Duration>, String> {
         v.as_deref().map(|s| parse_duration(s).ok_or(format!("Invalid {field} duration {s:?}"))).transpose()
     };
     let interval = dur("Interval", &def.interval)?;
+    let timeout = dur("Timeout", &def.timeout)?;
     let probe = match (&def.ttl, &def.http, &def.tcp) {
         (Some(ttl), None, None) => Probe::Ttl(parse_duration(ttl).ok_or(format!("Invalid TTL duration {ttl:?}"))?),
-        (None, Some(url), None) => Probe::Http(url.clone()),
-        (None, None, Some(addr)) => Probe::Tcp(addr.clone()),
+        (None, Some(url), None) => {
+            own_address(&reg.address, &http_host(url)?, "HTTP")?;
+            Probe::Http(url.clone())
+        }
+        (None, None, Some(addr)) => {
+            own_address(&reg.address, &tcp_host(addr)?, "TCP")?;
+            Probe::Tcp(addr.clone())
+        }
         (None, None, None) => return Err("Check must be one of TTL, HTTP or TCP".into()),
         _ => return Err("Check has more than one of TTL, HTTP, TCP".into()),
     };
-    if !matches!(probe, Probe::Ttl(_)) && interval.is_none() {
-        return Err("Interval must be > 0 for HTTP and TCP checks".into());
+    if !matches!(probe, Probe::Ttl(_)) {
+        if interval.is_none() {
+            return Err("Interval must be > 0 for HTTP and TCP checks".into());
+        }
+        for (field, d) in [("Interval", interval), ("Timeout", timeout)] {
+            if d.is_some_and(|d| d < MIN_CHECK_INTERVAL) {
+                return Err(format!(
+                    "{field} {} is below the minimum of {} for HTTP and TCP checks",
+                    format_duration(d.unwrap_or_default()),
+                    format_duration(MIN_CHECK_INTERVAL)
+                ));
+            }
+        }
     }
     let status = def.status.clone().unwrap_or_else(|| "critical".into());
     if !STATUSES.contains(&status.as_str()) {
@@ -513,24 +811,29 @@ fn build_check(service_id: &str, service: &str, def: &crate::api::CheckDefinitio
     let now = Instant::now();
     Ok(Check {
         id: def.check_id.clone().unwrap_or_else(|| format!("service:{service_id}")),
-        name: def.name.clone().unwrap_or_else(|| format!("Service '{service}' check")),
+        name: def.name.clone().unwrap_or_else(|| format!("Service '{}' check", reg.name)),
         ttl_deadline: match probe {
             Probe::Ttl(ttl) => Some(now + ttl),
             _ => None,
         },
         probe,
         interval: interval.unwrap_or(Duration::from_secs(10)),
-        timeout: dur("Timeout", &def.timeout)?.unwrap_or(Duration::from_secs(10)),
+        timeout: timeout.unwrap_or(Duration::from_secs(10)),
         critical_since: (status == "critical").then_some(now),
         status,
         output: String::new(),
         deregister_after: dur("DeregisterCriticalServiceAfter", &def.deregister_critical_service_after)?,
         next_probe: now,
+        probing: false,
     })
 }
 
-async fn deregister(State(reg): State<Registry>, Path(id): Path<String>) -> Response {
+async fn deregister(State(reg): State<Registry>, Path(id): Path<String>, presented: Presented) -> Response {
     let mut t = reg.tables.lock().unwrap();
+    let name = t.services.get(&id).map(|s| s.reg.name.clone()).unwrap_or_default();
+    if let Err(refused) = reg.authorize(&presented, name == NODE_SERVICE, &format!("'service:write' on {name:?}")) {
+        return refuse(refused);
+    }
     if !t.services.contains_key(&id) {
         return (
             StatusCode::NOT_FOUND,
@@ -548,6 +851,7 @@ async fn update_check(
     State(reg): State<Registry>,
     Path((verb, id)): Path<(String, String)>,
     params: QueryParams,
+    presented: Presented,
 ) -> Response {
     let status = match verb.as_str() {
         "pass" => "passing",
@@ -558,6 +862,10 @@ async fn update_check(
     let note = params.note.unwrap_or_default();
     let now = Instant::now();
     let mut t = reg.tables.lock().unwrap();
+    let name = t.service_of_check(&id).unwrap_or_default().to_string();
+    if let Err(refused) = reg.authorize(&presented, name == NODE_SERVICE, &format!("'service:write' on {name:?}")) {
+        return refuse(refused);
+    }
     let Some(check) = t.check_mut(&id) else {
         return (StatusCode::NOT_FOUND, format!("Unknown check ID {id:?}\n")).into_response();
     };
@@ -608,7 +916,9 @@ fn entry(svc: &Service) -> ServiceEntry {
 }
 
 async fn health_service(State(reg): State<Registry>, Path(name): Path<String>, params: QueryParams) -> Response {
-    reg.block(&params).await;
+    if let Err(refused) = reg.block(&params).await {
+        return refuse(refused);
+    }
     let t = reg.tables.lock().unwrap();
     let entries: Vec<ServiceEntry> = t
         .services
@@ -621,7 +931,9 @@ async fn health_service(State(reg): State<Registry>, Path(name): Path<String>, p
 }
 
 async fn catalog_services(State(reg): State<Registry>, params: QueryParams) -> Response {
-    reg.block(&params).await;
+    if let Err(refused) = reg.block(&params).await {
+        return refuse(refused);
+    }
     let t = reg.tables.lock().unwrap();
     let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for s in t.services.values() {
@@ -636,7 +948,9 @@ async fn catalog_services(State(reg): State<Registry>, params: QueryParams) -> R
 }
 
 async fn catalog_service(State(reg): State<Registry>, Path(name): Path<String>, params: QueryParams) -> Response {
-    reg.block(&params).await;
+    if let Err(refused) = reg.block(&params).await {
+        return refuse(refused);
+    }
     let t = reg.tables.lock().unwrap();
     let out: Vec<CatalogService> = t
         .services
@@ -656,7 +970,9 @@ async fn catalog_service(State(reg): State<Registry>, Path(name): Path<String>, 
 }
 
 async fn kv_get(State(reg): State<Registry>, Path(key): Path<String>, params: QueryParams) -> Response {
-    reg.block(&params).await;
+    if let Err(refused) = reg.block(&params).await {
+        return refuse(refused);
+    }
     let t = reg.tables.lock().unwrap();
     if params.recurse.is_some() {
         let pairs: Vec<KvPair> =
@@ -673,8 +989,36 @@ async fn kv_get(State(reg): State<Registry>, Path(key): Path<String>, params: Qu
     }
 }
 
-async fn kv_put(State(reg): State<Registry>, Path(key): Path<String>, params: QueryParams, body: Bytes) -> Response {
+/// Whether `key` is the storage nodes' (under `shardscope/`).
+fn nodes_key(key: &str) -> bool {
+    key.starts_with(NODE_KV_PREFIX)
+}
+
+async fn kv_put(
+    State(reg): State<Registry>,
+    Path(key): Path<String>,
+    params: QueryParams,
+    presented: Presented,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    if let Err(refused) = reg.authorize(&presented, nodes_key(&key), &format!("'key:write' on {key:?}")) {
+        return refuse(refused);
+    }
+    let body = match body {
+        Ok(body) => body,
+        Err(e) => return unread_body(e, reg.limits.value),
+    };
+    // The body limit is the value limit (see `router`).
+    if let Err(refused) = reg.limits.key_fits(&key) {
+        return refuse(refused);
+    }
     let mut t = reg.tables.lock().unwrap();
+    let (keys, bytes) = t.kv_size();
+    let replaced = t.kv.get(&key).map(|e| key.len() + e.value.len());
+    let after = (keys + usize::from(replaced.is_none()), bytes - replaced.unwrap_or(0) + key.len() + body.len());
+    if let Err(refused) = reg.limits.kv_fits(after.0, after.1) {
+        return refuse(refused);
+    }
     let current = t.kv.get(&key).map(|e| e.modify_index);
     if let Some(cas) = params.cas {
         let ok = match (cas, current) {
@@ -696,7 +1040,12 @@ async fn kv_put(State(reg): State<Registry>, Path(key): Path<String>, params: Qu
     outcome.map(|()| Json(true)).into_response()
 }
 
-async fn kv_delete(State(reg): State<Registry>, Path(key): Path<String>, params: QueryParams) -> Response {
+async fn kv_delete(
+    State(reg): State<Registry>,
+    Path(key): Path<String>,
+    params: QueryParams,
+    presented: Presented,
+) -> Response {
     let mut t = reg.tables.lock().unwrap();
     if let Some(cas) = params.cas {
         if t.kv.get(&key).map(|e| e.modify_index) != Some(cas) {
@@ -706,8 +1055,12 @@ async fn kv_delete(State(reg): State<Registry>, Path(key): Path<String>, params:
     let doomed: Vec<String> = if params.recurse.is_some() {
         t.kv.range(key.clone()..).take_while(|(k, _)| k.starts_with(&key)).map(|(k, _)| k.clone()).collect()
     } else {
-        t.kv.contains_key(&key).then_some(key).into_iter().collect()
+        t.kv.contains_key(&key).then(|| key.clone()).into_iter().collect()
     };
+    let nodes = nodes_key(&key) || doomed.iter().any(|k| nodes_key(k));
+    if let Err(refused) = reg.authorize(&presented, nodes, &format!("'key:write' on {key:?}")) {
+        return refuse(refused);
+    }
     if doomed.is_empty() {
         return Json(true).into_response();
     }

@@ -19,7 +19,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{ErrorKind, Read, Write};
+use std::io::{ErrorKind, Read};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
@@ -27,13 +27,11 @@ use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
-use super::{KvEntry, Service, Tables, STATUSES};
+use super::{KvEntry, Limits, Service, Tables, STATUSES};
 use crate::api::{KvPair, ServiceRegistration};
 
 /// The state file's name in the data dir.
 pub const STATE_FILE: &str = "state.json";
-/// Where a save writes before it renames.
-const TEMP_FILE: &str = "state.json.tmp";
 /// The largest state file, and so the most the registry holds with a data
 /// dir: 64 MiB, over 90 KV values of the largest size (512 KiB, which is
 /// 683 KiB in base64). A write that would pass it is refused.
@@ -62,9 +60,7 @@ impl std::fmt::Display for SaveError {
 /// The data dir of a registry, where it saves its state.
 #[derive(Debug)]
 pub(super) struct StateDir {
-    dir: PathBuf,
     path: PathBuf,
-    temp: PathBuf,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -94,20 +90,21 @@ struct SavedCheck {
 
 impl StateDir {
     /// Opens `dir` (creating it), removes a leftover temp file, and reads the
-    /// state file if there is one.
-    pub(super) fn open(dir: &Path) -> anyhow::Result<(StateDir, Option<Tables>)> {
+    /// state file if there is one; what it holds must be within `limits`.
+    pub(super) fn open(dir: &Path, limits: &Limits) -> anyhow::Result<(StateDir, Option<Tables>)> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating the registry's data dir {}", dir.display()))?;
-        let state = StateDir { dir: dir.to_path_buf(), path: dir.join(STATE_FILE), temp: dir.join(TEMP_FILE) };
-        match std::fs::remove_file(&state.temp) {
-            Ok(()) => tracing::info!(path = %state.temp.display(), "removed a save interrupted by a crash"),
+        let state = StateDir { path: dir.join(STATE_FILE) };
+        let temp = crate::file::temp_of(&state.path);
+        match std::fs::remove_file(&temp) {
+            Ok(()) => tracing::info!(path = %temp.display(), "removed a save interrupted by a crash"),
             Err(e) if e.kind() == ErrorKind::NotFound => {}
-            Err(e) => return Err(e).with_context(|| format!("removing {}", state.temp.display())),
+            Err(e) => return Err(e).with_context(|| format!("removing {}", temp.display())),
         }
-        let tables = state.load().with_context(|| format!("registry state file {}", state.path.display()))?;
+        let tables = state.load(limits).with_context(|| format!("registry state file {}", state.path.display()))?;
         Ok((state, tables))
     }
 
-    fn load(&self) -> anyhow::Result<Option<Tables>> {
+    fn load(&self, limits: &Limits) -> anyhow::Result<Option<Tables>> {
         let file = match File::open(&self.path) {
             Ok(f) => f,
             Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
@@ -124,7 +121,7 @@ impl StateDir {
                  restore the file, or move it away to start empty"
             )
         })?;
-        Ok(Some(saved.into_tables(Instant::now()).map_err(anyhow::Error::msg)?))
+        Ok(Some(saved.into_tables(Instant::now(), limits).map_err(anyhow::Error::msg)?))
     }
 
     /// Replaces the state file with `tables`, durably.
@@ -133,18 +130,7 @@ impl StateDir {
         if bytes.len() > MAX_STATE {
             return Err(SaveError::TooLarge);
         }
-        self.replace(&bytes).map_err(SaveError::Io)
-    }
-
-    /// Write the temp file, fsync it, rename it over the state file, fsync
-    /// the directory (so the rename itself is durable).
-    fn replace(&self, bytes: &[u8]) -> std::io::Result<()> {
-        let mut temp = File::create(&self.temp)?;
-        temp.write_all(bytes)?;
-        temp.sync_all()?;
-        drop(temp);
-        std::fs::rename(&self.temp, &self.path)?;
-        File::open(&self.dir)?.sync_all()
+        crate::file::replace(&self.path, &bytes, 0o600).map_err(SaveError::Io)
     }
 }
 
@@ -165,10 +151,13 @@ impl Saved {
     /// The tables this file describes, as of a start at `now`: checks in the
     /// status they had (a TTL check's window starting at `now`; a critical
     /// one counting towards `DeregisterCriticalServiceAfter` from `now`).
-    fn into_tables(self, now: Instant) -> Result<Tables, String> {
+    /// What a client could not write is not loaded either: every service and
+    /// pair must be within `limits`, as a write is.
+    fn into_tables(self, now: Instant, limits: &Limits) -> Result<Tables, String> {
         if self.version != VERSION {
             return Err(format!("version {} (this registry reads version {VERSION})", self.version));
         }
+        limits.services_fit(self.services.len()).map_err(|(_, e)| e)?;
         let mut services = BTreeMap::new();
         for saved in self.services {
             let name = saved.registration.name.clone();
@@ -185,10 +174,14 @@ impl Saved {
             }
         }
         let mut kv = BTreeMap::new();
+        let mut bytes = 0usize;
         for pair in self.kv {
+            limits.key_fits(&pair.key).map_err(|(_, e)| e)?;
             let value = base64::engine::general_purpose::STANDARD
                 .decode(pair.value.as_deref().unwrap_or_default())
                 .map_err(|e| format!("key {:?}: value is not base64: {e}", pair.key))?;
+            limits.value_fits(value.len()).map_err(|(_, e)| format!("key {:?}: {e}", pair.key))?;
+            bytes = bytes.saturating_add(pair.key.len() + value.len());
             if pair.create_index > pair.modify_index || pair.modify_index > self.index {
                 return Err(format!("key {:?}: indexes do not fit the registry's index {}", pair.key, self.index));
             }
@@ -198,6 +191,7 @@ impl Saved {
                 return Err(format!("key {:?} is listed twice", pair.key));
             }
         }
+        limits.kv_fits(kv.len(), bytes).map_err(|(_, e)| e)?;
         if self.index == 0 {
             return Err("index 0 (a registry's index starts at 1)".into());
         }
@@ -230,16 +224,16 @@ mod tests {
     #[test]
     fn a_save_reads_back_whole_and_leaves_no_temp_file() {
         let dir = tempfile::tempdir().unwrap();
-        let (state, none) = StateDir::open(dir.path()).unwrap();
+        let (state, none) = StateDir::open(dir.path(), &Limits::default()).unwrap();
         assert!(none.is_none(), "a fresh dir has no state");
         state.save(&tables()).unwrap();
         let mut next = tables();
         next.index = 9;
         next.kv.get_mut("k").unwrap().modify_index = 9;
         state.save(&next).unwrap();
-        assert!(!dir.path().join(TEMP_FILE).exists());
+        assert!(!crate::file::temp_of(&dir.path().join(STATE_FILE)).exists());
 
-        let (_, back) = StateDir::open(dir.path()).unwrap();
+        let (_, back) = StateDir::open(dir.path(), &Limits::default()).unwrap();
         let back = back.expect("the saved state");
         assert_eq!(back.index, 9);
         let k = &back.kv["k"];
@@ -252,18 +246,18 @@ mod tests {
     #[test]
     fn a_leftover_temp_file_is_removed_and_the_state_file_kept() {
         let dir = tempfile::tempdir().unwrap();
-        let (state, _) = StateDir::open(dir.path()).unwrap();
+        let (state, _) = StateDir::open(dir.path(), &Limits::default()).unwrap();
         state.save(&tables()).unwrap();
-        std::fs::write(dir.path().join(TEMP_FILE), b"{\"Version\":1,\"Ind").unwrap();
-        let (_, back) = StateDir::open(dir.path()).unwrap();
+        std::fs::write(crate::file::temp_of(&dir.path().join(STATE_FILE)), b"{\"Version\":1,\"Ind").unwrap();
+        let (_, back) = StateDir::open(dir.path(), &Limits::default()).unwrap();
         assert_eq!(back.unwrap().index, 4);
-        assert!(!dir.path().join(TEMP_FILE).exists());
+        assert!(!crate::file::temp_of(&dir.path().join(STATE_FILE)).exists());
     }
 
     #[test]
     fn a_file_that_does_not_read_back_whole_is_an_error_naming_it() {
         let dir = tempfile::tempdir().unwrap();
-        let (state, _) = StateDir::open(dir.path()).unwrap();
+        let (state, _) = StateDir::open(dir.path(), &Limits::default()).unwrap();
         state.save(&tables()).unwrap();
         let path = dir.path().join(STATE_FILE);
         let good = std::fs::read_to_string(&path).unwrap();
@@ -278,7 +272,7 @@ mod tests {
             &bad_status,
         ] {
             std::fs::write(&path, broken).unwrap();
-            let err = format!("{:#}", StateDir::open(dir.path()).unwrap_err());
+            let err = format!("{:#}", StateDir::open(dir.path(), &Limits::default()).unwrap_err());
             assert!(err.contains(&path.display().to_string()), "{err}");
         }
     }
@@ -286,13 +280,37 @@ mod tests {
     #[test]
     fn a_state_larger_than_the_limit_is_not_saved() {
         let dir = tempfile::tempdir().unwrap();
-        let (state, _) = StateDir::open(dir.path()).unwrap();
+        let (state, _) = StateDir::open(dir.path(), &Limits::default()).unwrap();
         state.save(&tables()).unwrap();
         let mut huge = tables();
         let value = vec![0u8; MAX_STATE / 4 * 3 + 1];
         huge.kv.insert("big".into(), KvEntry { value, flags: 0, create_index: 4, modify_index: 4 });
         assert!(matches!(state.save(&huge), Err(SaveError::TooLarge)));
-        let (_, back) = StateDir::open(dir.path()).unwrap();
+        let (_, back) = StateDir::open(dir.path(), &Limits::default()).unwrap();
         assert!(!back.unwrap().kv.contains_key("big"), "the file still holds the last state saved");
+    }
+
+    #[test]
+    fn a_file_past_the_limits_is_not_loaded() {
+        let dir = tempfile::tempdir().unwrap();
+        let (state, _) = StateDir::open(dir.path(), &Limits::default()).unwrap();
+        let path = dir.path().join(STATE_FILE);
+        let small = Limits { services: 0, ..Limits::default() };
+        state.save(&tables()).unwrap();
+        let err = format!("{:#}", StateDir::open(dir.path(), &small).unwrap_err());
+        assert!(err.contains(&path.display().to_string()) && err.contains("Too many services"), "{err}");
+
+        let mut big = tables();
+        let value = vec![7u8; Limits::default().value + 1];
+        big.kv.insert("big".into(), KvEntry { value, flags: 0, create_index: 4, modify_index: 4 });
+        state.save(&big).unwrap();
+        let err = format!("{:#}", StateDir::open(dir.path(), &Limits::default()).unwrap_err());
+        assert!(err.contains(&path.display().to_string()) && err.contains("too large"), "{err}");
+        let short_keys = Limits { key: 0, ..Limits::default() };
+        state.save(&tables()).unwrap();
+        assert!(StateDir::open(dir.path(), &Limits::default()).is_ok());
+        assert!(format!("{:#}", StateDir::open(dir.path(), &short_keys).unwrap_err()).contains("Key too long"));
+        let few_bytes = Limits { kv_bytes: 3, ..Limits::default() };
+        assert!(format!("{:#}", StateDir::open(dir.path(), &few_bytes).unwrap_err()).contains("KV store full"));
     }
 }
