@@ -23,7 +23,8 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use shardscope_shared::placement::{build, restore, restore_located, Member, Placement, PlacementSpec};
 use shardscope_shared::protocol::{
-    Datum, Entry, ErrorCode, NodeInfo, NodeReply, NodeRequest, ServerMsg, Supervision, MAX_SCAN_LIMIT,
+    Datum, Entry, ErrorCode, NodeInfo, NodeReply, NodeRequest, ServerMsg, Supervision, MAX_MESSAGE, MAX_SCAN_BYTES,
+    MAX_SCAN_LIMIT,
 };
 use shardscope_shared::version::{wall_millis, Clock, Version};
 use tokio::sync::broadcast;
@@ -568,15 +569,57 @@ impl Cluster {
     }
 
     /// Every key-value pair of every node, in key order.
+    /// Refused with `too_large` past [`MAX_MESSAGE`] bytes of keys and
+    /// values (it is one message): page with [`Cluster::list`] instead.
     pub async fn get_all(&self) -> NodeReply {
-        match self.scan_merged(&[], None, usize::MAX).await {
-            Ok((collection, _)) => NodeReply::Collection { collection },
-            Err(reply) => reply,
+        let mut collection = Vec::new();
+        let mut bytes = 0usize;
+        let mut after: Option<Datum> = None;
+        loop {
+            let (page, more) = match self.scan_merged(&[], after.as_ref().map(|a| a.as_bytes()), MAX_SCAN_LIMIT).await {
+                Ok(page) => page,
+                Err(reply) => return reply,
+            };
+            bytes = bytes.saturating_add(page.iter().map(|e| e.key.len() + e.value.len()).sum());
+            if bytes > MAX_MESSAGE {
+                let message = format!(
+                    "GET_ALL would answer more than {MAX_MESSAGE} bytes of keys and values in one message; \
+                     page through them with a limit (GET /kv?limit=1000, then &after=NEXT)"
+                );
+                return NodeReply::error(ErrorCode::TooLarge, message);
+            }
+            after = page.last().map(|e| e.key.clone()).or(after);
+            collection.extend(page);
+            if !more {
+                return NodeReply::Collection { collection };
+            }
         }
     }
 
+    /// Every live pair in key order, a page at a time (each as
+    /// [`Cluster::list`] bounds it), for an answer streamed out without
+    /// holding the cluster's data.
+    pub fn pages(&self) -> impl futures::Stream<Item = Result<Vec<Entry>, NodeReply>> + Send + 'static {
+        let cluster = self.clone();
+        futures::stream::unfold(Some(None::<Datum>), move |after| {
+            let cluster = cluster.clone();
+            async move {
+                let after = after?;
+                match cluster.scan_merged(&[], after.as_ref().map(|a| a.as_bytes()), MAX_SCAN_LIMIT).await {
+                    Ok((page, true)) => {
+                        let next = page.last().map(|e| e.key.clone()).or(after);
+                        Some((Ok(page), Some(next)))
+                    }
+                    Ok((page, false)) => Some((Ok(page), None)),
+                    Err(reply) => Some((Err(reply), None)),
+                }
+            }
+        })
+    }
+
     /// One page of pairs in key order: keys starting with `prefix`, after
-    /// `after`, at most `limit`; `next` continues from the page's last key.
+    /// `after`, at most `limit` and ending once it holds [`MAX_SCAN_BYTES`]
+    /// of keys and values; `next` continues from the page's last key.
     /// Pages through the nodes with `SCAN`; never loads more than a page
     /// from each.
     pub async fn list(&self, prefix: &[u8], after: Option<&[u8]>, limit: usize) -> NodeReply {
@@ -604,6 +647,7 @@ impl Cluster {
         let prefix = (!prefix.is_empty()).then(|| Datum(prefix.to_vec()));
         let mut cursor = after.map(|a| Datum(a.to_vec()));
         let mut out: Vec<Entry> = Vec::new();
+        let mut bytes = 0usize;
         loop {
             let scan = NodeRequest::Scan {
                 cursor: cursor.clone(),
@@ -639,10 +683,12 @@ impl Cluster {
                 }
             }
             let complete = newest.into_values().filter(|e| horizon.as_ref().is_none_or(|h| e.key <= *h));
-            out.extend(complete.filter(|e| !e.deleted).map(|e| Entry::new(e.key, e.value)));
-            if out.len() > limit {
-                out.truncate(limit);
-                return Ok((out, true));
+            for e in complete.filter(|e| !e.deleted) {
+                if out.len() >= limit || bytes >= MAX_SCAN_BYTES {
+                    return Ok((out, true));
+                }
+                bytes += e.key.len() + e.value.len();
+                out.push(Entry::new(e.key, e.value));
             }
             match horizon {
                 Some(h) => cursor = Some(h),

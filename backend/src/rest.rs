@@ -13,8 +13,9 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get};
 use axum::{Json, Router};
+use futures::StreamExt;
 use shardscope_shared::placement::PlacementSpec;
-use shardscope_shared::protocol::{ErrorCode, NodeReply, NodeRequest, MAX_SCAN_LIMIT};
+use shardscope_shared::protocol::{Entry, ErrorCode, NodeReply, NodeRequest, MAX_SCAN_LIMIT};
 
 use crate::admin::{Admin, AdminError};
 use crate::cluster::Cluster;
@@ -129,7 +130,7 @@ async fn delete_one(State(cluster): State<Cluster>, Path(key): Path<String>) -> 
 /// `{"page":[..],"next":<key or null>}`; pass `next` as `after` for the next.
 async fn get_all(State(cluster): State<Cluster>, Query(q): Query<ListQuery>) -> Response {
     if q.prefix.is_none() && q.after.is_none() && q.limit.is_none() {
-        return reply_response(cluster.get_all().await);
+        return stream_all(&cluster).await;
     }
     let limit = q.limit.unwrap_or(100);
     if limit == 0 || limit > MAX_SCAN_LIMIT {
@@ -137,6 +138,41 @@ async fn get_all(State(cluster): State<Cluster>, Query(q): Query<ListQuery>) -> 
     }
     let prefix = q.prefix.unwrap_or_default();
     reply_response(cluster.list(prefix.as_bytes(), q.after.as_deref().map(str::as_bytes), limit).await)
+}
+
+/// `GET /kv` unpaged, the seeds' whole collection: `{"collection":[..]}`
+/// streamed a page at a time, so any size is answered in bounded memory.
+/// A node failing before the first page is an error status; later, the
+/// answer is cut off (its JSON left unclosed), never silently short.
+async fn stream_all(cluster: &Cluster) -> Response {
+    let mut pages = Box::pin(cluster.pages());
+    let first = match pages.next().await {
+        Some(Ok(page)) => page,
+        Some(Err(reply)) => return reply_response(reply),
+        None => Vec::new(),
+    };
+    let mut wrote_any = false;
+    let mut chunk = move |page: Vec<Entry>, last: bool| {
+        let mut out = Vec::new();
+        for e in &page {
+            out.push(if wrote_any { b',' } else { b'[' });
+            wrote_any = true;
+            serde_json::to_writer(&mut out, e).expect("an entry serializes");
+        }
+        if last {
+            out.extend_from_slice(if wrote_any { b"]}" } else { b"[]}" });
+        }
+        Bytes::from(out)
+    };
+    let opening = Bytes::from_static(b"{\"collection\":");
+    let first = chunk(first, false);
+    let rest = pages.map(Some).chain(futures::stream::iter([None])).map(move |page| match page {
+        Some(Ok(page)) => Ok(chunk(page, false)),
+        Some(Err(reply)) => Err(std::io::Error::other(format!("listing cut off: {reply:?}"))),
+        None => Ok(chunk(Vec::new(), true)),
+    });
+    let body = futures::stream::iter([Ok(opening), Ok(first)]).chain(rest);
+    ([(header::CONTENT_TYPE, "application/json")], axum::body::Body::from_stream(body)).into_response()
 }
 
 #[derive(serde::Deserialize)]

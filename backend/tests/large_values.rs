@@ -139,3 +139,61 @@ async fn a_record_damaged_mid_log_refuses_to_start_and_leaves_the_log_as_it_was(
     assert!(stderr.contains("truncate -s"), "says how to salvage: {stderr}");
     assert_eq!(std::fs::read(&wal).unwrap(), bytes, "the log is left as it was");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn listings_over_large_values_are_paged_by_bytes_or_streamed() {
+    use futures::{SinkExt, StreamExt};
+    use shardscope_shared::protocol::{ClientMsg, ErrorCode, ServerMsg, MAX_MESSAGE, MAX_SCAN_BYTES};
+    const KEYS: usize = 8; // 24 MiB: more than one message holds
+    let stack = Stack::start(2, &[]);
+    let http = reqwest::Client::new();
+    for key in 0..KEYS {
+        let resp = http.put(format!("{}/kv/big-{key:02}", stack.url)).body(big_value(key, 0)).send().await.unwrap();
+        assert_eq!(resp.status(), 200);
+    }
+    assert!(KEYS * BIG > MAX_MESSAGE);
+
+    // Unpaged, the seeds' collection: streamed whole, in key order.
+    let all = http.get(format!("{}/kv", stack.url)).send().await.unwrap();
+    assert_eq!(all.status(), 200);
+    let NodeReply::Collection { collection } = serde_json::from_slice(&all.bytes().await.unwrap()).unwrap() else {
+        panic!("not a collection")
+    };
+    assert_eq!(collection.len(), KEYS);
+    for (key, e) in collection.iter().enumerate() {
+        assert_eq!(e.key.as_bytes(), format!("big-{key:02}").as_bytes());
+        assert!(e.value.0 == big_value(key, 0), "big-{key:02} whole");
+    }
+
+    // Paged with a generous limit: each page ends by bytes, and the pages
+    // together hold every key once.
+    let mut seen = Vec::new();
+    let mut url = format!("{}/kv?limit=10000", stack.url);
+    loop {
+        let page: serde_json::Value = http.get(&url).send().await.unwrap().json().await.unwrap();
+        let entries = page["page"].as_array().unwrap();
+        let bytes: usize = entries.len() * BIG;
+        assert!(bytes <= MAX_SCAN_BYTES + BIG, "a page of {} values", entries.len());
+        seen.extend(entries.iter().map(|e| e["key"].as_str().unwrap().to_string()));
+        match page["next"].as_str() {
+            Some(next) => url = format!("{}/kv?limit=10000&after={next}", stack.url),
+            None => break,
+        }
+    }
+    assert_eq!(seen, (0..KEYS).map(|k| format!("big-{k:02}")).collect::<Vec<_>>());
+
+    // One WebSocket message cannot hold it: a clear error, naming paging.
+    let ws_url = format!("{}/ws", stack.url.replace("http://", "ws://"));
+    let (mut ws, _) = tokio_tungstenite::connect_async(&ws_url).await.unwrap();
+    let ask = serde_json::to_string(&ClientMsg::GetAll { id: 9, prefix: None, after: None, limit: None }).unwrap();
+    ws.send(tokio_tungstenite::tungstenite::Message::text(ask)).await.unwrap();
+    loop {
+        let msg = tokio::time::timeout(Duration::from_secs(60), ws.next()).await.unwrap().unwrap().unwrap();
+        let Ok(ServerMsg::Reply { id: 9, reply, .. }) = serde_json::from_str(&msg.into_text().unwrap()) else {
+            continue;
+        };
+        let NodeReply::Error { error: ErrorCode::TooLarge, message, .. } = reply else { panic!("{reply:?}") };
+        assert!(message.contains("limit"), "{message}");
+        break;
+    }
+}
