@@ -34,6 +34,24 @@ impl Datum {
     pub fn to_text_lossy(&self) -> String {
         String::from_utf8_lossy(&self.0).into_owned()
     }
+    /// How many bytes `bytes` take as a serialized [`Datum`] (serde_json's
+    /// escapes in a string, or the binary form's base64), without building it.
+    pub fn json_len(bytes: &[u8]) -> usize {
+        match std::str::from_utf8(bytes) {
+            Ok(text) => {
+                let escaped: usize = text
+                    .bytes()
+                    .map(|b| match b {
+                        b'"' | b'\\' | b'\n' | b'\r' | b'\t' | 0x08 | 0x0c => 2,
+                        0..0x20 => 6,
+                        _ => 1,
+                    })
+                    .sum();
+                escaped + 2
+            }
+            Err(_) => r#"{"encoding":"binary","data":""}"#.len() + bytes.len().div_ceil(3) * 4,
+        }
+    }
 }
 
 impl From<&str> for Datum {
@@ -102,6 +120,9 @@ pub const MAX_KEY: usize = 64 * 1024;
 pub const MAX_VALUE: usize = 4 * 1024 * 1024;
 /// Largest request message a node answers; bigger ones get `too_large`.
 pub const MAX_MESSAGE: usize = 16 * 1024 * 1024;
+/// Largest `GET_ALL` reply a node sends (its JSON); a node holding more
+/// answers `too_large`, and its keys are paged through with `SCAN`.
+pub const MAX_GET_ALL_BYTES: usize = MAX_MESSAGE;
 /// Most entries one `SCAN` returns.
 pub const MAX_SCAN_LIMIT: usize = 10_000;
 /// Bytes of keys and values after which a `SCAN` page ends (it always holds
@@ -244,6 +265,21 @@ impl Entry {
     pub fn new(key: impl Into<Datum>, value: impl Into<Datum>) -> Self {
         Entry { key: key.into(), value: value.into(), version: None, deleted: false }
     }
+}
+
+/// The length of the `GET_ALL` reply `{"collection":[..]}` listing `pairs`
+/// (keys and values) as serde_json writes it, counted without building it;
+/// `None` as soon as it passes `max`.
+pub fn collection_json_len<'a>(pairs: impl IntoIterator<Item = (&'a [u8], &'a [u8])>, max: usize) -> Option<usize> {
+    let mut len = r#"{"collection":[]}"#.len();
+    for (i, (key, value)) in pairs.into_iter().enumerate() {
+        let entry = r#"{"key":,"value":}"#.len() + Datum::json_len(key) + Datum::json_len(value);
+        len = len.saturating_add(entry + usize::from(i > 0));
+        if len > max {
+            return None;
+        }
+    }
+    (len <= max).then_some(len)
 }
 
 /// Why a request failed.
@@ -602,6 +638,34 @@ pub enum ServerMsg {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn json_lengths_are_what_serde_json_writes() {
+        let data: Vec<Vec<u8>> = vec![
+            b"".to_vec(),
+            b"plain".to_vec(),
+            "quote \" backslash \\ tab \t nl \n cr \r bs \x08 ff \x0c nul \0 esc \x1b del \x7f".into(),
+            "caf\u{e9} \u{1f600}".into(),
+            (0u8..=255).collect(),
+            vec![0xff],
+            vec![0xff, 0],
+            vec![0xff, 0, 1],
+        ];
+        for d in &data {
+            let want = serde_json::to_vec(&Datum(d.clone())).unwrap().len();
+            assert_eq!(Datum::json_len(d), want, "{d:?}");
+        }
+        for n in 0..data.len() {
+            let pairs: Vec<(&[u8], &[u8])> =
+                data[..n].iter().zip(data.iter().rev()).map(|(k, v)| (&k[..], &v[..])).collect();
+            let reply = NodeReply::Collection {
+                collection: pairs.iter().map(|&(k, v)| Entry::new(k.to_vec(), v.to_vec())).collect(),
+            };
+            let want = serde_json::to_vec(&reply).unwrap().len();
+            assert_eq!(collection_json_len(pairs.iter().copied(), want), Some(want), "{n} pairs");
+            assert_eq!(collection_json_len(pairs.iter().copied(), want - 1), None, "{n} pairs");
+        }
+    }
 
     #[test]
     fn seed_messages_parse_exactly_as_written() {
