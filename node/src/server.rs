@@ -137,6 +137,7 @@ pub async fn run(mut config: NodeConfig, shutdown: impl std::future::Future<Outp
             max_connections: config.max_connections,
             max_buffered: config.max_buffered,
             refused: 0,
+            accept_more: false,
         }
         .run(&worker_stop)
     })?;
@@ -177,6 +178,10 @@ const READ_PER_ROUND: usize = 1 << 20;
 /// Unsent reply bytes at which a peer is paused: none of its requests are
 /// served, and no more read, until it takes its replies.
 pub const PAUSE_OUTPUT: usize = 8 << 20;
+/// Connections accepted per round, so that a flood of them (say, past the
+/// limit, each closed at once) cannot keep the loop from serving the peers
+/// it has.
+const ACCEPT_PER_ROUND: usize = 64;
 /// Capacity a peer's buffers keep once emptied; more is given back.
 const KEEP_CAPACITY: usize = 64 * 1024;
 /// How long a stopping node keeps sending replies already made.
@@ -320,6 +325,8 @@ struct Router {
     max_buffered: usize,
     /// Connections closed at the limit since the last one accepted.
     refused: u64,
+    /// The listener may have connections waiting.
+    accept_more: bool,
 }
 
 impl Router {
@@ -330,7 +337,7 @@ impl Router {
         self.poll.registry().register(&mut self.listener, LISTENER, Interest::READABLE)?;
         let mut events = Events::with_capacity(1024);
         loop {
-            let busy = self.conns.values().any(Conn::ready);
+            let busy = self.accept_more || self.conns.values().any(Conn::ready);
             let timeout = if busy { Some(Duration::ZERO) } else { self.store.sync_due_in() };
             match self.poll.poll(&mut events, timeout) {
                 Ok(()) => {}
@@ -339,7 +346,7 @@ impl Router {
             }
             for event in events.iter() {
                 match event.token() {
-                    LISTENER => self.accept()?,
+                    LISTENER => self.accept_more = true,
                     WAKE => {}
                     token => {
                         if let Some(conn) = self.conns.get_mut(&token) {
@@ -355,6 +362,10 @@ impl Router {
             }
             let stopping = stop.load(Ordering::SeqCst);
             self.serve_round(stopping)?;
+            // After the round, so that the places of peers that left are free.
+            if self.accept_more {
+                self.accept()?;
+            }
             self.store.maintain();
             if self.store.sync_due_in() == Some(Duration::ZERO) {
                 self.store.sync()?;
@@ -367,8 +378,10 @@ impl Router {
         }
     }
 
+    /// Accepts up to [`ACCEPT_PER_ROUND`] connections; `accept_more` says
+    /// whether more may be waiting.
     fn accept(&mut self) -> anyhow::Result<()> {
-        loop {
+        for _ in 0..ACCEPT_PER_ROUND {
             match self.listener.accept() {
                 // Closed at once, so the listen backlog never fills.
                 Ok((stream, peer)) if self.conns.len() >= self.max_connections => {
@@ -408,15 +421,20 @@ impl Router {
                     conn.flush();
                     self.conns.insert(token, conn);
                 }
-                Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                    self.accept_more = false;
+                    return Ok(());
+                }
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 // Out of descriptors and the like: keep serving who is here.
                 Err(e) => {
                     tracing::warn!("accept failed: {e}");
+                    self.accept_more = false;
                     return Ok(());
                 }
             }
         }
+        Ok(())
     }
 
     /// Reads every peer with something to read, applies the requests in
