@@ -246,6 +246,20 @@ pub struct NodeArgs {
     /// `5m`; a real Consul agent reaps no sooner than after 1 minute).
     #[arg(long, default_value = "30s", value_parser = consul_duration)]
     pub deregister_after: Duration,
+    /// Most clients connected at once (the backend holds one connection,
+    /// the registry's health check one for a moment each second); a
+    /// connection past it is closed as soon as it is accepted. Keep
+    /// `ulimit -n` above it.
+    #[arg(long, default_value_t = shardscope_node::server::DEFAULT_MAX_CONNECTIONS as u64,
+          value_parser = clap::value_parser!(u64).range(1..=1 << 20))]
+    pub max_connections: u64,
+    /// Most MiB all clients together may hold in the node (requests sent
+    /// but not yet served, replies not yet taken); past it the client
+    /// holding the most is disconnected. A client with 8 MiB of replies
+    /// unread is paused instead: nothing more of it is read until it reads.
+    #[arg(long, default_value_t = (shardscope_node::server::DEFAULT_MAX_BUFFERED >> 20) as u64,
+          value_parser = clap::value_parser!(u64).range(64..=1 << 20))]
+    pub max_buffered_mib: u64,
 }
 
 /// A positive duration in Consul's syntax (`500ms`, `30s`, `1m30s`).
@@ -327,6 +341,8 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 fsync: a.fsync,
                 tombstone_grace: a.tombstone_grace,
                 deregister_after: a.deregister_after,
+                max_connections: usize::try_from(a.max_connections)?,
+                max_buffered: usize::try_from(a.max_buffered_mib << 20)?,
             };
             shardscope_node::run(config, crate::server::shutdown_signal()).await?;
             Ok(ExitCode::SUCCESS)

@@ -12,9 +12,20 @@
 //! and only then sends the replies. A peer whose frames exceed twice the
 //! message limit is dropped (as libzmq's `ZMQ_MAXMSGSIZE` does); a payload
 //! up to that gets a `too_large` reply.
+//!
+//! Memory is bounded whatever peers do:
+//! - A peer with [`PAUSE_OUTPUT`] of replies unsent is paused: none of its
+//!   requests are served, nor more of them read, until it takes its
+//!   replies, so a peer that asks and never reads holds at most that plus
+//!   one reply, and one that reads slowly is just served slowly.
+//! - At most `max_connections` peers: more are accepted and closed at once.
+//! - All peers together hold at most `max_buffered` bytes (what they sent
+//!   that is not yet served, replies not yet taken); past it the peer
+//!   holding the most is disconnected, until the rest fit.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::io::{ErrorKind, Read, Write};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -56,7 +67,18 @@ pub struct NodeConfig {
     /// How long the registry keeps this node registered while its check is
     /// critical (`DeregisterCriticalServiceAfter`).
     pub deregister_after: Duration,
+    /// Most peers connected at once; a connection past it is closed as soon
+    /// as it is accepted.
+    pub max_connections: usize,
+    /// Most bytes all peers together may hold in the node: what they sent
+    /// that is not yet served, and replies they have not yet taken.
+    pub max_buffered: usize,
 }
+
+/// [`NodeConfig::max_connections`] unless told otherwise.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+/// [`NodeConfig::max_buffered`] unless told otherwise: 1 GiB.
+pub const DEFAULT_MAX_BUFFERED: usize = 1 << 30;
 
 impl NodeConfig {
     /// The registration this node makes: service `shardscope-node`, its id,
@@ -118,6 +140,11 @@ pub async fn run(mut config: NodeConfig, shutdown: impl std::future::Future<Outp
             next: FIRST_CONN,
             store,
             chunk: vec![0; 64 * 1024],
+            items: Vec::new(),
+            max_connections: config.max_connections,
+            max_buffered: config.max_buffered,
+            refused: 0,
+            accept_more: false,
         }
         .run(&worker_stop)
     })?;
@@ -155,9 +182,15 @@ const FIRST_CONN: usize = 2;
 /// Bytes read from one peer per round, so that one busy peer cannot starve
 /// the others (the rest is read next round).
 const READ_PER_ROUND: usize = 1 << 20;
-/// Unsent reply bytes past which a peer's requests are not read until it
-/// takes its replies.
-const MAX_UNSENT: usize = 8 << 20;
+/// Unsent reply bytes at which a peer is paused: none of its requests are
+/// served, and no more read, until it takes its replies.
+pub const PAUSE_OUTPUT: usize = 8 << 20;
+/// Connections accepted per round, so that a flood of them (say, past the
+/// limit, each closed at once) cannot keep the loop from serving the peers
+/// it has.
+const ACCEPT_PER_ROUND: usize = 64;
+/// Capacity a peer's buffers keep once emptied; more is given back.
+const KEEP_CAPACITY: usize = 64 * 1024;
 /// How long a stopping node keeps sending replies already made.
 const DRAIN: Duration = Duration::from_secs(2);
 /// How often a registered node checks that its registration is still there.
@@ -165,12 +198,17 @@ const RESYNC: Duration = Duration::from_secs(1);
 /// How long one re-registration may take.
 const REGISTER_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// One peer: its socket, what it sent that is not yet decoded, and what we
-/// have not yet sent it.
+/// One peer: its socket, what it sent that is not yet decoded or not yet
+/// served, and what we have not yet sent it.
 struct Conn {
     stream: TcpStream,
+    peer: SocketAddr,
     decoder: zmtp::Decoder,
     inbuf: Vec<u8>,
+    /// Decoded, not yet served: the peer was paused partway through a read.
+    pending: VecDeque<zmtp::Item>,
+    /// What `pending` holds, in bytes.
+    pending_bytes: usize,
     outbuf: Vec<u8>,
     sent: usize,
     /// Read stopped before the socket was drained: read again next round.
@@ -178,13 +216,37 @@ struct Conn {
     closed: bool,
 }
 
+/// What an item holds, in bytes (each frame counting 32 more).
+fn item_bytes(item: &zmtp::Item) -> usize {
+    match item {
+        zmtp::Item::Message(frames) => frames.iter().map(|f| f.len() + 32).sum(),
+        zmtp::Item::Ping(context) => context.len(),
+    }
+}
+
 impl Conn {
     fn unsent(&self) -> usize {
         self.outbuf.len() - self.sent
     }
 
+    /// Too much of its output is unsent: serve and read nothing of it until
+    /// it takes some.
+    fn paused(&self) -> bool {
+        self.unsent() >= PAUSE_OUTPUT
+    }
+
+    /// The next round has something to do for it.
+    fn ready(&self) -> bool {
+        !self.paused() && (self.more_to_read || !self.pending.is_empty())
+    }
+
+    /// Bytes of the node's memory this peer holds.
+    fn held(&self) -> usize {
+        self.inbuf.capacity() + self.decoder.held() + self.pending_bytes + self.outbuf.capacity()
+    }
+
     /// Reads what is there (up to a round's share) through `chunk` and
-    /// decodes it.
+    /// decodes it into `pending` (by way of `items`).
     fn read(&mut self, chunk: &mut [u8], items: &mut Vec<zmtp::Item>) {
         self.more_to_read = false;
         let mut taken = 0;
@@ -210,13 +272,20 @@ impl Conn {
         match self.decoder.decode(&self.inbuf, items) {
             Ok(used) => {
                 self.inbuf.drain(..used);
+                if self.inbuf.is_empty() {
+                    self.inbuf.shrink_to(KEEP_CAPACITY);
+                }
             }
             Err(e) => {
-                tracing::debug!("dropping a peer: {e}");
+                tracing::debug!(peer = %self.peer, "dropping a peer: {e}");
+                // Sent after this round's commit, with the replies before it.
                 zmtp::encode_error(&e.0, &mut self.outbuf);
-                self.flush();
                 self.closed = true;
             }
+        }
+        for item in items.drain(..) {
+            self.pending_bytes += item_bytes(&item);
+            self.pending.push_back(item);
         }
     }
 
@@ -239,6 +308,7 @@ impl Conn {
         }
         if self.sent == self.outbuf.len() {
             self.outbuf.clear();
+            self.outbuf.shrink_to(KEEP_CAPACITY);
             self.sent = 0;
         } else if self.sent > (1 << 20) {
             self.outbuf.drain(..self.sent);
@@ -256,6 +326,14 @@ struct Router {
     store: Store,
     /// Where reads land before they are appended to a peer's buffer.
     chunk: Vec<u8>,
+    /// Where a peer's decoded items land before they join its `pending`.
+    items: Vec<zmtp::Item>,
+    max_connections: usize,
+    max_buffered: usize,
+    /// Connections closed at the limit since the last one accepted.
+    refused: u64,
+    /// The listener may have connections waiting.
+    accept_more: bool,
 }
 
 impl Router {
@@ -266,7 +344,7 @@ impl Router {
         self.poll.registry().register(&mut self.listener, LISTENER, Interest::READABLE)?;
         let mut events = Events::with_capacity(1024);
         loop {
-            let busy = self.conns.values().any(|c| c.more_to_read && c.unsent() < MAX_UNSENT);
+            let busy = self.accept_more || self.conns.values().any(Conn::ready);
             let timeout = if busy { Some(Duration::ZERO) } else { self.store.sync_due_in() };
             match self.poll.poll(&mut events, timeout) {
                 Ok(()) => {}
@@ -275,7 +353,7 @@ impl Router {
             }
             for event in events.iter() {
                 match event.token() {
-                    LISTENER => self.accept()?,
+                    LISTENER => self.accept_more = true,
                     WAKE => {}
                     token => {
                         if let Some(conn) = self.conns.get_mut(&token) {
@@ -291,6 +369,10 @@ impl Router {
             }
             let stopping = stop.load(Ordering::SeqCst);
             self.serve_round(stopping)?;
+            // After the round, so that the places of peers that left are free.
+            if self.accept_more {
+                self.accept()?;
+            }
             self.store.maintain();
             if self.store.sync_due_in() == Some(Duration::ZERO) {
                 self.store.sync()?;
@@ -303,10 +385,28 @@ impl Router {
         }
     }
 
+    /// Accepts up to [`ACCEPT_PER_ROUND`] connections; `accept_more` says
+    /// whether more may be waiting.
     fn accept(&mut self) -> anyhow::Result<()> {
-        loop {
+        for _ in 0..ACCEPT_PER_ROUND {
             match self.listener.accept() {
-                Ok((mut stream, _)) => {
+                // Closed at once, so the listen backlog never fills.
+                Ok((stream, peer)) if self.conns.len() >= self.max_connections => {
+                    drop(stream);
+                    if self.refused == 0 {
+                        tracing::warn!(
+                            limit = self.max_connections,
+                            %peer,
+                            "at the connection limit: closing new connections until some close"
+                        );
+                    }
+                    self.refused += 1;
+                }
+                Ok((mut stream, peer)) => {
+                    if self.refused > 0 {
+                        tracing::info!(refused = self.refused, "below the connection limit again: accepting");
+                        self.refused = 0;
+                    }
                     let _ = stream.set_nodelay(true);
                     let token = Token(self.next);
                     self.next += 1;
@@ -315,8 +415,11 @@ impl Router {
                     zmtp::encode_ready("ROUTER", &mut outbuf);
                     let mut conn = Conn {
                         stream,
+                        peer,
                         decoder: zmtp::Decoder::new(2 * MAX_MESSAGE),
                         inbuf: Vec::new(),
+                        pending: VecDeque::new(),
+                        pending_bytes: 0,
                         outbuf,
                         sent: 0,
                         more_to_read: true,
@@ -325,32 +428,40 @@ impl Router {
                     conn.flush();
                     self.conns.insert(token, conn);
                 }
-                Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                    self.accept_more = false;
+                    return Ok(());
+                }
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 // Out of descriptors and the like: keep serving who is here.
                 Err(e) => {
                     tracing::warn!("accept failed: {e}");
+                    self.accept_more = false;
                     return Ok(());
                 }
             }
         }
+        Ok(())
     }
 
     /// Reads every peer with something to read, applies the requests in
-    /// arrival order, commits once, then queues and sends the replies.
+    /// arrival order (a peer's until it is paused), commits once, then sends
+    /// the replies. Replies are queued as they are made but sent only after
+    /// the commit: nothing is flushed between the two.
     fn serve_round(&mut self, stopping: bool) -> anyhow::Result<()> {
-        let mut answered: Vec<(Token, Vec<Vec<u8>>)> = Vec::new();
-        let mut items = Vec::new();
-        let chunk = &mut self.chunk;
-        for (&token, conn) in self.conns.iter_mut() {
-            if !(conn.more_to_read || stopping) || conn.unsent() >= MAX_UNSENT {
-                continue;
+        let (chunk, items) = (&mut self.chunk, &mut self.items);
+        for conn in self.conns.values_mut() {
+            if conn.pending.is_empty() && !conn.paused() && (conn.more_to_read || stopping) {
+                conn.read(chunk, items);
             }
-            conn.read(chunk, &mut items);
-            for item in items.drain(..) {
+            while !conn.paused() {
+                let Some(item) = conn.pending.pop_front() else { break };
+                conn.pending_bytes -= item_bytes(&item);
                 match item {
                     zmtp::Item::Message(frames) => {
-                        answered.extend(serve_one(&mut self.store, frames).map(|r| (token, r)))
+                        if let Some(reply) = serve_one(&mut self.store, frames) {
+                            zmtp::encode_message(reply.iter().map(Vec::as_slice), &mut conn.outbuf);
+                        }
                     }
                     zmtp::Item::Ping(context) => zmtp::encode_command("PONG", &context, &mut conn.outbuf),
                 }
@@ -361,19 +472,20 @@ impl Router {
             tracing::error!("write-ahead log failed: {e}; stopping");
             return Err(e.into());
         }
-        for (token, reply) in answered {
-            if let Some(conn) = self.conns.get_mut(&token) {
-                zmtp::encode_message(reply.iter().map(Vec::as_slice), &mut conn.outbuf);
-            }
-        }
         let mut gone = Vec::new();
+        let mut held = 0usize;
         for (&token, conn) in self.conns.iter_mut() {
             if conn.unsent() > 0 {
                 conn.flush();
             }
             if conn.closed {
                 gone.push(token);
+            } else {
+                held = held.saturating_add(conn.held());
             }
+        }
+        if held > self.max_buffered {
+            gone.extend(self.shed(held));
         }
         for token in gone {
             if let Some(mut conn) = self.conns.remove(&token) {
@@ -381,6 +493,33 @@ impl Router {
             }
         }
         Ok(())
+    }
+
+    /// Marks peers closed, the one holding the most first, until those left
+    /// hold at most the budget (of `held` in all); returns them.
+    fn shed(&mut self, mut held: usize) -> Vec<Token> {
+        let mut by_size: Vec<(usize, Token)> =
+            self.conns.iter().filter(|(_, c)| !c.closed).map(|(&t, c)| (c.held(), t)).collect();
+        by_size.sort_unstable_by(|a, b| b.cmp(a));
+        let mut shed = Vec::new();
+        for (size, token) in by_size {
+            if held <= self.max_buffered {
+                break;
+            }
+            if let Some(conn) = self.conns.get_mut(&token) {
+                tracing::warn!(
+                    peer = %conn.peer,
+                    held = size,
+                    all_peers = held,
+                    budget = self.max_buffered,
+                    "peers hold more than the node's buffer budget: disconnecting the one holding the most"
+                );
+                conn.closed = true;
+                held -= size;
+                shed.push(token);
+            }
+        }
+        shed
     }
 
     /// Sends the replies still queued, for a little while.

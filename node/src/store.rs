@@ -16,7 +16,9 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use shardscope_shared::hash::key_hash;
-use shardscope_shared::protocol::{Datum, Entry, ErrorCode, NodeReply, NodeRequest, NodeStats, MAX_SCAN_BYTES};
+use shardscope_shared::protocol::{
+    collection_json_len, Datum, Entry, ErrorCode, NodeReply, NodeRequest, NodeStats, MAX_GET_ALL_BYTES, MAX_SCAN_BYTES,
+};
 use shardscope_shared::version::{wall_millis, Clock, Version};
 
 use crate::wal::{FsyncPolicy, Op, Wal};
@@ -178,6 +180,17 @@ impl Store {
                 None => not_found(&key),
             },
             NodeRequest::GetAll => {
+                // Measured before it is built: a store too big for one reply costs nothing.
+                let live = self.map.iter().filter_map(|(k, r)| r.value.as_deref().map(|v| (k.as_slice(), v)));
+                if collection_json_len(live, MAX_GET_ALL_BYTES).is_none() {
+                    let message = format!(
+                        "GET_ALL's reply would pass {MAX_GET_ALL_BYTES} bytes ({} keys, {} bytes stored); \
+                         page through the keys with SCAN ({{\"op\":\"SCAN\",\"limit\":1000}}, then \"cursor\": the reply's \"next\")",
+                        self.len(),
+                        self.bytes
+                    );
+                    return NodeReply::error(ErrorCode::TooLarge, message);
+                }
                 let all = Listing { limit: usize::MAX, max_bytes: usize::MAX, ..Listing::default() };
                 NodeReply::Collection { collection: self.entries(Bound::Unbounded, &all).0 }
             }
@@ -462,6 +475,43 @@ mod tests {
             panic!("GET_ALL answers a collection")
         };
         assert_eq!(collection, vec![Entry::new("a", "va"), Entry::new("b", "vb"), Entry::new("c", "vc")]);
+    }
+
+    #[test]
+    fn get_all_answers_up_to_its_byte_limit_and_too_large_past_it() {
+        let (mut s, _d) = store();
+        // Four values that leave the reply exactly at the limit; tombstones
+        // do not count.
+        let entry = |k: &str, v: &str| serde_json::to_vec(&Entry::new(k, v)).unwrap().len();
+        let fixed = r#"{"collection":[]}"#.len() + 3 + 4 * entry("k0", "");
+        let each = (MAX_GET_ALL_BYTES - fixed) / 4;
+        let last = MAX_GET_ALL_BYTES - fixed - 3 * each;
+        for (i, len) in [each, each, each, last].into_iter().enumerate() {
+            s.apply(put(&format!("k{i}"), &"x".repeat(len)));
+        }
+        s.apply(put("gone", "y"));
+        s.apply(NodeRequest::Delete { key: "gone".into(), version: None });
+        let reply = s.apply(NodeRequest::GetAll);
+        assert!(matches!(&reply, NodeReply::Collection { collection } if collection.len() == 4));
+        assert_eq!(serde_json::to_vec(&reply).unwrap().len(), MAX_GET_ALL_BYTES);
+        // One byte more (an escaped quote is two) is refused, and says how to page.
+        s.apply(put("k0", &format!("\"{}", "x".repeat(each - 1))));
+        let NodeReply::Error { error: ErrorCode::TooLarge, message, .. } = s.apply(NodeRequest::GetAll) else {
+            panic!("a store past the limit is too large for GET_ALL")
+        };
+        assert!(message.contains("SCAN"), "{message}");
+        // Paging through it with SCAN still works.
+        let (mut cursor, mut keys) = (None, 0);
+        loop {
+            let scan = NodeRequest::Scan { cursor, limit: 1000, ranges: None, tombstones: false, prefix: None };
+            let NodeReply::Page { page, next } = s.apply(scan) else { panic!("SCAN answers a page") };
+            keys += page.len();
+            cursor = next;
+            if cursor.is_none() {
+                break;
+            }
+        }
+        assert_eq!(keys, 4);
     }
 
     #[test]

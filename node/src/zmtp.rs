@@ -126,6 +126,12 @@ impl Decoder {
         Decoder { state: State::Greeting, max_message, frames: Vec::new(), held: 0 }
     }
 
+    /// Bytes of the message being received that it holds (frames already
+    /// complete, awaiting their last).
+    pub fn held(&self) -> usize {
+        self.held
+    }
+
     /// Decodes what `buf` holds, appending complete items to `items`;
     /// returns how many bytes it used (the rest waits for more).
     pub fn decode(&mut self, buf: &[u8], items: &mut Vec<Item>) -> Result<usize, ProtocolError> {

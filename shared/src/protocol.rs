@@ -37,6 +37,14 @@ impl Datum {
     pub fn to_text_lossy(&self) -> String {
         String::from_utf8_lossy(&self.0).into_owned()
     }
+    /// How many bytes `bytes` take as a serialized [`Datum`] (serde_json's
+    /// escapes in a string, or the binary form's base64), without building it.
+    pub fn json_len(bytes: &[u8]) -> usize {
+        match as_text(bytes) {
+            Some(text) => text.len() + escape_overhead(text) + 2,
+            None => base64_form_len(bytes),
+        }
+    }
 }
 
 impl From<&str> for Datum {
@@ -85,12 +93,23 @@ fn escape_overhead(text: &str) -> usize {
 /// The bytes `{"encoding":"binary","data":""}` adds around the base64.
 const ENCODED_OVERHEAD: usize = 31;
 
+/// The length of `bytes` in the binary form.
+fn base64_form_len(bytes: &[u8]) -> usize {
+    bytes.len().div_ceil(3) * 4 + ENCODED_OVERHEAD
+}
+
+/// `bytes` as the text a datum is written as, when that is its form: UTF-8
+/// whose escaped string is no longer than the binary form.
+fn as_text(bytes: &[u8]) -> Option<&str> {
+    let text = std::str::from_utf8(bytes).ok()?;
+    (text.len() + escape_overhead(text) <= base64_form_len(bytes)).then_some(text)
+}
+
 impl Serialize for Datum {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let base64_len = self.0.len().div_ceil(3) * 4 + ENCODED_OVERHEAD;
-        match std::str::from_utf8(&self.0) {
-            Ok(text) if text.len() + escape_overhead(text) <= base64_len => s.serialize_str(text),
-            _ => DatumRepr::Encoded {
+        match as_text(&self.0) {
+            Some(text) => s.serialize_str(text),
+            None => DatumRepr::Encoded {
                 encoding: Encoding::Binary,
                 data: base64::engine::general_purpose::STANDARD.encode(&self.0),
             }
@@ -122,6 +141,9 @@ pub const MAX_KEY: usize = 64 * 1024;
 pub const MAX_VALUE: usize = 4 * 1024 * 1024;
 /// Largest request message a node answers; bigger ones get `too_large`.
 pub const MAX_MESSAGE: usize = 16 * 1024 * 1024;
+/// Largest `GET_ALL` reply a node sends (its JSON); a node holding more
+/// answers `too_large`, and its keys are paged through with `SCAN`.
+pub const MAX_GET_ALL_BYTES: usize = MAX_MESSAGE;
 /// Most entries one `SCAN` returns.
 pub const MAX_SCAN_LIMIT: usize = 10_000;
 /// Bytes of keys and values after which a `SCAN` page ends (it always holds
@@ -264,6 +286,21 @@ impl Entry {
     pub fn new(key: impl Into<Datum>, value: impl Into<Datum>) -> Self {
         Entry { key: key.into(), value: value.into(), version: None, deleted: false }
     }
+}
+
+/// The length of the `GET_ALL` reply `{"collection":[..]}` listing `pairs`
+/// (keys and values) as serde_json writes it, counted without building it;
+/// `None` as soon as it passes `max`.
+pub fn collection_json_len<'a>(pairs: impl IntoIterator<Item = (&'a [u8], &'a [u8])>, max: usize) -> Option<usize> {
+    let mut len = r#"{"collection":[]}"#.len();
+    for (i, (key, value)) in pairs.into_iter().enumerate() {
+        let entry = r#"{"key":,"value":}"#.len() + Datum::json_len(key) + Datum::json_len(value);
+        len = len.saturating_add(entry + usize::from(i > 0));
+        if len > max {
+            return None;
+        }
+    }
+    (len <= max).then_some(len)
 }
 
 /// Why a request failed.
@@ -640,6 +677,34 @@ mod tests {
         }
         let one_tab = serde_json::to_string(&Datum::from("\t")).unwrap();
         assert_eq!(one_tab, r#""\t""#, "short text with an escape stays text");
+    }
+
+    #[test]
+    fn json_lengths_are_what_serde_json_writes() {
+        let data: Vec<Vec<u8>> = vec![
+            b"".to_vec(),
+            b"plain".to_vec(),
+            "quote \" backslash \\ tab \t nl \n cr \r bs \x08 ff \x0c nul \0 esc \x1b del \x7f".into(),
+            "caf\u{e9} \u{1f600}".into(),
+            (0u8..=255).collect(),
+            vec![0xff],
+            vec![0xff, 0],
+            vec![0xff, 0, 1],
+        ];
+        for d in &data {
+            let want = serde_json::to_vec(&Datum(d.clone())).unwrap().len();
+            assert_eq!(Datum::json_len(d), want, "{d:?}");
+        }
+        for n in 0..data.len() {
+            let pairs: Vec<(&[u8], &[u8])> =
+                data[..n].iter().zip(data.iter().rev()).map(|(k, v)| (&k[..], &v[..])).collect();
+            let reply = NodeReply::Collection {
+                collection: pairs.iter().map(|&(k, v)| Entry::new(k.to_vec(), v.to_vec())).collect(),
+            };
+            let want = serde_json::to_vec(&reply).unwrap().len();
+            assert_eq!(collection_json_len(pairs.iter().copied(), want), Some(want), "{n} pairs");
+            assert_eq!(collection_json_len(pairs.iter().copied(), want - 1), None, "{n} pairs");
+        }
     }
 
     #[test]
