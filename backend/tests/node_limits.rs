@@ -104,7 +104,7 @@ fn start_node(dir: &Path, extra: &[&str]) -> NodeProcess {
     let data = dir.join("data");
     let mut args = vec!["--port", "0", "--fsync", "never", "--data-dir", data.to_str().unwrap()];
     args.extend_from_slice(extra);
-    NodeProcess::start(&args, &dir.join("node.log"))
+    NodeProcess::start(&args, None, &dir.join("node.log"))
 }
 
 fn log_of(dir: &Path) -> String {
