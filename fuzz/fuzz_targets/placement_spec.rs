@@ -60,9 +60,9 @@ fuzz_target!(|data: &[u8]| {
 /// Until `PlacementSpec::validate` lands: the sizes a build can afford.
 fn within_guard(spec: &PlacementSpec) -> bool {
     match *spec {
-        PlacementSpec::Ring { vnodes } => vnodes <= 1000,
-        PlacementSpec::Maglev { table_size } => table_size <= 100_000,
-        PlacementSpec::Bounded { vnodes, capacity } => vnodes <= 1000 && capacity.is_finite(),
+        PlacementSpec::Ring { vnodes } => (1..=1000).contains(&vnodes),
+        PlacementSpec::Maglev { table_size } => (1..=100_000).contains(&table_size),
+        PlacementSpec::Bounded { vnodes, capacity } => (1..=1000).contains(&vnodes) && capacity.is_finite(),
         _ => true,
     }
 }
