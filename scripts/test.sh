@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Sets up what is missing and runs every test: formatting and lints, unit and
-# property tests, real-process integration tests, and the browser test.
+# property tests, real-process integration tests, the browser test, and a
+# short run of every fuzz target (scripts/fuzz.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SHARDSCOPE_SETUP_TESTS=1 bash scripts/setup.sh
@@ -10,3 +11,4 @@ cargo fmt --all --check
 cargo clippy --workspace --all-targets -q -- -D warnings
 cargo test
 bash scripts/test-wasm.sh
+bash scripts/fuzz.sh

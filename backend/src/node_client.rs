@@ -22,7 +22,7 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long connecting to a node may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Largest reply taken (a node's whole `GET_ALL` can be big).
-const MAX_REPLY: usize = 1 << 30;
+pub const MAX_REPLY: usize = 1 << 30;
 /// Most bytes of queued requests put into one write.
 const WRITE_BATCH: usize = 1 << 20;
 
@@ -207,8 +207,9 @@ impl Link {
     }
 }
 
-/// A reply `["", id, json]`: the id and the node's answer.
-fn decode_reply(item: zmtp::Item) -> Option<(u64, NodeReply)> {
+/// A reply `["", id, json]`: the id and the node's answer (`None` for
+/// anything else, which the reader skips).
+pub fn decode_reply(item: zmtp::Item) -> Option<(u64, NodeReply)> {
     let zmtp::Item::Message(frames) = item else { return None };
     let [_, id, body] = frames.as_slice() else {
         return None;

@@ -209,3 +209,28 @@ fn ideal_fraction_for_a_weighted_join() {
     after.push(Member::weighted("node-9", 3));
     assert!((ideal_fraction(&before, &after) - 0.5).abs() < 1e-12);
 }
+
+/// A member of weight 0 holds no key and is nobody's replica, under every
+/// algorithm; with no weight at all, no key has an owner. (Found by the
+/// `placement_spec` fuzz target: rendezvous, with every weight 0, gave
+/// every key a weight-0 owner and listed weight-0 members as replicas.)
+#[test]
+fn members_of_weight_zero_own_nothing() {
+    let none = [Member::weighted("node-0", 0), Member::weighted("node-1", 0)];
+    let some = [Member::weighted("node-0", 0), Member::weighted("node-1", 2), Member::weighted("node-2", 0)];
+    // The fuzz target's input: a spec line, then the members' weights.
+    let spec: PlacementSpec = serde_json::from_slice(b"{\"algorithm\":\"rendezvous\"}").unwrap();
+    assert_eq!(build(&spec, &none).owner_of(b"\0\x7fer:1--"), None);
+    for spec in specs() {
+        let name = spec.name();
+        let empty = build(&spec, &none);
+        let p = build(&spec, &some);
+        for i in 0..200u32 {
+            let key = i.to_be_bytes();
+            assert_eq!(empty.owner_of(&key), None, "{name}: a key owned with no weight");
+            assert!(empty.owners_of(&key, 3).is_empty(), "{name}: replicas with no weight");
+            assert_eq!(p.owner_of(&key), Some("node-1"), "{name}");
+            assert_eq!(p.owners_of(&key, 3), ["node-1"], "{name}: a weight-0 member listed as a replica");
+        }
+    }
+}

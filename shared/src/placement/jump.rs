@@ -124,7 +124,9 @@ impl Placement for Jump {
         out.push(first);
         let n = self.slots.len() as u32;
         let mut h = hash;
-        let want = r.min(self.members.len());
+        // Members of weight 0 hold no slot, and are nobody's replica.
+        let holds = |&i: &usize| self.members[i].weight > 0;
+        let want = r.min((0..self.members.len()).filter(holds).count());
         let mut tries = 0;
         while out.len() < want && tries < MAX_REJUMPS * 4 {
             h = mix64(h ^ 0x2545_f491_4f6c_dd1d);
@@ -136,7 +138,7 @@ impl Placement for Jump {
             tries += 1;
         }
         // Fill any remainder in member order, so the answer is always complete.
-        extend_distinct(&mut out, 0..self.members.len(), want);
+        extend_distinct(&mut out, (0..self.members.len()).filter(holds), want);
         out.truncate(r);
         out
     }

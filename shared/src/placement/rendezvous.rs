@@ -14,11 +14,13 @@ pub struct Rendezvous {
     members: Vec<Member>,
     seeds: Vec<u64>,
     weighted: bool,
+    /// Members with weight: a member of weight 0 holds no key.
+    holders: usize,
 }
 
 impl Rendezvous {
     pub fn new(members: &[Member]) -> Self {
-        let mut r = Rendezvous { members: Vec::new(), seeds: Vec::new(), weighted: false };
+        let mut r = Rendezvous { members: Vec::new(), seeds: Vec::new(), weighted: false, holders: 0 };
         r.set_members(members);
         r
     }
@@ -51,7 +53,7 @@ impl Placement for Rendezvous {
 
     #[inline]
     fn owner_index(&self, hash: u64) -> Option<usize> {
-        if self.members.is_empty() {
+        if self.holders == 0 {
             return None;
         }
         if !self.weighted {
@@ -79,12 +81,14 @@ impl Placement for Rendezvous {
             (0..self.members.len()).map(|i| (self.score(i, hash), self.raw(i, hash), i)).collect();
         // Highest score first; ties broken by the raw score, then member order.
         order.sort_by(|a, b| b.0.total_cmp(&a.0).then(b.1.cmp(&a.1)).then(a.2.cmp(&b.2)));
-        order.into_iter().take(r).map(|(_, _, i)| i).collect()
+        // Members of weight 0 score 0, below every member with weight.
+        order.into_iter().take(r.min(self.holders)).map(|(_, _, i)| i).collect()
     }
 
     fn set_members(&mut self, members: &[Member]) {
         self.members = normalize(members);
         self.seeds = self.members.iter().map(|m| key_hash(m.id.as_bytes())).collect();
         self.weighted = self.members.windows(2).any(|w| w[0].weight != w[1].weight);
+        self.holders = self.members.iter().filter(|m| m.weight > 0).count();
     }
 }
