@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use shardscope_node::zmtp;
-use shardscope_shared::protocol::{ErrorCode, NodeReply, NodeRequest};
+use shardscope_shared::protocol::{ErrorCode, NodeReply, NodeRequest, MAX_MESSAGE};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot};
 
@@ -21,8 +21,12 @@ use tokio::sync::{mpsc, oneshot};
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long connecting to a node may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
-/// Largest reply taken (a node's whole `GET_ALL` can be big).
-pub const MAX_REPLY: usize = 1 << 30;
+/// Largest reply taken: twice the message limit. A node's biggest replies
+/// are bounded well below it (`GET_ALL` at
+/// [`MAX_GET_ALL_BYTES`](shardscope_shared::protocol::MAX_GET_ALL_BYTES) of JSON, a
+/// `SCAN` page at 6 MiB of keys and values plus one entry, at most 4/3 of
+/// that as JSON), so a peer sending more is not a node to trust.
+pub const MAX_REPLY: usize = 2 * MAX_MESSAGE;
 /// Most bytes of queued requests put into one write.
 const WRITE_BATCH: usize = 1 << 20;
 

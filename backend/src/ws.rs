@@ -10,9 +10,11 @@ use axum::response::Response;
 use std::sync::Arc;
 
 use futures::{SinkExt, StreamExt};
-use shardscope_shared::protocol::{ClientMsg, ErrorCode, NodeReply, NodeRequest, Progress, ServerMsg, MAX_MESSAGE};
+use shardscope_shared::protocol::{
+    ClientMsg, ErrorCode, NodeReply, NodeRequest, Progress, ServerMsg, MAX_KEY, MAX_MESSAGE, MAX_SCAN_BYTES, MAX_VALUE,
+};
 use tokio::sync::broadcast::error::RecvError;
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 
 use crate::admin::Admin;
 use crate::cluster::Cluster;
@@ -20,6 +22,12 @@ use crate::cluster::Cluster;
 /// Requests one connection may have in flight; past that the socket is not
 /// read until one finishes.
 const IN_FLIGHT: usize = 256;
+/// KiB of replies one connection may hold at once (being built, queued or
+/// being written). Each request reserves the most its reply can take
+/// before it is answered, and gives it back once the reply is written, so
+/// a page that sends requests and never reads its socket stops being read
+/// at this mark instead of piling up replies in the backend.
+const REPLY_BUDGET_KIB: u32 = 64 * 1024;
 /// Keys one `batch` works on at once.
 const BATCH_LANES: usize = 256;
 
@@ -43,18 +51,22 @@ pub async fn upgrade(
 async fn session(socket: WebSocket, admin: Admin, may_administer: Result<(), String>) {
     let cluster = admin.cluster.clone();
     let (mut sink, mut stream) = socket.split();
-    let (out, mut outbox) = mpsc::channel::<ServerMsg>(IN_FLIGHT);
+    // Each reply travels with its reservation, given back once it is written.
+    let (out, mut outbox) = mpsc::channel::<(ServerMsg, Option<OwnedSemaphorePermit>)>(IN_FLIGHT);
     let writer = tokio::spawn(async move {
-        while let Some(msg) = outbox.recv().await {
+        while let Some((msg, reserved)) = outbox.recv().await {
             let text = serde_json::to_string(&msg).expect("server messages always serialize");
+            drop(msg);
             if sink.send(Message::Text(text.into())).await.is_err() {
                 break;
             }
+            drop(reserved);
         }
     });
     let slots = Arc::new(Semaphore::new(IN_FLIGHT));
+    let budget = Arc::new(Semaphore::new(REPLY_BUDGET_KIB as usize));
     let mut events = cluster.subscribe();
-    if out.send(cluster.snapshot()).await.is_err() {
+    if out.send((cluster.snapshot(), None)).await.is_err() {
         return;
     }
     loop {
@@ -65,7 +77,7 @@ async fn session(socket: WebSocket, admin: Admin, may_administer: Result<(), Str
                     Err(RecvError::Lagged(_)) => cluster.snapshot(),
                     Err(RecvError::Closed) => break,
                 };
-                if out.send(msg).await.is_err() { break }
+                if out.send((msg, None)).await.is_err() { break }
             }
             incoming = stream.next() => {
                 let text = match incoming {
@@ -73,11 +85,20 @@ async fn session(socket: WebSocket, admin: Admin, may_administer: Result<(), Str
                     Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
                     Some(Ok(_)) => continue,
                 };
+                let msg = serde_json::from_str::<ClientMsg>(text.as_str());
                 let Ok(slot) = slots.clone().acquire_owned().await else { break };
+                let kib = msg.as_ref().map_or(SMALL_REPLY_KIB, reply_reservation_kib);
+                let Ok(reserved) = budget.clone().acquire_many_owned(kib).await else { break };
                 let (admin, out, may_administer) = (admin.clone(), out.clone(), may_administer.clone());
                 tokio::spawn(async move {
-                    let reply = answer(&admin, &may_administer, text.as_str()).await;
-                    let _ = out.send(reply).await;
+                    let reply = match msg {
+                        Ok(msg) => answer(&admin, &may_administer, msg).await,
+                        Err(e) => {
+                            let reply = NodeReply::error(ErrorCode::BadRequest, format!("malformed message: {e}"));
+                            ServerMsg::Reply { id: 0, node: None, reply }
+                        }
+                    };
+                    let _ = out.send((reply, Some(reserved))).await;
                     drop(slot);
                 });
             }
@@ -86,15 +107,25 @@ async fn session(socket: WebSocket, admin: Admin, may_administer: Result<(), Str
     writer.abort();
 }
 
-async fn answer(admin: &Admin, may_administer: &Result<(), String>, text: &str) -> ServerMsg {
-    let cluster = &admin.cluster;
-    let msg: ClientMsg = match serde_json::from_str(text) {
-        Ok(msg) => msg,
-        Err(e) => {
-            let reply = NodeReply::error(ErrorCode::BadRequest, format!("malformed message: {e}"));
-            return ServerMsg::Reply { id: 0, node: None, reply };
-        }
+/// KiB reserved for a reply that holds no key or value (admin, stats,
+/// batch summaries, errors).
+const SMALL_REPLY_KIB: u32 = 64;
+
+/// The most the reply to `msg` can take as JSON, in KiB: a value (or a
+/// page, or a whole collection) at its limit, at 4/3 of its size (base64,
+/// the longest a datum is written), plus room for the rest.
+fn reply_reservation_kib(msg: &ClientMsg) -> u32 {
+    let data = match msg {
+        ClientMsg::Get { .. } => MAX_KEY + MAX_VALUE,
+        ClientMsg::GetAll { limit: Some(_), .. } => MAX_SCAN_BYTES + MAX_KEY + MAX_VALUE,
+        ClientMsg::GetAll { limit: None, .. } => MAX_MESSAGE,
+        _ => 0,
     };
+    u32::try_from(data / 3 * 4 / 1024).unwrap_or(REPLY_BUDGET_KIB) + SMALL_REPLY_KIB
+}
+
+async fn answer(admin: &Admin, may_administer: &Result<(), String>, msg: ClientMsg) -> ServerMsg {
+    let cluster = &admin.cluster;
     if let (
         ClientMsg::AddNode { id } | ClientMsg::RemoveNode { id, .. } | ClientMsg::ChangePlacement { id, .. },
         Err(why),

@@ -197,3 +197,48 @@ async fn listings_over_large_values_are_paged_by_bytes_or_streamed() {
         break;
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_page_that_never_reads_its_replies_does_not_grow_the_backend() {
+    use futures::{SinkExt, StreamExt};
+    use shardscope_shared::protocol::{ClientMsg, ServerMsg};
+    use tokio_tungstenite::tungstenite::Message;
+    const ASKS: u64 = 400; // 400 replies of 4 MiB (base64): 1.6 GB if they piled up
+    let stack = Stack::start(2, &[]);
+    let http = reqwest::Client::new();
+    let resp = http.put(format!("{}/kv/big", stack.url)).body(big_value(1, 0)).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let ws_url = format!("{}/ws", stack.url.replace("http://", "ws://"));
+    let baseline = common::rss(stack.pid());
+
+    // It asks and asks, and never reads a reply.
+    let (mut hog, _) = tokio_tungstenite::connect_async(&ws_url).await.unwrap();
+    let mut sent = 0;
+    for id in 0..ASKS {
+        let ask = serde_json::to_string(&ClientMsg::Get { id, key: "big".into() }).unwrap();
+        match tokio::time::timeout(Duration::from_secs(3), hog.send(Message::text(ask))).await {
+            Ok(Ok(())) => sent += 1,
+            _ => break, // the backend stopped reading it: back-pressure
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let grown = common::rss(stack.pid()).saturating_sub(baseline);
+    assert!(grown < 300 << 20, "the backend grew by {} MiB for {sent} unread replies", grown >> 20);
+
+    // Everyone else is served meanwhile.
+    let (mut other, _) = tokio_tungstenite::connect_async(&ws_url).await.unwrap();
+    let ask = serde_json::to_string(&ClientMsg::Get { id: 7, key: "big".into() }).unwrap();
+    other.send(Message::text(ask)).await.unwrap();
+    let value = loop {
+        let msg = tokio::time::timeout(Duration::from_secs(30), other.next()).await.unwrap().unwrap().unwrap();
+        if let Ok(ServerMsg::Reply { id: 7, reply: NodeReply::Value { value, .. }, .. }) =
+            serde_json::from_str(&msg.into_text().unwrap())
+        {
+            break value;
+        }
+    };
+    assert!(value.0 == big_value(1, 0));
+    let grown = common::rss(stack.pid()).saturating_sub(baseline);
+    assert!(grown < 300 << 20, "the backend grew by {} MiB for {sent} unread replies", grown >> 20);
+    drop(hog);
+}

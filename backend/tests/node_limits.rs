@@ -13,7 +13,7 @@ use std::net::TcpStream;
 use std::path::Path;
 use std::time::Duration;
 
-use common::NodeProcess;
+use common::{rss, NodeProcess};
 use serde_json::{json, Value};
 use shardscope_node::server::PAUSE_OUTPUT;
 use shardscope_node::zmtp;
@@ -91,13 +91,6 @@ fn closed_by_node(stream: &mut TcpStream) -> bool {
             Err(e) => panic!("reading: {e}"),
         }
     }
-}
-
-/// The process's resident memory, in bytes.
-fn rss(pid: u32) -> usize {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).expect("VmRSS in /proc/PID/status");
-    line.split_whitespace().nth(1).unwrap().parse::<usize>().unwrap() * 1024
 }
 
 fn start_node(dir: &Path, extra: &[&str]) -> NodeProcess {
