@@ -39,16 +39,19 @@ async fn a_node_started_by_hand_joins_and_leaves_through_the_registry() {
     // its default id, node- and the first 8 digits of the instance id it
     // keeps in its data dir. It registers with serve's node token.
     let data = tempfile::tempdir().unwrap();
+    let start_node = || {
+        Command::new(shardscope_exe())
+            .args(["node", "--port", "0", "--registry", &stack.registry])
+            .arg("--data-dir")
+            .arg(data.path())
+            .env("CONSUL_HTTP_TOKEN_FILE", stack.token_file())
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
     let started = Instant::now();
-    let mut node = Command::new(shardscope_exe())
-        .args(["node", "--port", "0", "--registry", &stack.registry])
-        .arg("--data-dir")
-        .arg(data.path())
-        .env("CONSUL_HTTP_TOKEN_FILE", stack.token_file())
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut node = start_node();
     let (id, endpoint) = common::node_ready(&mut node);
     let port: u16 = endpoint.rsplit(':').next().unwrap().parse().unwrap();
     assert!(port > 0);
@@ -98,17 +101,7 @@ async fn a_node_started_by_hand_joins_and_leaves_through_the_registry() {
     assert!(unavailable > 0);
 
     // Started again on the same data it is the same node: same id.
-    let mut again = common::KillOnDrop(
-        Command::new(shardscope_exe())
-            .args(["node", "--port", "0", "--registry", &stack.registry])
-            .arg("--data-dir")
-            .arg(data.path())
-            .env("CONSUL_HTTP_TOKEN_FILE", stack.token_file())
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
+    let mut again = common::KillOnDrop(start_node());
     assert_eq!(common::node_ready(&mut again).0, id);
     while !next_cluster(&mut ws).await.iter().any(|n| n.id == id && n.healthy) {}
     assert!(terminate(&mut again).success());
