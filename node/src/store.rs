@@ -212,6 +212,10 @@ impl Store {
                 }
             }
             NodeRequest::PutBatch { entries } => {
+                if let Some(Err(refused)) = entries.iter().filter_map(|e| e.version).map(plausible).find(Result::is_err)
+                {
+                    return refused;
+                }
                 // Newest wins, against the map and within the batch.
                 let mut newest: HashMap<Vec<u8>, (Version, Op)> = HashMap::new();
                 for e in entries {
@@ -288,6 +292,7 @@ impl Store {
     /// a newer one.
     fn admit(&mut self, key: &Datum, given: Option<Version>) -> Result<Option<Version>, NodeReply> {
         let Some(version) = given else { return Ok(Some(self.clock.tick(wall_millis()))) };
+        plausible(version)?;
         self.clock.observe(version);
         match self.version_of(key) {
             Some(ours) if ours == version => Ok(None),
@@ -401,6 +406,20 @@ fn merge_ranges(ranges: &[(u64, u64)]) -> Vec<(u64, u64)> {
     out
 }
 
+/// A version a client gave, refused when it is far ahead of this node's
+/// clock: taken, it would make every later write to the key stale and drag
+/// every clock that meets it.
+fn plausible(version: Version) -> Result<(), NodeReply> {
+    if version.plausible(wall_millis()) {
+        return Ok(());
+    }
+    let message = format!(
+        "version {version} is more than {} s ahead of this node's clock",
+        shardscope_shared::version::MAX_AHEAD_MILLIS / 1000
+    );
+    Err(NodeReply::error(ErrorCode::BadRequest, message))
+}
+
 fn not_found(key: &Datum) -> NodeReply {
     NodeReply::error(ErrorCode::NotFound, format!("key {:?} not found", key.to_text_lossy()))
 }
@@ -420,6 +439,11 @@ mod tests {
 
     fn vput(k: &str, v: &str, hlc: u64) -> NodeRequest {
         NodeRequest::Put { key: k.into(), value: v.into(), version: Some(ver(hlc)) }
+    }
+
+    /// A clock reading `ms` ahead of now (within what a node accepts).
+    fn ahead(ms: u64) -> u64 {
+        (wall_millis() + ms) << 16
     }
 
     fn ver(hlc: u64) -> Version {
@@ -517,14 +541,15 @@ mod tests {
     #[test]
     fn unversioned_writes_get_versions_that_only_go_up() {
         let (mut s, _d) = store();
-        s.apply(vput("k", "far", 1 << 62));
+        let far = ahead(30 * 60_000);
+        s.apply(vput("k", "far", far));
         // A seed's plain PUT after a versioned one still wins: the node's
         // clock has passed every version it has seen.
         s.apply(put("k", "plain"));
         let reply = s.apply(NodeRequest::GetOne { key: "k".into(), versioned: true });
         let NodeReply::Value { value, version: Some(v), .. } = reply else { panic!("{reply:?}") };
         assert_eq!(value, Datum::from("plain"));
-        assert!(v.hlc > 1 << 62);
+        assert!(v.hlc > far);
         assert!(s.stats().max_version >= v);
     }
 
@@ -544,6 +569,26 @@ mod tests {
         let reply = s.apply(NodeRequest::GetOne { key: "k".into(), versioned: true });
         assert!(matches!(reply, NodeReply::Error { error: ErrorCode::NotFound, version: Some(v), .. } if v == ver(30)));
         assert!(is(&s.apply(vput("k", "older than the delete", 25)), ErrorCode::Stale));
+    }
+
+    #[test]
+    fn a_version_from_far_in_the_future_is_refused_and_changes_nothing() {
+        let (mut s, _d) = store();
+        let forged = Version { hlc: u64::MAX, writer: u32::MAX };
+        let put = NodeRequest::Put { key: "k".into(), value: "x".into(), version: Some(forged) };
+        assert!(is(&s.apply(put), ErrorCode::BadRequest));
+        let batch = NodeRequest::PutBatch {
+            entries: vec![Entry::new("a", "1"), Entry { version: Some(forged), ..Entry::new("b", "2") }],
+        };
+        assert!(is(&s.apply(batch), ErrorCode::BadRequest));
+        assert!(is(&s.apply(NodeRequest::Delete { key: "k".into(), version: Some(forged) }), ErrorCode::BadRequest));
+        let NodeReply::Stats { stats } = s.apply(NodeRequest::Stats) else { panic!() };
+        assert_eq!((stats.keys, stats.tombstones), (0, 0));
+        assert!(stats.max_version.hlc < u64::MAX >> 1, "{}", stats.max_version);
+        // Plain writes go on being versioned, each above the last.
+        assert_eq!(s.apply(NodeRequest::Put { key: "k".into(), value: "1".into(), version: None }), NodeReply::ok());
+        assert_eq!(s.apply(NodeRequest::Put { key: "k".into(), value: "2".into(), version: None }), NodeReply::ok());
+        assert_eq!(s.apply(get("k")), value("k", "2"));
     }
 
     #[test]
@@ -701,7 +746,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut s = Store::open(dir.path(), FsyncPolicy::Always, DEFAULT_TOMBSTONE_GRACE).unwrap();
         s.apply(put("a", "1"));
-        s.apply(vput("b", "2", 1 << 60));
+        let far = ahead(10 * 60_000);
+        s.apply(vput("b", "2", far));
         s.apply(NodeRequest::Delete { key: "a".into(), version: None });
         s.commit().unwrap();
         let before = scan_all(&mut s, true);
@@ -711,7 +757,7 @@ mod tests {
         assert_eq!(scan_all(&mut s, true), before);
         assert_eq!(s.stats().bytes, 2);
         // The clock starts above what was stored.
-        assert!(s.stats().max_version.hlc >= 1 << 60);
+        assert!(s.stats().max_version.hlc >= far);
         assert!(is(&s.apply(vput("b", "older", 5)), ErrorCode::Stale));
     }
 }

@@ -28,7 +28,17 @@ pub struct Version {
     pub writer: u32,
 }
 
+/// How far ahead of the local wall clock a version may be. Clocks of one
+/// cluster's machines disagree by far less; a version further ahead is
+/// forged or comes from a broken clock, and nodes refuse it.
+pub const MAX_AHEAD_MILLIS: u64 = 60 * 60 * 1000;
+
 impl Version {
+    /// At most [`MAX_AHEAD_MILLIS`] ahead of `wall_millis`.
+    pub fn plausible(&self, wall_millis: u64) -> bool {
+        self.millis() <= wall_millis.saturating_add(MAX_AHEAD_MILLIS)
+    }
+
     /// The wall-clock milliseconds (since the Unix epoch) of the reading.
     pub fn millis(&self) -> u64 {
         self.hlc >> LOGICAL_BITS
@@ -84,8 +94,15 @@ impl Clock {
     }
 
     /// Takes note of a version seen elsewhere: later readings are above it.
+    /// A version more than [`MAX_AHEAD_MILLIS`] ahead of the wall clock (a
+    /// forged one, or a broken clock's) moves the clock only that far, so
+    /// no reading saturates and no two readings are ever the same.
     pub fn observe(&self, v: Version) {
-        self.last.fetch_max(v.hlc, Ordering::AcqRel);
+        #[cfg(not(target_arch = "wasm32"))]
+        let hlc = v.hlc.min((wall_millis().saturating_add(MAX_AHEAD_MILLIS) << LOGICAL_BITS) | 0xffff);
+        #[cfg(target_arch = "wasm32")]
+        let hlc = v.hlc;
+        self.last.fetch_max(hlc, Ordering::AcqRel);
     }
 
     /// The highest reading taken or observed so far.
@@ -123,6 +140,18 @@ mod tests {
         clock.observe(far);
         assert!(clock.tick(1_000) > far);
         assert!(clock.latest().hlc > far.hlc);
+    }
+
+    #[test]
+    fn a_forged_version_moves_the_clock_only_so_far_and_readings_stay_distinct() {
+        let clock = Clock::new(1);
+        clock.observe(Version { hlc: u64::MAX, writer: u32::MAX });
+        let now = wall_millis();
+        let a = clock.tick(now);
+        let b = clock.tick(now);
+        assert!(a < b, "{a} {b}");
+        assert!(a.millis() <= now + MAX_AHEAD_MILLIS + 1 && a.plausible(now + 1), "{a}");
+        assert!(!Version { hlc: u64::MAX, writer: 0 }.plausible(now));
     }
 
     #[test]
