@@ -18,6 +18,10 @@ use crate::supervisor::Supervisor;
 
 /// The Consul KV key holding the desired node count (seed 001).
 pub const CLUSTER_SIZE: &str = "cluster_size";
+/// The most storage nodes one `serve` runs (`--nodes`, `cluster_size`,
+/// *Add node*): each is a process, so a count written by anyone on loopback
+/// must not make it launch a million.
+pub const MAX_NODES: usize = 256;
 
 /// Handle for administrative actions; cheap to clone.
 #[derive(Clone)]
@@ -49,7 +53,11 @@ impl Admin {
     /// count is recorded first, and the new node's data dir, so a restart
     /// of `serve` relaunches it.
     pub async fn add_node(&self) -> Result<NodeInfo, AdminError> {
-        self.set_desired(self.cluster.desired_nodes().max(self.cluster.nodes().len()) + 1).await?;
+        let wanted = self.cluster.desired_nodes().max(self.cluster.nodes().len()) + 1;
+        if wanted > MAX_NODES {
+            return Err(AdminError::TooManyNodes(MAX_NODES));
+        }
+        self.set_desired(wanted).await?;
         self.launch_new().await
     }
 
@@ -117,6 +125,8 @@ pub enum AdminError {
     LastNode(String),
     #[error("invalid placement: {0}")]
     InvalidSpec(#[from] SpecError),
+    #[error("the cluster has its most nodes ({0}); remove one first")]
+    TooManyNodes(usize),
     #[error("cannot launch a node: {0}")]
     Launch(String),
     #[error("cannot record the cluster's state: {0}")]
@@ -132,7 +142,7 @@ impl AdminError {
         match self {
             AdminError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             AdminError::NotAMember(_) => StatusCode::NOT_FOUND,
-            AdminError::LastNode(_) => StatusCode::CONFLICT,
+            AdminError::LastNode(_) | AdminError::TooManyNodes(_) => StatusCode::CONFLICT,
             AdminError::InvalidSpec(_) => StatusCode::BAD_REQUEST,
             AdminError::Launch(_) => StatusCode::INTERNAL_SERVER_ERROR,
             AdminError::Record(_) | AdminError::Rebalance(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -144,7 +154,7 @@ impl AdminError {
         match self {
             AdminError::Unauthorized(_) => ErrorCode::Unauthorized,
             AdminError::NotAMember(_) => ErrorCode::NotFound,
-            AdminError::LastNode(_) | AdminError::InvalidSpec(_) => ErrorCode::BadRequest,
+            AdminError::LastNode(_) | AdminError::InvalidSpec(_) | AdminError::TooManyNodes(_) => ErrorCode::BadRequest,
             _ => ErrorCode::Unavailable,
         }
     }

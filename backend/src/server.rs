@@ -23,7 +23,7 @@ use shardscope_consul::client::Consul;
 use shardscope_consul::registry::Registry;
 use shardscope_node::wal::FsyncPolicy;
 
-use crate::admin::{Admin, CLUSTER_SIZE};
+use crate::admin::{Admin, CLUSTER_SIZE, MAX_NODES};
 use crate::cluster::Cluster;
 use crate::guard::Guard;
 use crate::rebalance::{Change, Rebalancer, Settings};
@@ -276,15 +276,23 @@ async fn start_nodes(admin: &Admin, requested: Option<usize>, recorded: bool) ->
 /// The node count asked for: `--nodes`, else `cluster_size` in Consul KV
 /// (seed 001: whoever sets it there sets the cluster's size).
 async fn desired(admin: &Admin, requested: Option<usize>) -> anyhow::Result<Option<usize>> {
-    if requested.is_some() {
-        return Ok(requested);
+    let (n, from) = match requested {
+        Some(n) => (n, "--nodes".to_string()),
+        None => match admin.consul.kv_get(CLUSTER_SIZE).await? {
+            Some(v) => {
+                let n = v
+                    .trim()
+                    .parse()
+                    .map_err(|_| anyhow::anyhow!("{CLUSTER_SIZE} in Consul KV is {v:?}, not a count"))?;
+                (n, format!("{CLUSTER_SIZE} in Consul KV"))
+            }
+            None => return Ok(None),
+        },
+    };
+    if n > MAX_NODES {
+        anyhow::bail!("{from} asks for {n} nodes; one serve runs at most {MAX_NODES}");
     }
-    match admin.consul.kv_get(CLUSTER_SIZE).await? {
-        Some(v) => Ok(Some(
-            v.trim().parse().map_err(|_| anyhow::anyhow!("{CLUSTER_SIZE} in Consul KV is {v:?}, not a count"))?,
-        )),
-        None => Ok(None),
-    }
+    Ok(Some(n))
 }
 
 /// Completes on Ctrl-C (SIGINT) or SIGTERM. The handlers are installed when

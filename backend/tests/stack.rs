@@ -127,15 +127,16 @@ fn sigterm_during_start_up_still_stops_every_node() {
 }
 
 #[test]
-fn serve_refuses_placement_flags_outside_their_bounds_before_launching_anything() {
+fn serve_refuses_flags_outside_their_bounds_before_launching_anything() {
     for (flags, expected) in [
         (&["--placement", "maglev", "--table-size", "1000000000000"][..], "--table-size: must be 7 to 1000003"),
         (&["--vnodes", "0"][..], "--vnodes: must be 1 to 1000"),
         (&["--placement", "bounded", "--capacity", "0.5"][..], "--capacity: must be 1 to 10"),
+        (&["--nodes", "1000000"][..], "--nodes asks for 1000000 nodes; one serve runs at most 256"),
     ] {
         let data = tempfile::tempdir().unwrap();
         let out = Command::new(shardscope_exe())
-            .args(["serve", "--port", "0", "--registry-port", "0", "--nodes", "1"])
+            .args(["serve", "--port", "0", "--registry-port", "0"])
             .args(flags)
             .env_remove("CONSUL_HTTP_ADDR")
             .arg("--data-dir")
@@ -145,7 +146,11 @@ fn serve_refuses_placement_flags_outside_their_bounds_before_launching_anything(
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{flags:?}: {stderr}");
         assert!(stderr.contains(expected), "{flags:?}: {stderr}");
-        assert!(std::fs::read_dir(data.path()).unwrap().next().is_none(), "{flags:?} wrote to the data dir");
+        let launched = std::fs::read_dir(data.path())
+            .unwrap()
+            .flatten()
+            .any(|e| e.file_name().to_string_lossy().starts_with("node-"));
+        assert!(!launched, "{flags:?} launched a node");
     }
 }
 

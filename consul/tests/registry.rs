@@ -431,8 +431,11 @@ async fn writes_past_the_limits_are_refused_and_change_nothing() {
 #[tokio::test]
 async fn blocking_queries_past_the_limit_are_answered_429_and_the_waiting_ones_still_wake() {
     use shardscope_consul::registry::Limits;
-    let url = serve(Registry::with_limits(Limits { blocking_queries: 2, ..Limits::default() })).await;
+    let limits = Limits { blocking_queries: 2, services: 4, ..Limits::default() };
+    let token = shardscope_consul::token::Token::new("node-secret");
+    let url = serve(Registry::with_limits(limits).with_node_token(token)).await;
     let c = Consul::new(&url);
+    let trusted = Consul::new(&url).with_token("node-secret");
     let (_, index) = c.health_service("svc", false, None, Duration::from_secs(1)).await.unwrap();
     let waiters: Vec<_> = (0..2)
         .map(|_| {
@@ -454,11 +457,29 @@ async fn blocking_queries_past_the_limit_are_answered_429_and_the_waiting_ones_s
     assert!(refused.contains("Too many blocking queries"), "{refused}");
     let plain = reqwest::get(format!("{url}/v1/health/service/svc")).await.unwrap();
     assert_eq!(plain.status(), 200, "queries that do not block are still answered");
+    // The cluster's own watch (with a token) is not starved by them.
+    let watch = {
+        let trusted = trusted.clone();
+        tokio::spawn(async move { trusted.health_service("svc", false, Some(index), Duration::from_secs(60)).await })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!watch.is_finished(), "the watch waits (it was not refused)");
 
     c.register(&service("new", CheckDefinition { ttl: Some("1m".into()), ..Default::default() })).await.unwrap();
     for waiter in waiters {
         let (entries, after) = tokio::time::timeout(Duration::from_secs(10), waiter).await.unwrap().unwrap().unwrap();
         assert!(after > index);
-        assert_eq!(entries[0].service.id, "new");
+        assert!(entries.iter().any(|e| e.service.id == "new"), "{entries:?}");
     }
+    let (entries, _) = tokio::time::timeout(Duration::from_secs(10), watch).await.unwrap().unwrap().unwrap();
+    assert!(entries.iter().any(|e| e.service.id == "new"), "the watch woke too: {entries:?}");
+
+    // Nor are the nodes' registrations, when anonymous ones filled the registry.
+    let ttl = || CheckDefinition { ttl: Some("1m".into()), ..Default::default() };
+    for i in 1..4 {
+        c.register(&service(&format!("junk-{i}"), ttl())).await.unwrap();
+    }
+    let full = c.register(&service("junk-4", ttl())).await.unwrap_err();
+    assert!(full.to_string().contains("Too many services"), "{full}");
+    trusted.register(&service("with-token", ttl())).await.unwrap();
 }

@@ -27,7 +27,8 @@ impl ViewState {
             match k {
                 "demo" => state.demo = v == "1",
                 "keys" => state.keys = v.parse().ok().filter(|n| (1..=1_000_000).contains(n)),
-                "whatif" => state.sims = v.split(',').filter_map(Sim::decode).collect(),
+                // A link is anyone's input: a bounded number of what-ifs.
+                "whatif" => state.sims = v.split(',').filter_map(Sim::decode).take(64).collect(),
                 "algo" => state.algo = v.parse().ok(),
                 "vnodes" => {
                     let s = &mut state.settings;

@@ -101,12 +101,25 @@ impl Default for Limits {
 /// A refused request: its status and message.
 type Refusal = (StatusCode, String);
 
+/// Writes that carry a token (the nodes', `serve`'s) may go a quarter past
+/// the count and size limits, so anonymous clients that fill the registry
+/// to its limits cannot shut the cluster's own registrations and state out;
+/// a state file is held to the larger bound.
+fn with_reserve(limit: usize, trusted: bool) -> usize {
+    if trusted {
+        limit.saturating_add(limit / 4)
+    } else {
+        limit
+    }
+}
+
 impl Limits {
-    fn services_fit(&self, services: usize) -> Result<(), Refusal> {
-        if services > self.services {
+    fn services_fit(&self, services: usize, trusted: bool) -> Result<(), Refusal> {
+        let max = with_reserve(self.services, trusted);
+        if services > max {
             return Err((
                 StatusCode::BAD_REQUEST,
-                format!("Too many services: the registry holds at most {} (deregister some first)", self.services),
+                format!("Too many services: the registry holds at most {max} (deregister some first)"),
             ));
         }
         Ok(())
@@ -137,17 +150,15 @@ impl Limits {
         Ok(())
     }
 
-    fn kv_fits(&self, keys: usize, bytes: usize) -> Result<(), Refusal> {
-        if keys > self.kv_keys {
-            return Err((
-                StatusCode::BAD_REQUEST,
-                format!("Too many KV keys: the registry holds at most {}", self.kv_keys),
-            ));
+    fn kv_fits(&self, keys: usize, bytes: usize, trusted: bool) -> Result<(), Refusal> {
+        let (max_keys, max_bytes) = (with_reserve(self.kv_keys, trusted), with_reserve(self.kv_bytes, trusted));
+        if keys > max_keys {
+            return Err((StatusCode::BAD_REQUEST, format!("Too many KV keys: the registry holds at most {max_keys}")));
         }
-        if bytes > self.kv_bytes {
+        if bytes > max_bytes {
             return Err((
                 StatusCode::PAYLOAD_TOO_LARGE,
-                format!("KV store full: keys and values would take {bytes} bytes, max size: {} bytes", self.kv_bytes),
+                format!("KV store full: keys and values would take {bytes} bytes, max size: {max_bytes} bytes"),
             ));
         }
         Ok(())
@@ -368,6 +379,13 @@ impl Registry {
     /// token every write needs it; a write to the nodes' names (`nodes`)
     /// needs the node token or that one. Refused as Consul's ACLs refuse:
     /// 403, "Permission denied", naming the permission (`what`).
+    /// Whether `presented` is one of the registry's tokens (the admin or the
+    /// node token): such a client gets the reserve past the limits and
+    /// blocking queries that do not count against anyone else's.
+    fn trusted(&self, presented: &Presented) -> bool {
+        [&self.token, &self.node_token].into_iter().flatten().any(|t| t.accepts(presented.0.as_deref()))
+    }
+
     fn authorize(&self, presented: &Presented, nodes: bool, what: &str) -> Result<(), Refusal> {
         let accepts = |t: &Option<Token>| t.as_ref().is_some_and(|t| t.accepts(presented.0.as_deref()));
         let open = self.token.is_none() && !(nodes && self.node_token.is_some());
@@ -549,16 +567,24 @@ impl Registry {
     }
 
     /// Waits, for a blocking query, until the index passes `index` or
-    /// `wait` elapses. With [`Limits::blocking_queries`] already waiting, it
-    /// is refused at once (429) instead.
-    async fn block(&self, params: &QueryParams) -> Result<(), Refusal> {
+    /// `wait` elapses. With [`Limits::blocking_queries`] anonymous ones
+    /// already waiting, another is refused at once (429) instead; one that
+    /// presents a token (the backend's watch) is not counted, so anonymous
+    /// clients cannot starve the cluster's own watch.
+    async fn block(&self, params: &QueryParams, presented: &Presented) -> Result<(), Refusal> {
         let Some(index) = params.index else { return Ok(()) };
-        let Ok(_permit) = self.blocking.clone().try_acquire_owned() else {
-            let message = format!(
-                "Too many blocking queries waiting (at most {}): retry later, please rate limit your calls",
-                self.limits.blocking_queries
-            );
-            return Err((StatusCode::TOO_MANY_REQUESTS, message));
+        let _permit = match self.trusted(presented) {
+            true => None,
+            false => match self.blocking.clone().try_acquire_owned() {
+                Ok(permit) => Some(permit),
+                Err(_) => {
+                    let message = format!(
+                        "Too many blocking queries waiting (at most {}): retry later, please rate limit your calls",
+                        self.limits.blocking_queries
+                    );
+                    return Err((StatusCode::TOO_MANY_REQUESTS, message));
+                }
+            },
         };
         let wait = params.wait.as_deref().and_then(parse_duration).unwrap_or(DEFAULT_WAIT).min(MAX_WAIT);
         let mut rx = self.changes.subscribe();
@@ -716,7 +742,7 @@ async fn register(State(reg): State<Registry>, presented: Presented, body: Resul
             let message = id_taken(&service.id, held.address(), held.reg.port, held.instance());
             return refuse((StatusCode::CONFLICT, message));
         }
-    } else if let Err(refused) = reg.limits.services_fit(t.services.len() + 1) {
+    } else if let Err(refused) = reg.limits.services_fit(t.services.len() + 1, reg.trusted(&presented)) {
         return refuse(refused);
     }
     let outcome = reg.commit(&mut t, |t, _| {
@@ -915,8 +941,13 @@ fn entry(svc: &Service) -> ServiceEntry {
     }
 }
 
-async fn health_service(State(reg): State<Registry>, Path(name): Path<String>, params: QueryParams) -> Response {
-    if let Err(refused) = reg.block(&params).await {
+async fn health_service(
+    State(reg): State<Registry>,
+    Path(name): Path<String>,
+    params: QueryParams,
+    presented: Presented,
+) -> Response {
+    if let Err(refused) = reg.block(&params, &presented).await {
         return refuse(refused);
     }
     let t = reg.tables.lock().unwrap();
@@ -930,8 +961,8 @@ async fn health_service(State(reg): State<Registry>, Path(name): Path<String>, p
     with_index(t.index, Json(entries))
 }
 
-async fn catalog_services(State(reg): State<Registry>, params: QueryParams) -> Response {
-    if let Err(refused) = reg.block(&params).await {
+async fn catalog_services(State(reg): State<Registry>, params: QueryParams, presented: Presented) -> Response {
+    if let Err(refused) = reg.block(&params, &presented).await {
         return refuse(refused);
     }
     let t = reg.tables.lock().unwrap();
@@ -947,8 +978,13 @@ async fn catalog_services(State(reg): State<Registry>, params: QueryParams) -> R
     with_index(t.index, Json(out))
 }
 
-async fn catalog_service(State(reg): State<Registry>, Path(name): Path<String>, params: QueryParams) -> Response {
-    if let Err(refused) = reg.block(&params).await {
+async fn catalog_service(
+    State(reg): State<Registry>,
+    Path(name): Path<String>,
+    params: QueryParams,
+    presented: Presented,
+) -> Response {
+    if let Err(refused) = reg.block(&params, &presented).await {
         return refuse(refused);
     }
     let t = reg.tables.lock().unwrap();
@@ -969,8 +1005,13 @@ async fn catalog_service(State(reg): State<Registry>, Path(name): Path<String>, 
     with_index(t.index, Json(out))
 }
 
-async fn kv_get(State(reg): State<Registry>, Path(key): Path<String>, params: QueryParams) -> Response {
-    if let Err(refused) = reg.block(&params).await {
+async fn kv_get(
+    State(reg): State<Registry>,
+    Path(key): Path<String>,
+    params: QueryParams,
+    presented: Presented,
+) -> Response {
+    if let Err(refused) = reg.block(&params, &presented).await {
         return refuse(refused);
     }
     let t = reg.tables.lock().unwrap();
@@ -1016,7 +1057,7 @@ async fn kv_put(
     let (keys, bytes) = t.kv_size();
     let replaced = t.kv.get(&key).map(|e| key.len() + e.value.len());
     let after = (keys + usize::from(replaced.is_none()), bytes - replaced.unwrap_or(0) + key.len() + body.len());
-    if let Err(refused) = reg.limits.kv_fits(after.0, after.1) {
+    if let Err(refused) = reg.limits.kv_fits(after.0, after.1, reg.trusted(&presented)) {
         return refuse(refused);
     }
     let current = t.kv.get(&key).map(|e| e.modify_index);

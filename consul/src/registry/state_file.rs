@@ -157,7 +157,7 @@ impl Saved {
         if self.version != VERSION {
             return Err(format!("version {} (this registry reads version {VERSION})", self.version));
         }
-        limits.services_fit(self.services.len()).map_err(|(_, e)| e)?;
+        limits.services_fit(self.services.len(), true).map_err(|(_, e)| e)?;
         let mut services = BTreeMap::new();
         for saved in self.services {
             let name = saved.registration.name.clone();
@@ -191,7 +191,7 @@ impl Saved {
                 return Err(format!("key {:?} is listed twice", pair.key));
             }
         }
-        limits.kv_fits(kv.len(), bytes).map_err(|(_, e)| e)?;
+        limits.kv_fits(kv.len(), bytes, true).map_err(|(_, e)| e)?;
         if self.index == 0 {
             return Err("index 0 (a registry's index starts at 1)".into());
         }
