@@ -515,7 +515,7 @@ impl Router {
                     "peers hold more than the node's buffer budget: disconnecting the one holding the most"
                 );
                 conn.closed = true;
-                held -= size;
+                held = held.saturating_sub(size);
                 shed.push(token);
             }
         }
