@@ -127,8 +127,15 @@ pub struct Cluster {
     /// Held while the state is written.
     persisting: Arc<tokio::sync::Mutex<()>>,
     meta: Arc<Mutex<Meta>>,
+    /// Listings running at once (each page asks every node for a `SCAN`):
+    /// a client asking for many cannot make the nodes do unbounded work
+    /// while key requests wait; more listings queue here.
+    listings: Arc<tokio::sync::Semaphore>,
     pub metrics: Metrics,
 }
+
+/// Listing pages built at once, cluster-wide.
+const LISTINGS: usize = 4;
 
 /// The parts of the durable state that are not routing.
 #[derive(Default)]
@@ -165,6 +172,7 @@ impl Cluster {
             store,
             persisting: Arc::default(),
             meta: Arc::default(),
+            listings: Arc::new(tokio::sync::Semaphore::new(LISTINGS)),
             metrics: Metrics::new(),
         }
     }
@@ -641,6 +649,7 @@ impl Cluster {
         after: Option<&[u8]>,
         limit: usize,
     ) -> Result<(Vec<Entry>, bool), NodeReply> {
+        let _turn = self.listings.acquire().await.expect("the listings semaphore is never closed");
         let _gate = self.gate.read().await;
         let clients = self.view.read().unwrap().holders();
         let batch = limit.saturating_add(1).clamp(1, MAX_SCAN_LIMIT);

@@ -385,8 +385,16 @@ async fn checks_probe_only_their_own_service_and_not_too_often() {
 #[tokio::test]
 async fn writes_past_the_limits_are_refused_and_change_nothing() {
     use shardscope_consul::registry::Limits;
-    let limits =
-        Limits { services: 3, registration: 1024, kv_keys: 3, key: 16, value: 64, kv_bytes: 150, blocking_queries: 2 };
+    let limits = Limits {
+        services: 3,
+        registration: 1024,
+        kv_keys: 3,
+        key: 16,
+        value: 64,
+        kv_bytes: 150,
+        blocking_queries: 2,
+        ..Limits::default()
+    };
     let url = serve(Registry::with_limits(limits)).await;
     let c = Consul::new(&url);
     let ttl = || CheckDefinition { ttl: Some("1m".into()), ..Default::default() };

@@ -21,6 +21,7 @@
 //! with `-data-dir`: every write is on disk before it is acknowledged, and a
 //! restart comes back with the same services, checks, KV and index.
 
+mod answers;
 mod state_file;
 
 use std::collections::BTreeMap;
@@ -82,6 +83,9 @@ pub struct Limits {
     /// Blocking queries (`?index=`) waiting at once; past it a query is
     /// answered 429 at once rather than queued.
     pub blocking_queries: usize,
+    /// Bytes of answers (over 64 KiB each) held until their clients read
+    /// them; past it such an answer is a 503 (see [`answers`]).
+    pub answers: usize,
 }
 
 impl Default for Limits {
@@ -92,8 +96,9 @@ impl Default for Limits {
             kv_keys: 16 * 1024,
             key: 1024,
             value: 512 * 1024,
-            kv_bytes: 32 * 1024 * 1024,
+            kv_bytes: 4 * 1024 * 1024,
             blocking_queries: 256,
+            answers: 64 * 1024 * 1024,
         }
     }
 }
@@ -490,6 +495,7 @@ impl Registry {
             .route("/v1/status/leader", get(|| async { Json("127.0.0.1:8300") }))
             .fallback(|| async { (StatusCode::NOT_FOUND, "Unsupported endpoint\n") })
             .layer(DefaultBodyLimit::max(self.limits.value))
+            .layer(axum::middleware::from_fn_with_state(answers::Budget::new(self.limits.answers), answers::hold))
             .with_state(self)
     }
 
