@@ -328,8 +328,13 @@ fn replay(file: &mut File, len: u64, apply: &mut impl FnMut(Op)) -> std::io::Res
                 continue;
             }
             if size == left - 8 {
-                // The last record, damaged in its last write.
-                return Ok(Replay::TornTail(good));
+                // The last record, damaged in its last write; unless it
+                // spans intact records, when it is its length that broke.
+                drop(reader);
+                if !intact_record_within(file, good + 8, size)? {
+                    return Ok(Replay::TornTail(good));
+                }
+                return Ok(Replay::Corrupt(good, "a record's length spans the intact records after it"));
             }
             "checksum mismatch or undecodable record"
         };
@@ -585,6 +590,13 @@ mod tests {
         std::fs::write(&path, &long).unwrap();
         let err = Wal::open(dir.path(), FsyncPolicy::Always, |_| {}).err().expect("refused");
         assert!(err.to_string().contains("past the end"), "{err}");
+        // And one that ends exactly at the end of the file, over them.
+        let mut spanning = bytes.clone();
+        spanning[first..first + 4].copy_from_slice(&((bytes.len() - first - 8) as u32).to_le_bytes());
+        std::fs::write(&path, &spanning).unwrap();
+        let err = Wal::open(dir.path(), FsyncPolicy::Always, |_| {}).err().expect("refused");
+        assert!(err.to_string().contains("spans the intact records"), "{err}");
+        assert_eq!(std::fs::read(&path).unwrap(), spanning, "nothing was cut");
     }
 
     #[test]
