@@ -358,19 +358,32 @@ fn intact_record_within(file: &mut File, offset: u64, n: u64) -> std::io::Result
     file.seek(SeekFrom::Start(offset))?;
     let mut bytes = vec![0u8; n as usize];
     file.read_exact(&mut bytes)?;
-    for i in 0..bytes.len().saturating_sub(8) {
-        let size = u32::from_le_bytes(bytes[i..i + 4].try_into().expect("4 bytes")) as usize;
+    // The intact record at `i`, by its length.
+    let intact_at = |i: usize| -> Option<usize> {
+        let header = bytes.get(i..i + 8)?;
+        let size = u32::from_le_bytes(header[..4].try_into().expect("4 bytes")) as usize;
         let body = &bytes[i + 8..];
         // count (>= 1, each operation at least 5 bytes), then a known op.
         if size < 10 || size > body.len() {
-            continue;
+            return None;
         }
         let count = u32::from_le_bytes(body[..4].try_into().expect("4 bytes")) as usize;
         if count == 0 || count > size / 5 || !matches!(body[4], LEGACY_PUT | FORGET | PUT | TOMBSTONE) {
-            continue;
+            return None;
         }
-        let crc = u32::from_le_bytes(bytes[i + 4..i + 8].try_into().expect("4 bytes"));
-        if crc32fast::hash(&body[..size]) == crc && decode(&body[..size]).is_some() {
+        let crc = u32::from_le_bytes(header[4..].try_into().expect("4 bytes"));
+        (crc32fast::hash(&body[..size]) == crc && decode(&body[..size]).is_some()).then_some(size)
+    };
+    // Intact records that run on, one after another, to the end (or to
+    // zeros only): the log that followed the damage. A record-like run of
+    // bytes inside a value that a crash cut short is followed by the rest of
+    // that value, not by records to the end, so it does not count.
+    for i in 0..bytes.len().saturating_sub(8) {
+        let mut j = i;
+        while let Some(size) = intact_at(j) {
+            j += 8 + size;
+        }
+        if j > i && bytes[j..].iter().all(|&b| b == 0) {
             return Ok(true);
         }
     }
@@ -545,6 +558,30 @@ mod tests {
         let path = dir.path().join(LOG);
         let full = std::fs::metadata(&path).unwrap().len();
         OpenOptions::new().write(true).open(&path).unwrap().set_len(full - (1 << 20)).unwrap();
+        assert_eq!(reopen(dir.path()), [put("kept", b"1", 1)]);
+    }
+
+    #[test]
+    fn a_record_planted_in_a_value_does_not_make_a_torn_tail_corruption() {
+        // A client's value that holds the bytes of an intact record.
+        let plant = tempfile::tempdir().unwrap();
+        write(plant.path(), &[vec![put("x", b"y", 0)]]);
+        let planted = std::fs::read(plant.path().join(LOG)).unwrap();
+        let mut value = vec![0xaa; 1000];
+        value.extend_from_slice(&planted);
+        value.extend(std::iter::repeat_n(0xbb, 100_000));
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), &[vec![put("kept", b"1", 1)], vec![put("big", &value, 2)]]);
+        let path = dir.path().join(LOG);
+        let full = std::fs::read(&path).unwrap();
+        // The append cut short by a crash, or zeros where its end should be:
+        // a torn tail both ways, and the node starts.
+        std::fs::write(&path, &full[..full.len() - 50_000]).unwrap();
+        assert_eq!(reopen(dir.path()), [put("kept", b"1", 1)]);
+        let mut zeroed = full.clone();
+        let n = zeroed.len();
+        zeroed[n - 50_000..].fill(0);
+        std::fs::write(&path, &zeroed).unwrap();
         assert_eq!(reopen(dir.path()), [put("kept", b"1", 1)]);
     }
 
