@@ -1,10 +1,13 @@
 //! Bytes of answers the registry holds until their readers take them. An
 //! answer is built whole (a `?recurse` over the KV can be megabytes) and
-//! kept until the client reads it, so clients that ask and never read would
-//! otherwise make the registry hold one answer per connection. Every answer
-//! over [`SMALL`] takes its size from one registry-wide budget until its
-//! body is dropped (sent, or its connection gone); past the budget the
-//! answer is a `503` at once, and nothing is held.
+//! kept until the client reads it, so clients that ask and never read
+//! (over many connections, or many HTTP/2 streams) would otherwise make the
+//! registry hold an answer each. Every answer to an anonymous client takes
+//! its size (at least 1 KiB) from one registry-wide budget until its body
+//! is dropped (sent, or its connection gone); past the budget the answer is
+//! a `503` at once, and nothing is held. Clients with one of the registry's
+//! tokens (the nodes, `serve`'s watch) are not counted, so anonymous ones
+//! holding the budget cannot starve the cluster's own reads.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -17,8 +20,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-/// Answers up to this size are not counted: the budget is for big ones.
-pub const SMALL: u64 = 64 * 1024;
+use super::{Presented, Registry};
 
 /// The budget, in KiB (a semaphore's permits), and its whole size.
 #[derive(Clone)]
@@ -32,14 +34,16 @@ impl Budget {
 }
 
 /// Middleware: takes the answer's size from the budget, or answers 503.
-pub async fn hold(State(budget): State<Budget>, req: Request, next: Next) -> Response {
+pub async fn hold(State(reg): State<Registry>, req: Request, next: Next) -> Response {
+    let trusted = reg.trusted(&Presented(crate::token::presented(req.headers(), req.uri().query())));
     let resp = next.run(req).await;
-    let size = resp.body().size_hint().upper().unwrap_or(u64::MAX);
-    if size <= SMALL {
+    if trusted {
         return resp;
     }
+    let budget = &reg.answers;
+    let size = resp.body().size_hint().upper().unwrap_or(u64::MAX);
     // An answer bigger than the whole budget takes all of it.
-    let kib = u32::try_from(size.div_ceil(1024)).unwrap_or(u32::MAX).min(budget.1);
+    let kib = u32::try_from(size.div_ceil(1024).max(1)).unwrap_or(u32::MAX).min(budget.1);
     match budget.0.clone().try_acquire_many_owned(kib) {
         Ok(permit) => {
             let (parts, body) = resp.into_parts();
@@ -94,9 +98,11 @@ mod tests {
     #[tokio::test]
     async fn big_answers_not_yet_read_hold_the_budget_and_past_it_the_answer_is_503() {
         let limits = Limits { answers: 2 * 1024 * 1024, ..Limits::default() };
-        let app = Registry::with_limits(limits).router();
+        let app = Registry::with_limits(limits).with_node_token(crate::token::Token::new("node-secret")).router();
         for key in ["a", "b", "c"] {
-            assert_eq!(call(&app, "PUT", &format!("/v1/kv/big/{key}"), vec![b'x'; 300 * 1024]).await.status(), 200);
+            let put = call(&app, "PUT", &format!("/v1/kv/big/{key}"), vec![b'x'; 300 * 1024]).await;
+            assert_eq!(put.status(), 200);
+            drop(put);
         }
         // Each answer is about 1.2 MB of JSON (base64 values): the first is
         // held while its reader has not taken it; the next finds no room.
@@ -104,8 +110,10 @@ mod tests {
         assert_eq!(unread.status(), 200);
         let refused = call(&app, "GET", "/v1/kv/big?recurse", vec![]).await;
         assert_eq!(refused.status(), 503);
-        // Small answers are not counted.
-        assert_eq!(call(&app, "GET", "/v1/catalog/services", vec![]).await.status(), 200);
+        // Those of a client with the registry's token are not counted.
+        let req = Request::builder().uri("/v1/kv/big?recurse").header("X-Consul-Token", "node-secret");
+        let trusted = app.clone().oneshot(req.body(axum::body::Body::empty()).unwrap()).await.unwrap();
+        assert_eq!(trusted.status(), 200);
         // Once the first is read (or its connection gone), there is room again.
         let body = axum::body::to_bytes(unread.into_body(), usize::MAX).await.unwrap();
         assert!(body.len() > 1024 * 1024 / 2);

@@ -83,8 +83,8 @@ pub struct Limits {
     /// Blocking queries (`?index=`) waiting at once; past it a query is
     /// answered 429 at once rather than queued.
     pub blocking_queries: usize,
-    /// Bytes of answers (over 64 KiB each) held until their clients read
-    /// them; past it such an answer is a 503 (see [`answers`]).
+    /// Bytes of anonymous clients' answers held until they read them; past
+    /// it an answer is a 503 (see [`answers`]).
     pub answers: usize,
 }
 
@@ -319,6 +319,8 @@ pub struct Registry {
     limits: Arc<Limits>,
     /// One permit per blocking query that may wait.
     blocking: Arc<tokio::sync::Semaphore>,
+    /// Bytes of anonymous clients' answers not yet read (see [`answers`]).
+    answers: answers::Budget,
 }
 
 impl Default for Registry {
@@ -344,6 +346,7 @@ impl Registry {
             node_token: None,
             disk: None,
             blocking: Arc::new(tokio::sync::Semaphore::new(limits.blocking_queries)),
+            answers: answers::Budget::new(limits.answers),
             limits: Arc::new(limits),
         }
     }
@@ -387,7 +390,7 @@ impl Registry {
     /// Whether `presented` is one of the registry's tokens (the admin or the
     /// node token): such a client gets the reserve past the limits and
     /// blocking queries that do not count against anyone else's.
-    fn trusted(&self, presented: &Presented) -> bool {
+    pub(crate) fn trusted(&self, presented: &Presented) -> bool {
         [&self.token, &self.node_token].into_iter().flatten().any(|t| t.accepts(presented.0.as_deref()))
     }
 
@@ -495,7 +498,7 @@ impl Registry {
             .route("/v1/status/leader", get(|| async { Json("127.0.0.1:8300") }))
             .fallback(|| async { (StatusCode::NOT_FOUND, "Unsupported endpoint\n") })
             .layer(DefaultBodyLimit::max(self.limits.value))
-            .layer(axum::middleware::from_fn_with_state(answers::Budget::new(self.limits.answers), answers::hold))
+            .layer(axum::middleware::from_fn_with_state(self.clone(), answers::hold))
             .with_state(self)
     }
 
@@ -693,7 +696,7 @@ impl<S: Send + Sync> FromRequestParts<S> for QueryParams {
 }
 
 /// The token a write carries (see [`crate::token::presented`]); reads need none.
-struct Presented(Option<String>);
+pub(crate) struct Presented(pub(crate) Option<String>);
 
 impl<S: Send + Sync> FromRequestParts<S> for Presented {
     type Rejection = std::convert::Infallible;
