@@ -28,6 +28,14 @@ const IN_FLIGHT: usize = 256;
 /// a page that sends requests and never reads its socket stops being read
 /// at this mark instead of piling up replies in the backend.
 const REPLY_BUDGET_KIB: u32 = 64 * 1024;
+/// KiB of requests and replies all connections together may hold: past it
+/// every page waits its turn, and memory stays bounded however many connect.
+static ALL_SESSIONS: Semaphore = Semaphore::const_new(256 * 1024);
+/// A request, parsed, takes up to this many times its JSON.
+const PARSED_FACTOR: usize = 8;
+/// How long one message may take to be written: a page that does not read
+/// for that long is closed, and what it held is given back.
+const WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 /// Keys one `batch` works on at once.
 const BATCH_LANES: usize = 256;
 
@@ -52,19 +60,25 @@ async fn session(socket: WebSocket, admin: Admin, may_administer: Result<(), Str
     let cluster = admin.cluster.clone();
     let (mut sink, mut stream) = socket.split();
     // Each reply travels with its reservation, given back once it is written.
-    let (out, mut outbox) = mpsc::channel::<(ServerMsg, Option<OwnedSemaphorePermit>)>(IN_FLIGHT);
+    let (out, mut outbox) = mpsc::channel::<(ServerMsg, Option<Reserved>)>(IN_FLIGHT);
     let writer = tokio::spawn(async move {
         while let Some((msg, reserved)) = outbox.recv().await {
             let text = serde_json::to_string(&msg).expect("server messages always serialize");
             drop(msg);
-            if sink.send(Message::Text(text.into())).await.is_err() {
-                break;
+            match tokio::time::timeout(WRITE_TIMEOUT, sink.send(Message::Text(text.into()))).await {
+                Ok(Ok(())) => drop(reserved),
+                Ok(Err(_)) => break,
+                Err(_) => {
+                    tracing::warn!("a WebSocket client did not read for {WRITE_TIMEOUT:?}: closing it");
+                    break;
+                }
             }
-            drop(reserved);
         }
     });
     let slots = Arc::new(Semaphore::new(IN_FLIGHT));
     let budget = Arc::new(Semaphore::new(REPLY_BUDGET_KIB as usize));
+    // Answers in progress; dropped (so cancelled) when the page goes.
+    let mut tasks = tokio::task::JoinSet::new();
     let mut events = cluster.subscribe();
     if out.send((cluster.snapshot(), None)).await.is_err() {
         return;
@@ -79,18 +93,24 @@ async fn session(socket: WebSocket, admin: Admin, may_administer: Result<(), Str
                 };
                 if out.send((msg, None)).await.is_err() { break }
             }
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
             incoming = stream.next() => {
                 let text = match incoming {
                     Some(Ok(Message::Text(text))) => text,
                     Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
                     Some(Ok(_)) => continue,
                 };
-                let msg = serde_json::from_str::<ClientMsg>(text.as_str());
                 let Ok(slot) = slots.clone().acquire_owned().await else { break };
-                let kib = msg.as_ref().map_or(SMALL_REPLY_KIB, reply_reservation_kib);
-                let Ok(reserved) = budget.clone().acquire_many_owned(kib).await else { break };
+                // The request's own memory is reserved before it is parsed,
+                // its reply's before it is answered.
+                let request_kib = text.len().saturating_mul(PARSED_FACTOR) / 1024;
+                let Some(for_request) = Reserved::take(&budget, request_kib).await else { break };
+                let msg = serde_json::from_str::<ClientMsg>(text.as_str());
+                drop(text);
+                let kib = msg.as_ref().map_or(SMALL_REPLY_KIB as usize, |m| reply_reservation_kib(m) as usize);
+                let Some(for_reply) = Reserved::take(&budget, kib).await else { break };
                 let (admin, out, may_administer) = (admin.clone(), out.clone(), may_administer.clone());
-                tokio::spawn(async move {
+                tasks.spawn(async move {
                     let reply = match msg {
                         Ok(msg) => answer(&admin, &may_administer, msg).await,
                         Err(e) => {
@@ -98,13 +118,30 @@ async fn session(socket: WebSocket, admin: Admin, may_administer: Result<(), Str
                             ServerMsg::Reply { id: 0, node: None, reply }
                         }
                     };
-                    let _ = out.send((reply, Some(reserved))).await;
+                    drop(for_request);
+                    let _ = out.send((reply, Some(for_reply))).await;
                     drop(slot);
                 });
             }
         }
     }
     writer.abort();
+}
+
+/// KiB held from this connection's budget and from all connections'.
+struct Reserved {
+    _session: OwnedSemaphorePermit,
+    _all: tokio::sync::SemaphorePermit<'static>,
+}
+
+impl Reserved {
+    /// Waits for `kib` (at most a connection's whole budget) from both.
+    async fn take(session: &Arc<Semaphore>, kib: usize) -> Option<Reserved> {
+        let kib = u32::try_from(kib).unwrap_or(u32::MAX).clamp(1, REPLY_BUDGET_KIB);
+        let session = session.clone().acquire_many_owned(kib).await.ok()?;
+        let all = ALL_SESSIONS.acquire_many(kib).await.ok()?;
+        Some(Reserved { _session: session, _all: all })
+    }
 }
 
 /// KiB reserved for a reply that holds no key or value (admin, stats,
