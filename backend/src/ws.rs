@@ -101,14 +101,14 @@ async fn session(socket: WebSocket, admin: Admin, may_administer: Result<(), Str
                     Some(Ok(_)) => continue,
                 };
                 let Ok(slot) = slots.clone().acquire_owned().await else { break };
-                // The request's own memory is reserved before it is parsed,
-                // its reply's before it is answered.
+                // The request's own memory and its reply's most, reserved
+                // at once (so no request holds part and waits for the rest)
+                // before it is parsed.
                 let request_kib = text.len().saturating_mul(PARSED_FACTOR) / 1024;
-                let Some(for_request) = Reserved::take(&budget, request_kib).await else { break };
+                let kib = request_kib.saturating_add(reply_reservation_kib(text.as_str()) as usize);
+                let Some(reserved) = Reserved::take(&budget, kib).await else { break };
                 let msg = serde_json::from_str::<ClientMsg>(text.as_str());
                 drop(text);
-                let kib = msg.as_ref().map_or(SMALL_REPLY_KIB as usize, |m| reply_reservation_kib(m) as usize);
-                let Some(for_reply) = Reserved::take(&budget, kib).await else { break };
                 let (admin, out, may_administer) = (admin.clone(), out.clone(), may_administer.clone());
                 tasks.spawn(async move {
                     let reply = match msg {
@@ -118,8 +118,7 @@ async fn session(socket: WebSocket, admin: Admin, may_administer: Result<(), Str
                             ServerMsg::Reply { id: 0, node: None, reply }
                         }
                     };
-                    drop(for_request);
-                    let _ = out.send((reply, Some(for_reply))).await;
+                    let _ = out.send((reply, Some(reserved))).await;
                     drop(slot);
                 });
             }
@@ -148,14 +147,25 @@ impl Reserved {
 /// batch summaries, errors).
 const SMALL_REPLY_KIB: u32 = 64;
 
-/// The most the reply to `msg` can take as JSON, in KiB: a value (or a
-/// page, or a whole collection) at its limit, at 4/3 of its size (base64,
-/// the longest a datum is written), plus room for the rest.
-fn reply_reservation_kib(msg: &ClientMsg) -> u32 {
-    let data = match msg {
-        ClientMsg::Get { .. } => MAX_KEY + MAX_VALUE,
-        ClientMsg::GetAll { limit: Some(_), .. } => MAX_SCAN_BYTES + MAX_KEY + MAX_VALUE,
-        ClientMsg::GetAll { limit: None, .. } => MAX_MESSAGE,
+/// What a reservation needs to know of a request before it is parsed (a
+/// scan of its JSON that keeps nothing else).
+#[derive(serde::Deserialize)]
+struct Peek {
+    #[serde(rename = "type", default)]
+    kind: String,
+    #[serde(default)]
+    limit: Option<serde::de::IgnoredAny>,
+}
+
+/// The most the reply to the request `text` can take as JSON, in KiB: a
+/// value (or a page, or a whole collection) at its limit, at 4/3 of its
+/// size (base64, the longest a datum is written), plus room for the rest.
+fn reply_reservation_kib(text: &str) -> u32 {
+    let peek = serde_json::from_str::<Peek>(text).ok();
+    let data = match peek.as_ref().map(|p| (p.kind.as_str(), p.limit.is_some())) {
+        Some(("get", _)) => MAX_KEY + MAX_VALUE,
+        Some(("get_all", true)) => MAX_SCAN_BYTES + MAX_KEY + MAX_VALUE,
+        Some(("get_all", false)) => MAX_MESSAGE,
         _ => 0,
     };
     u32::try_from(data / 3 * 4 / 1024).unwrap_or(REPLY_BUDGET_KIB) + SMALL_REPLY_KIB
@@ -267,5 +277,22 @@ fn admin_reply(id: u64, outcome: Result<(String, Option<Progress>), String>) -> 
     match outcome {
         Ok((message, progress)) => ServerMsg::AdminReply { id, ok: true, message, progress },
         Err(message) => ServerMsg::AdminReply { id, ok: false, message, progress: None },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replies_are_reserved_by_what_they_can_hold() {
+        let kib = |msg: &ClientMsg| reply_reservation_kib(&serde_json::to_string(msg).unwrap());
+        let value = kib(&ClientMsg::Get { id: 1, key: "k".into() });
+        assert!(value as usize * 1024 >= (MAX_VALUE + MAX_KEY) / 3 * 4, "{value}");
+        let page = kib(&ClientMsg::GetAll { id: 1, prefix: None, after: None, limit: Some(10) });
+        let all = kib(&ClientMsg::GetAll { id: 1, prefix: None, after: None, limit: None });
+        assert!(value < page && page < all && all <= REPLY_BUDGET_KIB / 2, "{value} {page} {all}");
+        assert_eq!(kib(&ClientMsg::Put { id: 1, key: "k".into(), value: "v".into() }), SMALL_REPLY_KIB);
+        assert_eq!(reply_reservation_kib("not json"), SMALL_REPLY_KIB);
     }
 }
