@@ -77,7 +77,8 @@ async fn session(socket: WebSocket, admin: Admin, may_administer: Result<(), Str
     });
     let slots = Arc::new(Semaphore::new(IN_FLIGHT));
     let budget = Arc::new(Semaphore::new(REPLY_BUDGET_KIB as usize));
-    // Answers in progress; dropped (so cancelled) when the page goes.
+    // Answers in progress but administration; dropped (so cancelled) when
+    // the page goes.
     let mut tasks = tokio::task::JoinSet::new();
     let mut events = cluster.subscribe();
     if out.send((cluster.snapshot(), None)).await.is_err() {
@@ -110,7 +111,14 @@ async fn session(socket: WebSocket, admin: Admin, may_administer: Result<(), Str
                 let msg = serde_json::from_str::<ClientMsg>(text.as_str());
                 drop(text);
                 let (admin, out, may_administer) = (admin.clone(), out.clone(), may_administer.clone());
-                tasks.spawn(async move {
+                // Administration runs to its end even if the page goes (a
+                // node half added or half removed helps no one); the rest
+                // is cancelled with the page.
+                let administers = matches!(
+                    msg,
+                    Ok(ClientMsg::AddNode { .. } | ClientMsg::RemoveNode { .. } | ClientMsg::ChangePlacement { .. })
+                );
+                let work = async move {
                     let reply = match msg {
                         Ok(msg) => answer(&admin, &may_administer, msg).await,
                         Err(e) => {
@@ -120,7 +128,12 @@ async fn session(socket: WebSocket, admin: Admin, may_administer: Result<(), Str
                     };
                     let _ = out.send((reply, Some(reserved))).await;
                     drop(slot);
-                });
+                };
+                if administers {
+                    tokio::spawn(work);
+                } else {
+                    tasks.spawn(work);
+                }
             }
         }
     }
