@@ -9,7 +9,8 @@
 //! unversioned PUT is what GET_ONE returns, an acknowledged versioned one
 //! holds its version; DELETE leaves a tombstone; PUT_BATCH keeps the newest
 //! copy of each key and touches no other; DELETE_BATCH forgets exactly the
-//! keys it counts; reads (GET_ONE, GET_ALL, SCAN, STATS) answer exactly
+//! keys it counts; a version far ahead of the clock is refused; reads
+//! (GET_ONE, GET_ALL, SCAN, STATS) answer exactly
 //! from the records and change nothing. At the end the store is reopened
 //! from its log and must hold the same records.
 #![no_main]
@@ -23,6 +24,7 @@ use shardscope_node::store::Store;
 use shardscope_node::wal::FsyncPolicy;
 use shardscope_shared::hash::key_hash;
 use shardscope_shared::protocol::{parse_request, Datum, Entry, ErrorCode, NodeReply, NodeRequest, Version};
+use shardscope_shared::version::wall_millis;
 
 /// No tombstone expires during a run, so reopening must give back every record.
 const GRACE: Duration = Duration::from_millis(u64::MAX);
@@ -68,6 +70,17 @@ fn check(
     let live = |key: &Datum| old.get(key).filter(|e| !e.deleted);
     let is_error = |code| matches!(reply, NodeReply::Error { error, .. } if *error == code);
     if req.validate().is_err() {
+        return;
+    }
+    // A version far ahead of the node's clock is refused, and nothing changes.
+    let given: Vec<Version> = match req {
+        NodeRequest::Put { version, .. } | NodeRequest::Delete { version, .. } => version.iter().copied().collect(),
+        NodeRequest::PutBatch { entries } => entries.iter().filter_map(|e| e.version).collect(),
+        _ => Vec::new(),
+    };
+    if given.iter().any(|v| !v.plausible(wall_millis())) {
+        assert!(is_error(ErrorCode::BadRequest), "a version from the far future was answered {reply:?}");
+        assert_eq!(after, before, "a refused far-future version changed the records");
         return;
     }
     match req {
