@@ -27,6 +27,21 @@ async fn next_cluster(
     }
 }
 
+/// `shardscope node` started by hand against `stack`'s registry, with its
+/// node token, on a port the system picks.
+fn node_by_hand(stack: &Stack, data: &std::path::Path, extra: &[&str]) -> std::process::Child {
+    Command::new(shardscope_exe())
+        .args(["node", "--port", "0", "--registry", &stack.registry])
+        .args(extra)
+        .arg("--data-dir")
+        .arg(data)
+        .env("CONSUL_HTTP_TOKEN_FILE", stack.token_file())
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_node_started_by_hand_joins_and_leaves_through_the_registry() {
     let stack = Stack::start(2, &[]);
@@ -39,17 +54,7 @@ async fn a_node_started_by_hand_joins_and_leaves_through_the_registry() {
     // its default id, node- and the first 8 digits of the instance id it
     // keeps in its data dir. It registers with serve's node token.
     let data = tempfile::tempdir().unwrap();
-    let start_node = || {
-        Command::new(shardscope_exe())
-            .args(["node", "--port", "0", "--registry", &stack.registry])
-            .arg("--data-dir")
-            .arg(data.path())
-            .env("CONSUL_HTTP_TOKEN_FILE", stack.token_file())
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap()
-    };
+    let start_node = || node_by_hand(&stack, data.path(), &[]);
     let started = Instant::now();
     let mut node = start_node();
     let (id, endpoint) = common::node_ready(&mut node);
@@ -125,17 +130,7 @@ async fn a_killed_node_turns_unhealthy_and_its_keys_get_503() {
     assert_eq!(next_cluster(&mut ws).await.len(), 2);
     // A node started by hand: one that serve launched would be restarted.
     let data = tempfile::tempdir().unwrap();
-    let mut node = common::KillOnDrop(
-        Command::new(shardscope_exe())
-            .args(["node", "--port", "0", "--registry", &stack.registry, "--id", "by-hand"])
-            .arg("--data-dir")
-            .arg(data.path())
-            .env("CONSUL_HTTP_TOKEN_FILE", stack.token_file())
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
+    let mut node = common::KillOnDrop(node_by_hand(&stack, data.path(), &["--id", "by-hand"]));
     common::node_ready(&mut node);
     while next_cluster(&mut ws).await.len() < 3 {}
     let http = reqwest::Client::new();
