@@ -55,6 +55,12 @@ pub struct Backend {
     waiters: StoredValue<HashMap<u64, oneshot::Sender<ServerMsg>>>,
 }
 
+/// The page's backend connection, provided by the app shell
+/// (`provide_context`); every view reaches it this way.
+pub fn backend() -> Backend {
+    expect_context::<Backend>()
+}
+
 impl Backend {
     /// Opens the WebSocket at `/ws` on the page's own host.
     pub fn connect() -> Self {

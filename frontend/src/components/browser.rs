@@ -4,13 +4,14 @@
 use leptos::prelude::*;
 use shardscope_shared::protocol::{ClientMsg, Datum, NodeReply};
 
-use crate::ws::Backend;
+use crate::ws::backend;
 
 /// Pairs per page.
 const PAGE: usize = 20;
 
 #[component]
-pub fn DataBrowser(backend: Backend) -> impl IntoView {
+pub fn DataBrowser() -> impl IntoView {
+    let backend = backend();
     let prefix = RwSignal::new(String::new());
     // The `after` cursor of each page shown so far (None for the first).
     let cursors = RwSignal::new(vec![None::<Datum>]);

@@ -3,7 +3,7 @@
 
 use leptos::prelude::*;
 
-use super::node_colour;
+use super::node_pattern;
 
 #[component]
 pub fn BarChart(ids: Vec<String>, counts: Vec<u64>, #[prop(into)] label: String) -> impl IntoView {
@@ -21,7 +21,7 @@ pub fn BarChart(ids: Vec<String>, counts: Vec<u64>, #[prop(into)] label: String)
             view! {
                 <rect x=format!("{:.2}", i as f64 * bar + 1.0) y=format!("{:.2}", h - height)
                     width=format!("{:.2}", (bar - 2.0).max(1.0)) height=format!("{height:.2}")
-                    fill=node_colour(i) data-node=id.clone() data-count=c.to_string()>
+                    fill=node_pattern(i) data-node=id.clone() data-count=c.to_string()>
                     <title>{format!("{id}: {c} keys")}</title>
                 </rect>
             }

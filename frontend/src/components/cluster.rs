@@ -7,10 +7,11 @@ use leptos::prelude::*;
 use shardscope_shared::protocol::ClientMsg;
 
 use super::node_colour;
-use crate::ws::Backend;
+use crate::ws::backend;
 
 #[component]
-pub fn NodeList(backend: Backend) -> impl IntoView {
+pub fn NodeList() -> impl IntoView {
+    let backend = backend();
     let last_admin = RwSignal::new(None::<u64>);
     let admin_message = move || {
         let id = last_admin.get()?;
@@ -78,12 +79,13 @@ pub fn NodeList(backend: Backend) -> impl IntoView {
             <button data-testid="refresh-stats" on:click=refresh>"Refresh counts"</button>
         </div>
         <p class="outcome" data-testid="admin-outcome">{admin_message}</p>
-        <RebalancePanel backend />
+        <RebalancePanel />
     }
 }
 
 #[component]
-fn RebalancePanel(backend: Backend) -> impl IntoView {
+fn RebalancePanel() -> impl IntoView {
+    let backend = backend();
     move || {
         let r = backend.rebalance.get()?;
         let p = r.progress;

@@ -7,8 +7,9 @@ use leptos::prelude::*;
 use shardscope_shared::placement::analysis::moved_keys;
 use shardscope_shared::placement::{build_for_keys, restore, Member, PlacementSpec};
 
+use super::page;
 use super::upload::KeySet;
-use crate::ws::Backend;
+use crate::ws::{backend, Backend};
 
 /// The narration of one join, one sentence per step.
 fn narrate(backend: &Backend, set: &KeySet) -> Option<Vec<String>> {
@@ -51,7 +52,9 @@ fn narrate(backend: &Backend, set: &KeySet) -> Option<Vec<String>> {
 }
 
 #[component]
-pub fn Narration(backend: Backend, keyset: RwSignal<Option<KeySet>>) -> impl IntoView {
+pub fn Narration() -> impl IntoView {
+    let backend = backend();
+    let keyset = page().keyset;
     let step = RwSignal::new(0usize);
     let steps = Memo::new(move |_| {
         let set = keyset.get().unwrap_or_else(|| KeySet::generated(10_000));

@@ -3,10 +3,13 @@
 use leptos::prelude::*;
 use shardscope_shared::protocol::{ClientMsg, NodeReply};
 
-use crate::ws::Backend;
+use super::page;
+use crate::ws::backend;
 
 #[component]
-pub fn KvForm(backend: Backend, stored_keys: RwSignal<Vec<String>>) -> impl IntoView {
+pub fn KvForm() -> impl IntoView {
+    let backend = backend();
+    let stored_keys = page().stored_keys;
     let key = RwSignal::new(String::new());
     let value = RwSignal::new(String::new());
     let pending = RwSignal::new(None::<(u64, &'static str, String)>);

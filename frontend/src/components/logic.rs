@@ -16,8 +16,9 @@ use shardscope_shared::placement::{
 };
 
 use super::node_colour;
+use super::page;
 use super::upload::KeySet;
-use crate::ws::Backend;
+use crate::ws::backend;
 
 /// Cells of the Maglev table shown around the key's slot.
 const WINDOW: u64 = 48;
@@ -49,12 +50,9 @@ impl ViewSettings {
 }
 
 #[component]
-pub fn AlgorithmView(
-    backend: Backend,
-    lookup_key: RwSignal<String>,
-    keyset: RwSignal<Option<KeySet>>,
-    settings: ViewSettings,
-) -> impl IntoView {
+pub fn AlgorithmView() -> impl IntoView {
+    let backend = backend();
+    let super::Page { lookup_key, keyset, settings, .. } = page();
     let ViewSettings { picked, vnodes, table_size, capacity } = settings;
     let spec = move || match picked.get() {
         None => backend.placement.get(),

@@ -8,7 +8,8 @@ use shardscope_shared::placement::maglev::Maglev;
 use shardscope_shared::placement::ring::Ring;
 use shardscope_shared::placement::{restore, Member, Placement, PlacementSpec};
 
-use crate::ws::Backend;
+use super::page;
+use crate::ws::{backend, Backend};
 
 /// Replicas shown for a key.
 const REPLICAS: usize = 3;
@@ -58,7 +59,9 @@ fn why(spec: &PlacementSpec, members: &[Member], slots: Option<&[Option<String>]
 }
 
 #[component]
-pub fn Lookup(backend: Backend, lookup_key: RwSignal<String>) -> impl IntoView {
+pub fn Lookup() -> impl IntoView {
+    let backend = backend();
+    let lookup_key = page().lookup_key;
     let details = move || {
         let key = lookup_key.get();
         if key.is_empty() {

@@ -14,13 +14,14 @@ use std::sync::Arc;
 use wasm_bindgen::JsCast;
 
 use super::chart::BarChart;
-use crate::ws::Backend;
+use super::page;
+use crate::ws::backend;
 
 /// A key set: uploaded, or generated like seed 000's result sets.
 #[derive(Clone, PartialEq)]
 pub struct KeySet {
     pub name: String,
-    pub hashes: Vec<u64>,
+    pub hashes: Arc<[u64]>,
     /// A file's operations, as parsed; `None` for a generated set.
     ops: Option<Arc<Vec<NodeRequest>>>,
     /// How long reading, parsing and hashing the file took, in ms.
@@ -115,7 +116,9 @@ fn analyse(hashes: &[u64], members: &[Member], now: impl Fn() -> f64) -> Vec<Row
 }
 
 #[component]
-pub fn Upload(backend: Backend, keyset: RwSignal<Option<KeySet>>) -> impl IntoView {
+pub fn Upload() -> impl IntoView {
+    let backend = backend();
+    let keyset = page().keyset;
     let error = RwSignal::new(None::<String>);
     let took_ms = RwSignal::new(None::<f64>);
     let on_change = move |ev: leptos::ev::Event| {
@@ -130,7 +133,7 @@ pub fn Upload(backend: Backend, keyset: RwSignal<Option<KeySet>>) -> impl IntoVi
             let name = file.name();
             match keyset::parse(&text, keyset::detect(&name, &text)) {
                 Ok(ops) => {
-                    let hashes = keyset::keys(&ops).into_iter().map(key_hash).collect();
+                    let hashes = keyset::keys(&ops).into_iter().map(key_hash).collect::<Vec<_>>().into();
                     error.set(None);
                     let read_ms = Some(now_ms() - t0);
                     keyset.set(Some(KeySet { name, hashes, ops: Some(Arc::new(ops)), read_ms }));
@@ -160,7 +163,7 @@ pub fn Upload(backend: Backend, keyset: RwSignal<Option<KeySet>>) -> impl IntoVi
             }).collect_view()}
         </div>
         {move || error.get().map(|e| view! { <p class="error" data-testid="upload-error">{e}</p> })}
-        <LoadIntoCluster backend keyset />
+        <LoadIntoCluster />
         {move || {
             let (set, rows) = rows.get()?;
             let took = took_ms.get().unwrap_or(0.0);
@@ -213,7 +216,9 @@ struct Loading {
 /// `batch` requests of up to [`CHUNK_OPS`], one after another (so each key's
 /// operations keep the file's order), with live progress and a stop button.
 #[component]
-fn LoadIntoCluster(backend: Backend, keyset: RwSignal<Option<KeySet>>) -> impl IntoView {
+fn LoadIntoCluster() -> impl IntoView {
+    let backend = backend();
+    let keyset = page().keyset;
     let loading = RwSignal::new(None::<Loading>);
     let stop = StoredValue::new(false);
     let start = move |_| {

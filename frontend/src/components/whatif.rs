@@ -6,8 +6,9 @@ use leptos::prelude::*;
 use shardscope_shared::placement::analysis::moved_keys;
 use shardscope_shared::placement::{build_for_keys, restore, Member, PlacementSpec, WEIGHT};
 
+use super::page;
 use super::upload::KeySet;
-use crate::ws::Backend;
+use crate::ws::backend;
 
 /// Keys used when no set has been uploaded or generated.
 const DEFAULT_KEYS: usize = 10_000;
@@ -56,7 +57,9 @@ fn apply(members: &[Member], sims: &[Sim]) -> Vec<Member> {
 }
 
 #[component]
-pub fn WhatIf(backend: Backend, keyset: RwSignal<Option<KeySet>>, sims: RwSignal<Vec<Sim>>) -> impl IntoView {
+pub fn WhatIf() -> impl IntoView {
+    let backend = backend();
+    let super::Page { keyset, sims, .. } = page();
     let members = move || backend.nodes.get().iter().map(|n| Member::new(&n.id)).collect::<Vec<_>>();
     let after = move || apply(&members(), &sims.get());
     let result = Memo::new(move |_| {
