@@ -61,7 +61,9 @@ async fn page_puts_a_key_and_shows_the_owner_the_backend_uses() {
     assert_eq!(replicas, ring.owners_of(key.as_bytes(), 3).join(", "));
     assert!(replicas.starts_with(&backend_owner));
     let why = text_of(&client, "[data-testid=lookup-why]").await.unwrap();
-    assert!(why.starts_with("ring: first of 480 virtual nodes"), "{why}");
+    let hash = shardscope_shared::hash::key_hash(key.as_bytes());
+    assert_eq!(why, format!("ring: {}", ring.explain(hash).summary(ring.members())));
+    assert!(why.starts_with("ring: the first of 480 virtual nodes clockwise"), "{why}");
     let dot = client.find(Locator::Css("svg.ring circle.key[data-key='browser-key']")).await.unwrap();
     assert_eq!(dot.attr("data-owner").await.unwrap().as_deref(), Some(backend_owner.as_str()));
 
