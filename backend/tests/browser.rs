@@ -601,3 +601,22 @@ async fn every_algorithm_is_shown_by_its_own_logic_with_shareds_answer() {
     save_screenshot(&client, "logic.png").await;
     client.close().await.unwrap();
 }
+
+/// The page's .wasm, gzipped as a server would send it, stays under the
+/// issue's 600 KB (README "### The page" reports the size this prints).
+#[test]
+fn the_page_stays_under_600_kb_gzipped() {
+    let dist = workspace_root().join("dist");
+    let wasm: Vec<_> = std::fs::read_dir(&dist)
+        .expect("build the page first: scripts/build-page.sh")
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "wasm"))
+        .collect();
+    assert_eq!(wasm.len(), 1, "one .wasm in dist/: {wasm:?}");
+    let raw = std::fs::metadata(&wasm[0]).unwrap().len();
+    let gzip = std::process::Command::new("gzip").arg("-9c").arg(&wasm[0]).output().expect("gzip runs");
+    assert!(gzip.status.success());
+    let gzipped = gzip.stdout.len();
+    eprintln!("PAGE_WASM bytes={raw} gzipped={gzipped}");
+    assert!(gzipped < 600 * 1000, "the page's .wasm is {gzipped} bytes gzipped, over 600 KB");
+}
