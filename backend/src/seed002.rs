@@ -10,7 +10,6 @@ use std::collections::HashMap;
 
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{post, put};
 use axum::{Json, Router};
@@ -33,8 +32,8 @@ pub fn routes() -> Router<App> {
     Router::new().route("/set", put(set)).route("/fetch", post(fetch).get(fetch_all)).route("/query", post(query))
 }
 
-/// The request's list, or the 400 saying why it is not one.
-fn parse<T: DeserializeOwned>(body: &[u8], what: &str) -> Result<Vec<T>, Response> {
+/// The request's list, or the bad request saying why it is not one.
+fn parse<T: DeserializeOwned>(body: &[u8], what: &str) -> Result<Vec<T>, NodeReply> {
     let items: Vec<T> = serde_json::from_slice(body).map_err(|e| {
         bad_request(format!("expected a JSON list of {what} ({{\"encoding\":\"string\"|\"binary\",\"data\":..}}): {e}"))
     })?;
@@ -44,8 +43,8 @@ fn parse<T: DeserializeOwned>(body: &[u8], what: &str) -> Result<Vec<T>, Respons
     Ok(items)
 }
 
-fn bad_request(message: String) -> Response {
-    reply_response(NodeReply::error(ErrorCode::BadRequest, message))
+fn bad_request(message: String) -> NodeReply {
+    NodeReply::error(ErrorCode::BadRequest, message)
 }
 
 /// Sends each request to its key's owner, in order, up to [`LANES`] at a
@@ -70,7 +69,7 @@ async fn run_each(cluster: &Cluster, requests: Vec<(Datum, NodeRequest)>) -> Vec
 async fn set(State(cluster): State<Cluster>, body: Bytes) -> Response {
     let items: Vec<Pair> = match parse(&body, "{\"key\":..,\"value\":..} pairs") {
         Ok(items) => items,
-        Err(refused) => return refused,
+        Err(refused) => return reply_response(refused),
     };
     // The last value of each key and how often it was listed, keys in the
     // order first listed.
@@ -101,9 +100,10 @@ async fn set(State(cluster): State<Cluster>, body: Bytes) -> Response {
 }
 
 /// Reads the listed keys: each with its reply, in order. A key over the
-/// node's limits is a 400 (nothing is read), a node that cannot answer a
-/// 503 (a partial answer would look like missing keys).
-async fn read_each(cluster: &Cluster, body: &[u8]) -> Result<Vec<(Datum, NodeReply)>, Response> {
+/// node's limits is a bad request (nothing is read), a node that cannot
+/// answer makes it unavailable (a partial answer would look like missing
+/// keys).
+async fn read_each(cluster: &Cluster, body: &[u8]) -> Result<Vec<(Datum, NodeReply)>, NodeReply> {
     let keys: Vec<Encoded> = parse(body, "keys")?;
     let gets: Vec<(Datum, NodeRequest)> =
         keys.into_iter().map(|Encoded(key)| (key.clone(), NodeRequest::GetOne { key, versioned: false })).collect();
@@ -127,8 +127,7 @@ async fn read_each(cluster: &Cluster, body: &[u8]) -> Result<Vec<(Datum, NodeRep
                 failed.len(),
                 key.to_text_lossy()
             );
-            Err((StatusCode::SERVICE_UNAVAILABLE, Json(NodeReply::error(ErrorCode::Unavailable, message)))
-                .into_response())
+            Err(NodeReply::error(ErrorCode::Unavailable, message))
         }
     }
 }
@@ -148,7 +147,7 @@ fn found(reply: &NodeReply) -> Option<bool> {
 async fn fetch(State(cluster): State<Cluster>, body: Bytes) -> Response {
     let replies = match read_each(&cluster, &body).await {
         Ok(replies) => replies,
-        Err(refused) => return refused,
+        Err(refused) => return reply_response(refused),
     };
     let pairs: Vec<Pair> = replies
         .into_iter()
@@ -164,7 +163,7 @@ async fn fetch(State(cluster): State<Cluster>, body: Bytes) -> Response {
 async fn query(State(cluster): State<Cluster>, body: Bytes) -> Response {
     let replies = match read_each(&cluster, &body).await {
         Ok(replies) => replies,
-        Err(refused) => return refused,
+        Err(refused) => return reply_response(refused),
     };
     let presence: Vec<Presence> = replies
         .into_iter()
