@@ -155,3 +155,27 @@ fn bad_input_is_refused_with_a_clear_error_and_changes_nothing() {
     assert_eq!(form.status(), 415);
     assert!(form.text().unwrap().contains("application/json"));
 }
+
+#[test]
+fn a_node_that_cannot_answer_fails_its_keys_only_and_reads_say_so() {
+    let stack = Stack::start(3, &[]);
+    let nodes: Vec<NodeInfo> = http().get(format!("{}/nodes", stack.url)).send().unwrap().json().unwrap();
+    let ring = build(&PlacementSpec::Ring { vnodes: 160 }, &members_of(&nodes));
+    let owner = |k: &str| ring.owner_of(k.as_bytes()).unwrap().to_string();
+    // Two keys on different nodes; the first one's node is paused.
+    let a = "held-up".to_string();
+    let b = (0..).map(|i| format!("other-{i}")).find(|k| owner(k) != owner(&a)).unwrap();
+    let pid = common::node_pid(stack.pid(), &owner(&a)).expect("serve's node process");
+    let paused = common::Paused::new(pid);
+    let items = json!([{"key": string(&a), "value": string("1")}, {"key": string(&b), "value": string("2")}]);
+    let (status, outcome) = send(&stack, reqwest::Method::PUT, "/set", &items);
+    assert_eq!(status, 200);
+    assert_eq!(outcome, json!([{"keys_added": 1, "keys_failed": [string(&a)]}]));
+    let (status, error) = send(&stack, reqwest::Method::POST, "/query", &json!([string(&b), string(&a)]));
+    assert_eq!(status, 503, "{error}");
+    let message = error["message"].as_str().unwrap();
+    assert!(message.starts_with(&format!("1 of 2 keys could not be read (first: {a:?}")), "{message}");
+    drop(paused);
+    let (status, presence) = send(&stack, reqwest::Method::POST, "/query", &json!([string(&b)]));
+    assert_eq!((status, presence), (200, json!([{"key": string(&b), "value": true}])));
+}
