@@ -9,6 +9,8 @@
 //! - [`protocol`]: serde types for the storage node's ZeroMQ JSON messages (the
 //!   seeds' `PUT` / `GET_ONE` / `GET_ALL`, plus `DELETE`) and for the page's
 //!   WebSocket messages.
+//! - [`samples`]: shipped key sets that look like real workloads (user ids,
+//!   URLs, a Zipf-skewed operations list), generated deterministically.
 //! - [`version`]: write versions (a hybrid logical clock and the writer's
 //!   id), so that wherever two copies of a key meet the newer one wins.
 //!
@@ -18,4 +20,5 @@ pub mod hash;
 pub mod keyset;
 pub mod placement;
 pub mod protocol;
+pub mod samples;
 pub mod version;
