@@ -202,6 +202,9 @@ pub fn simulated_joiner() -> Member {
 
 /// Keys a curve of many placements is computed on, at most.
 pub const CURVE_SAMPLE: usize = 100_000;
+/// Keys the join curve is computed on, at most: it places the set twice
+/// per algorithm per cluster size, up to 1,000 nodes.
+pub const JOIN_SAMPLE: usize = 20_000;
 /// Virtual nodes per node along [`vnode_curve`] (log-spaced over [`super::VNODES`]).
 pub const VNODE_STEPS: [u32; 10] = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000];
 /// Cluster sizes along [`join_curve`].
