@@ -132,6 +132,10 @@ async fn charts_show_shareds_numbers_for_3_100_and_1000_simulated_nodes() {
         }
         println!("LOOKUP_NS n={n} {:?}", &lookups[1..]);
     }
+    client
+        .execute("document.querySelector('[data-testid=chart-keys-per-node]').scrollIntoView()", vec![])
+        .await
+        .unwrap();
     save_screenshot(&client, "charts-1000.png").await;
 
     // The join curve: every algorithm against 1/(N+1), shared's fractions exactly.
@@ -229,6 +233,22 @@ async fn an_uploaded_file_gets_its_vnode_curve_and_each_sample_shareds_counts() 
     assert_eq!(csv_of(&client, "vnodes").await[1..], vnode_rows(10, &hashes)[..]);
     assert_eq!(counts_of(&client, "keys-per-node", "keys").await, shared_counts(Algorithm::Ring, 10, &hashes, &hashes));
     assert!(client.find(Locator::Css("[data-testid=chart-requests-per-node]")).await.is_err());
+
+    // An empty file charts nothing, and the page goes on.
+    let empty = dir.path().join("empty.txt");
+    std::fs::write(&empty, "").unwrap();
+    client
+        .find(Locator::Css("[data-testid=upload-input]"))
+        .await
+        .unwrap()
+        .send_keys(empty.to_str().unwrap())
+        .await
+        .unwrap();
+    wait_for_charts(&client, 0, 10).await;
+    let zeros = counts_of(&client, "keys-per-node", "keys").await;
+    assert!(zeros.len() == 10 && zeros.iter().all(|c| c.1 == 0), "{zeros:?}");
+    let svg = client.find(Locator::Css("[data-testid=chart-join-moves] svg")).await.unwrap().html(false).await.unwrap();
+    assert!(!svg.contains("NaN"), "nothing drawn at NaN");
 
     for sample in Sample::ALL {
         client

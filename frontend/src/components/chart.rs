@@ -129,7 +129,9 @@ impl Axis {
             hi = hi.max(v);
         }
         let (min, max) = match scale {
-            _ if !lo.is_finite() => (if scale == Scale::Log { 1.0 } else { 0.0 }, 1.0),
+            // Nothing to draw: a unit domain.
+            Scale::Log if !lo.is_finite() => (1.0, 10.0),
+            Scale::Linear if !lo.is_finite() => (0.0, 1.0),
             Scale::Linear => {
                 let lo = if from_zero { lo.min(0.0) } else { lo };
                 let span = if hi > lo { hi - lo } else { hi.abs().max(1.0) };
@@ -167,7 +169,11 @@ impl Axis {
                 let mults: &[f64] = if decades <= 2 { &[1.0, 2.0, 5.0] } else { &[1.0] };
                 let mut out = Vec::new();
                 let mut p = self.min;
-                while p <= self.max * 1.000001 {
+                // At most 40 decades (f64 has about 600; a chart never needs them).
+                for _ in 0..40 {
+                    if p > self.max * 1.000001 {
+                        break;
+                    }
                     out.extend(mults.iter().map(|m| m * p).filter(|v| *v <= self.max * 1.000001));
                     p *= 10.0;
                 }
@@ -339,10 +345,10 @@ pub fn BarChart(
         d.push_str(&format!(" L{},{} Z", px(f.x1()), px(f.y0())));
         let rank = Axis { scale: Scale::Linear, min: 0.0, max: n as f64, from: f.x0(), to: f.x1() };
         view! {
+            {axes(f, Some(&rank), &y, &format!("{x_title}, ranked from most to least (1 = most)"), &y_title, compact)}
             <path class="sorted" d=d fill=node_pattern(1) stroke=INK stroke-width="0.8">
                 <title>{format!("{n} values, sorted from largest to smallest")}</title>
             </path>
-            {axes(f, Some(&rank), &y, &format!("{x_title}, ranked from most to least (1 = most)"), &y_title, compact)}
         }
         .into_any()
     } else {
@@ -354,14 +360,25 @@ pub fn BarChart(
             .map(|(i, (label, v))| {
                 let top = y.at(*v);
                 let x = f.x0() + i as f64 * slot;
-                let text = (!compact && i % every == 0).then(|| {
-                    let cx = x + slot / 2.0;
-                    let ty = f.y0() + 12.0;
-                    view! {
-                        <text x=px(cx) y=px(ty) text-anchor="end" fill=MUTED font-size="10"
-                            transform=format!("rotate(-35 {cx:.1} {ty:.1})")>{label.clone()}</text>
-                    }
-                });
+                let cx = x + slot / 2.0;
+                let text = if compact {
+                    // A small chart names up to 8 bars, level under each.
+                    (n <= 8).then(|| {
+                        view! {
+                            <text x=px(cx) y=px(f.y0() + 11.0) text-anchor="middle" fill=MUTED font-size="8">{label.clone()}</text>
+                        }
+                        .into_any()
+                    })
+                } else {
+                    i.is_multiple_of(every).then(|| {
+                        let ty = f.y0() + 12.0;
+                        view! {
+                            <text x=px(cx) y=px(ty) text-anchor="end" fill=MUTED font-size="10"
+                                transform=format!("rotate(-35 {cx:.1} {ty:.1})")>{label.clone()}</text>
+                        }
+                        .into_any()
+                    })
+                };
                 view! {
                     <rect class="bar" x=px(x + slot * 0.1) y=px(top) width=px((slot * 0.8).max(1.0))
                         height=px((f.y0() - top).max(0.0)) fill=node_pattern(i) stroke=INK stroke-width="0.6"

@@ -107,7 +107,7 @@ fn analyse(hashes: &[u64], members: &[Member], now: impl Fn() -> f64) -> Vec<Row
             let before = build_for_keys(&spec, members, hashes);
             let dist = distribution(before.as_ref(), hashes);
             let ms = now() - t0;
-            let after = joined(&spec, members, hashes, Member::new("node-new"));
+            let after = joined(&spec, build_for_keys(&spec, members, hashes), hashes, Member::new("node-new"));
             let mv = moved_keys(before.as_ref(), after.as_ref(), hashes);
             Row {
                 ids: before.members().iter().map(|m| m.id.clone()).collect(),

@@ -175,18 +175,22 @@ pub fn ideal_fraction(before: &[Member], after: &[Member]) -> f64 {
     ids.iter().map(|id| (share(after, id) - share(before, id)).max(0.0)).sum()
 }
 
-/// The placement after `joiner` joins `members` under `spec`, as the
-/// cluster does it: `add_member` on the live placement (jump keeps its
+/// `placement` (built over `members` by `spec`) after `joiner` joins, as
+/// the cluster does it: `add_member` on the live placement (jump keeps its
 /// buckets); bounded places the key set afresh over the new members.
-pub fn joined(spec: &PlacementSpec, members: &[Member], hashes: &[u64], joiner: Member) -> Box<dyn Placement> {
+pub fn joined(
+    spec: &PlacementSpec,
+    mut placement: Box<dyn Placement>,
+    hashes: &[u64],
+    joiner: Member,
+) -> Box<dyn Placement> {
     if matches!(spec, PlacementSpec::Bounded { .. }) {
-        let mut all = members.to_vec();
+        let mut all = placement.members().to_vec();
         all.push(joiner);
         return build_for_keys(spec, &all, hashes);
     }
-    let mut p = build_for_keys(spec, members, hashes);
-    p.add_member(joiner);
-    p
+    placement.add_member(joiner);
+    placement
 }
 
 /// `n` simulated members of weight 1, `node-0001` .. (ids sort in index
@@ -270,9 +274,20 @@ pub fn join_curve(specs: &[PlacementSpec], steps: &[usize], hashes: &[u64]) -> V
             let fractions = specs
                 .iter()
                 .map(|spec| {
+                    // The owners before, then the same placement joined (one build, not two).
                     let before = build_for_keys(spec, &members, hashes);
-                    let after = joined(spec, &members, hashes, simulated_joiner());
-                    let moved = moves(before.as_ref(), after.as_ref(), hashes).count();
+                    let ids: Vec<Member> = before.members().to_vec();
+                    let owners: Vec<Option<usize>> = hashes.iter().map(|&h| before.owner_index(h)).collect();
+                    let after = joined(spec, before, hashes, simulated_joiner());
+                    let am = after.members();
+                    let moved = hashes
+                        .iter()
+                        .zip(&owners)
+                        .filter(|&(&h, from)| match (from, after.owner_index(h)) {
+                            (Some(f), Some(t)) => ids[*f].id != am[t].id,
+                            _ => false,
+                        })
+                        .count();
                     if hashes.is_empty() {
                         0.0
                     } else {
@@ -371,7 +386,7 @@ mod tests {
         assert_eq!(join[1].ideal, 1.0 / 11.0);
         for (spec, &f) in specs.iter().zip(&join[1].fractions) {
             let before = build_for_keys(spec, &members, &hashes);
-            let after = joined(spec, &members, &hashes, simulated_joiner());
+            let after = joined(spec, build_for_keys(spec, &members, &hashes), &hashes, simulated_joiner());
             assert_eq!(f, moved_keys(before.as_ref(), after.as_ref(), &hashes).fraction, "{}", spec.name());
         }
         assert!(join[1].fractions[0] > 0.8, "modulo moves most keys");
