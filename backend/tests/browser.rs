@@ -134,11 +134,11 @@ async fn uploaded_key_set_is_charted_with_shareds_counts_for_every_algorithm() {
     let hashes: Vec<u64> = keys.iter().map(|k| key_hash(k.as_bytes())).collect();
     for spec in PlacementSpec::all_defaults() {
         let want = distribution(build_for_keys(&spec, &members, &hashes).as_ref(), &hashes);
-        let css = format!("[data-testid=compare] tr[data-algorithm={}] svg rect", spec.name());
+        let css = format!("[data-testid=compare] tr[data-algorithm={}] svg rect.bar", spec.name());
         let bars = client.find_all(Locator::Css(&css)).await.unwrap();
         let mut got = Vec::new();
         for bar in bars {
-            got.push(bar.attr("data-count").await.unwrap().unwrap().parse::<u64>().unwrap());
+            got.push(bar.attr("data-value").await.unwrap().unwrap().parse::<u64>().unwrap());
         }
         assert_eq!(got.iter().sum::<u64>(), keys.len() as u64, "{}", spec.name());
         assert_eq!(got, want.counts, "{} bars equal shared's counts", spec.name());
