@@ -32,12 +32,12 @@ async fn attr(client: &Client, css: &str, name: &str) -> Option<String> {
     client.find(Locator::Css(css)).await.ok()?.attr(name).await.ok()?
 }
 
-/// Each legend entry: (node, share, keys).
+/// Each legend entry: (node, share, keys); the share is NaN without a ring.
 async fn legend(client: &Client) -> Vec<(String, f64, u64)> {
     let mut out = Vec::new();
     for li in client.find_all(Locator::Css("[data-testid=ring-legend] li")).await.unwrap() {
         let node = li.attr("data-node").await.unwrap().unwrap();
-        let share = li.attr("data-share").await.unwrap().unwrap().parse().unwrap();
+        let share = li.attr("data-share").await.unwrap().unwrap().parse().unwrap_or(f64::NAN);
         let keys = li.attr("data-keys").await.unwrap().unwrap().parse().unwrap();
         out.push((node, share, keys));
     }
@@ -46,7 +46,8 @@ async fn legend(client: &Client) -> Vec<(String, f64, u64)> {
 
 /// Presses one key (a character or a WebDriver key code) on whatever has focus.
 async fn press(client: &Client, key: char) {
-    let keys = KeyActions::new("keyboard".into()).then(KeyAction::Down { value: key }).then(KeyAction::Up { value: key });
+    let keys =
+        KeyActions::new("keyboard".into()).then(KeyAction::Down { value: key }).then(KeyAction::Up { value: key });
     client.perform_actions(keys).await.unwrap();
 }
 
@@ -251,7 +252,11 @@ async fn the_vnode_control_redraws_the_view_with_arcs_merged_per_owner() {
         let (inner, outer) = (points_in(&ring, vb, -slack), points_in(&ring, vb, slack));
         let ticks = client.find_all(Locator::Css("svg.ring line.vnode")).await.unwrap();
         if outer <= 512 {
-            assert!((inner..=outer).contains(&ticks.len()), "{} ticks, shared {inner}..={outer} in {vb:?}", ticks.len());
+            assert!(
+                (inner..=outer).contains(&ticks.len()),
+                "{} ticks, shared {inner}..={outer} in {vb:?}",
+                ticks.len()
+            );
             if !ticks.is_empty() {
                 ticked = true;
                 let points: std::collections::HashSet<String> =
@@ -411,5 +416,35 @@ async fn hover_names_the_nearest_key_and_a_click_on_a_named_key_looks_it_up() {
     let value = client.find(Locator::Css("[data-testid=lookup-input]")).await.unwrap().prop("value").await.unwrap();
     assert_eq!(value.as_deref(), Some("bravo"));
     assert!(client.find(Locator::Css("svg.ring circle.lookup[data-key='bravo']")).await.is_ok());
+    client.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_a_ring_the_view_says_so_and_draws_keys_only() {
+    use shardscope_shared::placement::{build, PlacementSpec};
+
+    let (stack, _driver, client) = open_page_with(3, &["--placement", "modulo"], "/").await;
+    let members = members_of(&cluster_nodes(&stack).await);
+    let note = eventually("the note", || async { text_of(&client, "[data-testid=ring-vnodes-none]").await }).await;
+    assert_eq!(note, "modulo has no ring of virtual nodes: keys only, each in its owner's colour.");
+    assert!(client.find(Locator::Css("[data-testid=ring-vnodes]")).await.is_err());
+    assert!(client.find_all(Locator::Css("svg.ring path.arc, svg.ring line.vnode")).await.unwrap().is_empty());
+    // The keys, per owner, as shared's modulo places them.
+    let want = distribution(build(&PlacementSpec::Modulo, &members).as_ref(), &sample(1000));
+    let got = eventually("the legend", || async {
+        let l = legend(&client).await;
+        (l.len() == 3).then_some(l)
+    })
+    .await;
+    for (i, (node, _, keys)) in got.iter().enumerate() {
+        assert_eq!(node, &members[i].id);
+        assert_eq!(*keys, want.counts[i]);
+        let d = attr(&client, &format!("svg.ring path.dots[data-owner='{node}']"), "d").await.unwrap();
+        assert_eq!(d.matches('M').count() as u64, want.counts[i]);
+    }
+    let shares = client.find_all(Locator::Css("[data-testid=ring-legend] .legend-share")).await.unwrap();
+    assert!(shares.is_empty(), "no share of a ring without one");
+    let label = attr(&client, "[data-testid=ring]", "aria-label").await.unwrap();
+    assert!(label.starts_with("Keys on the hash ring placed by modulo over 3 nodes, 1000 keys"), "{label}");
     client.close().await.unwrap();
 }

@@ -196,8 +196,7 @@ pub fn RingView(
     let zoom = Memo::new(move |_| view_at.get().z);
     let hover = RwSignal::new(None::<u64>);
 
-    let scene =
-        Memo::new_with_compare(move |_| shown.get().map(|given| Scene::new(&given, vnodes.get())), changed);
+    let scene = Memo::new_with_compare(move |_| shown.get().map(|given| Scene::new(&given, vnodes.get())), changed);
     let keys = Memo::new_with_compare(
         move |_| {
             set.get().map(|hashes| {
@@ -220,9 +219,7 @@ pub fn RingView(
             let before = before.get()?;
             let scene = scene.get()?;
             Some(match scene.own_vnodes {
-                Some(own) if scene.drawn.vnodes() != Some(own) => {
-                    Arc::from(build(&scene.drawn.spec, before.members()))
-                }
+                Some(own) if scene.drawn.vnodes() != Some(own) => Arc::from(build(&scene.drawn.spec, before.members())),
                 _ => before,
             })
         },
@@ -386,15 +383,11 @@ pub fn RingView(
             }
         }
         let mut paths: Vec<AnyView> = halo.into_iter().collect();
-        paths.extend(by_owner
-            .into_iter()
-            .enumerate()
-            .filter(|(_, d)| !d.is_empty())
-            .map(|(o, d)| {
-                let colour = if o < n { node_colour(o) } else { NO_OWNER };
-                let id = scene.id((o < n).then_some(o));
-                view! { <path class="dots" d=d stroke=colour stroke-width=width(2.4) data-owner=id /> }.into_any()
-            }));
+        paths.extend(by_owner.into_iter().enumerate().filter(|(_, d)| !d.is_empty()).map(|(o, d)| {
+            let colour = if o < n { node_colour(o) } else { NO_OWNER };
+            let id = scene.id((o < n).then_some(o));
+            view! { <path class="dots" d=d stroke=colour stroke-width=width(2.4) data-owner=id /> }.into_any()
+        }));
         paths.append(&mut waiting);
         if travelled.is_none() {
             // After a change, the keys it moved pulse: one path per (old owner, new owner).
@@ -565,7 +558,9 @@ fn summarise(scene: Option<&Scene>, counts: Option<&Distribution>, keys: Option<
     let ids = scene.members().iter().map(|m| m.id.as_str());
     let mut out = match scene.drawn.vnodes() {
         Some(v) => format!("Hash ring of {} nodes, {v} virtual nodes each", scene.members().len()),
-        None => format!("Keys on the hash ring placed by {} over {} nodes", scene.drawn.spec.name(), scene.members().len()),
+        None => {
+            format!("Keys on the hash ring placed by {} over {} nodes", scene.drawn.spec.name(), scene.members().len())
+        }
     };
     if let Some(n) = keys {
         out.push_str(&format!(", {n} keys"));
@@ -600,7 +595,8 @@ fn VnodeControl(scene: Memo<Option<Scene>>, vnodes: RwSignal<Option<u32>>) -> im
         }
     };
     let on_input = move |ev: web_sys::Event| set(event_target_value(&ev));
-    move || match own() {
+    move || {
+        match own() {
         None => {
             let name = algorithm.get().map(|(_, name)| name).unwrap_or_default();
             view! {
@@ -631,6 +627,7 @@ fn VnodeControl(scene: Memo<Option<Scene>>, vnodes: RwSignal<Option<u32>>) -> im
                 on:click=move |_| vnodes.set(None)>{format!("Cluster's ({cluster})")}</button>
         }
         .into_any(),
+    }
     }
 }
 
