@@ -135,11 +135,18 @@ struct Scene {
 
 impl Scene {
     fn new(given: &Drawn, vnodes: Option<u32>) -> Scene {
-        let drawn = match vnodes {
-            Some(v) => given.with_vnodes(v.clamp(*VNODES.start(), *VNODES.end())),
-            None => given.clone(),
+        let (drawn, ring) = match (&given.spec, vnodes.map(|v| v.clamp(*VNODES.start(), *VNODES.end()))) {
+            // The view's own ring is its placement too: built once.
+            (PlacementSpec::Ring { vnodes: own }, Some(v)) if *own != v => {
+                let ring = Arc::new(Ring::new(given.placement.members(), v));
+                (Drawn { spec: PlacementSpec::Ring { vnodes: v }, placement: ring.clone() }, Some(ring))
+            }
+            (_, v) => {
+                let drawn = v.map(|v| given.with_vnodes(v)).unwrap_or_else(|| given.clone());
+                let ring = drawn.ring().map(Arc::new);
+                (drawn, ring)
+            }
         };
-        let ring = drawn.ring().map(Arc::new);
         Scene {
             own_vnodes: given.vnodes(),
             arcs: ring.as_ref().map(|r| r.arcs().into()).unwrap_or_else(|| Arc::from([])),
