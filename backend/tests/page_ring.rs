@@ -57,9 +57,10 @@ const LEFT: char = '\u{E012}';
 const UP: char = '\u{E013}';
 const RIGHT: char = '\u{E014}';
 
-/// Tabs until the element with `testid` has focus; how many presses it took.
+/// Tabs (wrapping round the whole page if need be) until the element with
+/// `testid` has focus; how many presses it took.
 async fn tab_to(client: &Client, testid: &str) -> usize {
-    for presses in 1..=40 {
+    for presses in 1..=400 {
         press(client, TAB).await;
         let focused = client
             .execute("return document.activeElement && document.activeElement.dataset.testid || ''", vec![])
