@@ -19,6 +19,8 @@
 //!   when they exit unasked, and stops them.
 //! - [`rest`], [`ws`]: the HTTP API (`/kv`, `/nodes`, `/healthz`) and the
 //!   page's WebSocket (`/ws`).
+//! - [`seed002`]: seed 002's REST API (`PUT /set`, `POST`/`GET /fetch`,
+//!   `POST /query`).
 //! - [`guard`]: the Host, Origin and simple-POST checks in front of every
 //!   HTTP route (the backend's and the embedded registry's).
 //! - [`token`]: when there is an admin token (it guards administration and
@@ -37,6 +39,7 @@ pub mod metrics;
 pub mod node_client;
 pub mod rebalance;
 pub mod rest;
+pub mod seed002;
 pub mod server;
 pub mod state;
 pub mod supervisor;

@@ -147,7 +147,8 @@ async fn delete_one(State(cluster): State<Cluster>, Path(key): Path<String>) -> 
 /// `{"page":[..],"next":<key or null>}`; pass `next` as `after` for the next.
 async fn get_all(State(cluster): State<Cluster>, Query(q): Query<ListQuery>) -> Response {
     if q.prefix.is_none() && q.after.is_none() && q.limit.is_none() {
-        return stream_all(&cluster).await;
+        let write = |out: &mut Vec<u8>, e: &Entry| serde_json::to_writer(out, e);
+        return stream_all(&cluster, b"{\"collection\":[", b"]}", write).await;
     }
     let limit = q.limit.unwrap_or(100);
     if limit == 0 || limit > MAX_SCAN_LIMIT {
@@ -157,11 +158,18 @@ async fn get_all(State(cluster): State<Cluster>, Query(q): Query<ListQuery>) -> 
     reply_response(cluster.list(prefix.as_bytes(), q.after.as_deref().map(str::as_bytes), limit).await)
 }
 
-/// `GET /kv` unpaged, the seeds' whole collection: `{"collection":[..]}`
-/// streamed a page at a time, so any size is answered in bounded memory.
-/// A node failing before the first page is an error status; later, the
-/// answer is cut off (its JSON left unclosed), never silently short.
-async fn stream_all(cluster: &Cluster) -> Response {
+/// Every pair in the cluster as one JSON list, `opening`, the entries as
+/// `write` puts them, `closing` (`GET /kv` unpaged: the seeds' whole
+/// `{"collection":[..]}`), streamed a page at a time, so any size is
+/// answered in bounded memory. A node failing before the first page is an
+/// error status; later, the answer is cut off (its JSON left unclosed),
+/// never silently short.
+pub(crate) async fn stream_all(
+    cluster: &Cluster,
+    opening: &'static [u8],
+    closing: &'static [u8],
+    write: fn(&mut Vec<u8>, &Entry) -> serde_json::Result<()>,
+) -> Response {
     let mut pages = Box::pin(cluster.pages());
     let first = match pages.next().await {
         Some(Ok(page)) => page,
@@ -172,16 +180,18 @@ async fn stream_all(cluster: &Cluster) -> Response {
     let mut chunk = move |page: Vec<Entry>, last: bool| {
         let mut out = Vec::new();
         for e in &page {
-            out.push(if wrote_any { b',' } else { b'[' });
+            if wrote_any {
+                out.push(b',');
+            }
             wrote_any = true;
-            serde_json::to_writer(&mut out, e).expect("an entry serializes");
+            write(&mut out, e).expect("an entry serializes");
         }
         if last {
-            out.extend_from_slice(if wrote_any { b"]}" } else { b"[]}" });
+            out.extend_from_slice(closing);
         }
         Bytes::from(out)
     };
-    let opening = Bytes::from_static(b"{\"collection\":");
+    let opening = Bytes::from_static(opening);
     let first = chunk(first, false);
     let rest = pages.map(Some).chain(futures::stream::iter([None])).map(move |page| match page {
         Some(Ok(page)) => Ok(chunk(page, false)),
@@ -226,7 +236,7 @@ async fn nodes(State(cluster): State<Cluster>) -> Response {
 }
 
 /// A node reply as JSON, with the status code its outcome calls for.
-fn reply_response(reply: NodeReply) -> Response {
+pub(crate) fn reply_response(reply: NodeReply) -> Response {
     let status = match &reply {
         NodeReply::Error { error, .. } => match error {
             ErrorCode::NotFound => StatusCode::NOT_FOUND,

@@ -86,6 +86,7 @@ impl FromRef<App> for Admin {
 pub fn app(state: App, static_dir: &std::path::Path, guard: &Guard) -> Router {
     let page = ServeDir::new(static_dir).fallback(ServeFile::new(static_dir.join("index.html")));
     let routes = crate::rest::routes()
+        .merge(crate::seed002::routes())
         .route("/ws", get(crate::ws::upgrade))
         .fallback_service(page)
         // A body may carry one value of up to the node's limit.

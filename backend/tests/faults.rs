@@ -36,7 +36,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use common::{node_pid, NodeProcess, RestartableStack, Rng};
+use common::{node_pid, signal, NodeProcess, Paused, RestartableStack, Rng};
 use reqwest::blocking::Client;
 use serde_json::{json, Value as Json};
 use shardscope_backend::guard::WRITE_HEADER;
@@ -553,27 +553,6 @@ fn is_progress_of(e: &Json, change: &str) -> bool {
 
 fn is_done_of(e: &Json, change: &str) -> bool {
     e["type"] == "rebalance_done" && e["progress"]["change"] == change
-}
-
-/// A node process paused with SIGSTOP; SIGCONT when dropped (even on a panic).
-struct Paused(u32);
-
-impl Paused {
-    fn new(pid: u32) -> Paused {
-        signal(pid, libc::SIGSTOP);
-        Paused(pid)
-    }
-}
-
-impl Drop for Paused {
-    fn drop(&mut self) {
-        signal(self.0, libc::SIGCONT);
-    }
-}
-
-fn signal(pid: u32, sig: i32) {
-    // SAFETY: kill(2) on a process this test (or its serve) started.
-    unsafe { libc::kill(pid as i32, sig) };
 }
 
 // ---------------------------------------------------------------- the runs

@@ -9,6 +9,7 @@
 //! - [`protocol`]: serde types for the storage node's ZeroMQ JSON messages (the
 //!   seeds' `PUT` / `GET_ONE` / `GET_ALL`, plus `DELETE`) and for the page's
 //!   WebSocket messages.
+//! - [`seed002`]: seed 002's REST wire types (`/set`, `/fetch`, `/query`).
 //! - [`version`]: write versions (a hybrid logical clock and the writer's
 //!   id), so that wherever two copies of a key meet the newer one wins.
 //!
@@ -18,4 +19,5 @@ pub mod hash;
 pub mod keyset;
 pub mod placement;
 pub mod protocol;
+pub mod seed002;
 pub mod version;

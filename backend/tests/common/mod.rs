@@ -470,3 +470,24 @@ pub fn rss(pid: u32) -> usize {
     let line = status.lines().find(|l| l.starts_with("VmRSS:")).expect("VmRSS in /proc/PID/status");
     line.split_whitespace().nth(1).unwrap().parse::<usize>().unwrap() * 1024
 }
+
+/// A node process paused with SIGSTOP; SIGCONT when dropped (even on a panic).
+pub struct Paused(u32);
+
+impl Paused {
+    pub fn new(pid: u32) -> Paused {
+        signal(pid, libc::SIGSTOP);
+        Paused(pid)
+    }
+}
+
+impl Drop for Paused {
+    fn drop(&mut self) {
+        signal(self.0, libc::SIGCONT);
+    }
+}
+
+pub fn signal(pid: u32, sig: i32) {
+    // SAFETY: kill(2) on a process this test (or its serve) started.
+    unsafe { libc::kill(pid as i32, sig) };
+}

@@ -1,27 +1,20 @@
 //! Each algorithm shown by its own logic, for the looked-up key: the ring's
 //! clockwise walk, every node's HRW score, jump's bucket jumps, a window of
 //! Maglev's table, bounded loads' capacities and overflow, modulo's
-//! remainder. An algorithm picker with its settings chooses what to show
+//! remainder, drawn from shared's `explain`. An algorithm picker with its settings chooses what to show
 //! (the cluster's own algorithm by default); nothing here changes the cluster.
 
 use leptos::prelude::*;
 use shardscope_shared::hash::key_hash;
-use shardscope_shared::placement::bounded::Bounded;
-use shardscope_shared::placement::jump::Jump;
-use shardscope_shared::placement::maglev::Maglev;
-use shardscope_shared::placement::rendezvous::Rendezvous;
-use shardscope_shared::placement::ring::Ring;
+use shardscope_shared::placement::explain::Explanation;
 use shardscope_shared::placement::{
-    Algorithm, Member, Placement, PlacementSpec, Settings, CAPACITY, TABLE_SIZE, VNODES,
+    build_for_keys, restore, Algorithm, Member, Settings, CAPACITY, TABLE_SIZE, VNODES,
 };
 
 use super::node_colour;
 use super::page;
 use super::upload::KeySet;
 use crate::ws::backend;
-
-/// Cells of the Maglev table shown around the key's slot.
-const WINDOW: u64 = 48;
 
 /// The view's own algorithm and settings (`None` follows the cluster's);
 /// the URL carries them.
@@ -69,50 +62,48 @@ pub fn AlgorithmView() -> impl IntoView {
             k => k,
         };
         let hash = key_hash(key.as_bytes());
-        let ids: Vec<String> = members.iter().map(|m| m.id.clone()).collect();
-        let colour_of = move |id: &str| node_colour(ids.iter().position(|i| i == id).unwrap_or(0));
-        let explained = match &spec {
-            PlacementSpec::Modulo => {
-                let i = (hash % members.len() as u64) as usize;
-                view! {
-                    <p data-testid="logic-modulo" data-owner=members[i].id.clone()>
-                        {format!("{hash:016x} mod {} = {i} → {}", members.len(), members[i].id)}
-                    </p>
-                }
-                .into_any()
+        // The cluster's own placement (jump with its slots) unless another
+        // algorithm is picked; bounded places the chosen key set first.
+        let set = keyset.get().unwrap_or_else(|| KeySet::generated(10_000));
+        let placement = match backend.slots.get().filter(|_| picked.get().is_none()) {
+            Some(slots) => restore(&spec, &members, Some(&slots)),
+            None => build_for_keys(&spec, &members, &set.hashes),
+        };
+        let ms = placement.members().to_vec();
+        let id = |i: usize| ms[i].id.clone();
+        let explained = match placement.explain(hash) {
+            Explanation::Empty => view! { <p>"no nodes"</p> }.into_any(),
+            Explanation::Modulo { slots, slot, owner } => view! {
+                <p data-testid="logic-modulo" data-owner=id(owner)>
+                    {format!("{hash:016x} mod {slots} = {slot} → {}", id(owner))}
+                </p>
             }
-            PlacementSpec::Ring { vnodes } => {
-                let ring = Ring::new(&members, *vnodes);
-                let start = ring.successor(hash);
-                let points: Vec<(u64, usize)> = ring.points().collect();
-                let rows = (0..5.min(points.len()))
-                    .map(|s| {
-                        let (p, o) = points[(start + s) % points.len()];
-                        let id = ring.members()[o].id.clone();
+            .into_any(),
+            Explanation::Ring { next, .. } => {
+                let rows = next
+                    .into_iter()
+                    .enumerate()
+                    .map(|(s, (p, o))| {
                         view! {
-                            <li class=if s == 0 { "winner" } else { "" } data-owner=id.clone()>
-                                <span class="swatch" style=format!("background:{}", colour_of(&id))></span>
-                                {format!("{p:016x} — {id}{}", if s == 0 { " (owner: first point clockwise)" } else { "" })}
+                            <li class=if s == 0 { "winner" } else { "" } data-owner=id(o)>
+                                <span class="swatch" style=format!("background:{}", node_colour(o))></span>
+                                {format!("{p:016x} — {}{}", id(o), if s == 0 { " (owner: first point clockwise)" } else { "" })}
                             </li>
                         }
                     })
                     .collect_view();
                 view! { <p>{format!("key at {hash:016x}; the next virtual nodes clockwise:")}</p><ol data-testid="logic-ring">{rows}</ol> }.into_any()
             }
-            PlacementSpec::Rendezvous => {
-                let r = Rendezvous::new(&members);
-                let scores = r.scores(hash);
-                let winner = r.owner_index(hash).unwrap_or(0);
+            Explanation::Rendezvous { scores, winner } => {
                 let max = scores.iter().cloned().fold(f64::MIN, f64::max).max(f64::MIN_POSITIVE);
                 let bars = scores
                     .iter()
                     .enumerate()
                     .map(|(i, s)| {
-                        let id = r.members()[i].id.clone();
                         view! {
-                            <div class="score" data-node=id.clone() data-score=s.to_string() data-winner=(i == winner).to_string()>
-                                <span>{id.clone()}</span>
-                                <div class="bar"><div class="fill" style=format!("width:{:.1}%;background:{}", 100.0 * s / max, colour_of(&id))></div></div>
+                            <div class="score" data-node=id(i) data-score=s.to_string() data-winner=(i == winner).to_string()>
+                                <span>{id(i)}</span>
+                                <div class="bar"><div class="fill" style=format!("width:{:.1}%;background:{}", 100.0 * s / max, node_colour(i))></div></div>
                             </div>
                         }
                     })
@@ -120,37 +111,27 @@ pub fn AlgorithmView() -> impl IntoView {
                 view! { <p>"Each node scores the key; the highest wins:"</p><div data-testid="logic-hrw">{bars}</div> }
                     .into_any()
             }
-            PlacementSpec::Jump => {
-                let jump = match backend.slots.get().filter(|_| picked.get().is_none()) {
-                    Some(slots) => Jump::from_slots(&slots),
-                    None => Jump::new(&members),
-                };
-                let slots = jump.slot_table();
-                let steps = jump
-                    .bucket_path(hash)
+            Explanation::Jump { buckets, path } => {
+                let steps = path
                     .into_iter()
-                    .map(|b| {
-                        let holder = slots[b as usize].clone();
-                        let text = match &holder {
-                            Some(id) => format!("bucket {b} → {id}"),
+                    .map(|(b, holder)| {
+                        let text = match holder {
+                            Some(m) => format!("bucket {b} → {}", id(m)),
                             None => format!("bucket {b} → tombstone, jump again"),
                         };
-                        view! { <li data-bucket=b.to_string() data-owner=holder.unwrap_or_default()>{text}</li> }
+                        view! { <li data-bucket=b.to_string() data-owner=holder.map(&id).unwrap_or_default()>{text}</li> }
                     })
                     .collect_view();
-                view! { <p>{format!("jump hash over {} buckets:", slots.len())}</p><ol data-testid="logic-jump">{steps}</ol> }.into_any()
+                view! { <p>{format!("jump hash over {buckets} buckets:")}</p><ol data-testid="logic-jump">{steps}</ol> }
+                    .into_any()
             }
-            PlacementSpec::Maglev { table_size } => {
-                let m = Maglev::new(&members, *table_size);
-                let size = m.table_size();
-                let slot = hash % size;
-                let cells = (0..WINDOW)
-                    .map(|i| {
-                        let s = (slot + size - WINDOW / 2 + i) % size;
-                        let id = m.members()[m.table()[s as usize] as usize].id.clone();
+            Explanation::Maglev { size, slot, window } => {
+                let cells = window
+                    .into_iter()
+                    .map(|(s, m)| {
                         view! {
-                            <span class=if s == slot { "cell key" } else { "cell" } data-slot=s.to_string() data-owner=id.clone()
-                                style=format!("background:{}", colour_of(&id)) title=format!("slot {s}: {id}")></span>
+                            <span class=if s == slot { "cell key" } else { "cell" } data-slot=s.to_string() data-owner=id(m)
+                                style=format!("background:{}", node_colour(m)) title=format!("slot {s}: {}", id(m))></span>
                         }
                     })
                     .collect_view();
@@ -160,24 +141,21 @@ pub fn AlgorithmView() -> impl IntoView {
                 }
                 .into_any()
             }
-            PlacementSpec::Bounded { vnodes, capacity } => {
-                let set = keyset.get().unwrap_or_else(|| KeySet::generated(10_000));
-                let b = Bounded::new(&members, *vnodes, *capacity, &set.hashes);
-                let walk: Vec<String> = b.walk(hash).into_iter().map(|i| b.members()[i].id.clone()).collect();
-                let rows = b
-                    .members()
+            Explanation::Bounded { walk, loads, capacities, capacity } => {
+                let rows = loads
                     .iter()
+                    .zip(&capacities)
                     .enumerate()
-                    .map(|(i, m)| {
-                        let (load, cap) = (b.loads()[i], b.capacities()[i]);
+                    .map(|(i, (&load, &cap))| {
                         view! {
-                            <div class="score" data-node=m.id.clone() data-load=load.to_string() data-capacity=cap.to_string()>
-                                <span>{format!("{}: {load} / {cap}", m.id)}</span>
-                                <div class="bar"><div class="fill" style=format!("width:{:.1}%;background:{}", 100.0 * load as f64 / cap.max(1) as f64, colour_of(&m.id))></div></div>
+                            <div class="score" data-node=id(i) data-load=load.to_string() data-capacity=cap.to_string()>
+                                <span>{format!("{}: {load} / {cap}", id(i))}</span>
+                                <div class="bar"><div class="fill" style=format!("width:{:.1}%;background:{}", 100.0 * load as f64 / cap.max(1) as f64, node_colour(i))></div></div>
                             </div>
                         }
                     })
                     .collect_view();
+                let walk: Vec<String> = walk.into_iter().map(&id).collect();
                 let overflow = match walk.len() {
                     0 | 1 => "the first node clockwise had room".to_string(),
                     _ => format!(

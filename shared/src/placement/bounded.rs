@@ -19,6 +19,7 @@ use std::collections::HashMap;
 /// process, so keys cannot be chosen to collide) is far cheaper than SipHash.
 type Assigned = HashMap<u64, u32, foldhash::fast::RandomState>;
 
+use super::explain::Explanation;
 use super::ring::Ring;
 use super::{extend_distinct, Member, Placement};
 
@@ -142,6 +143,14 @@ impl Bounded {
 impl Placement for Bounded {
     fn members(&self) -> &[Member] {
         self.ring.members()
+    }
+
+    fn explain(&self, hash: u64) -> Explanation {
+        let walk = self.walk(hash);
+        if walk.is_empty() {
+            return Explanation::Empty;
+        }
+        Explanation::Bounded { walk, loads: self.loads.clone(), capacities: self.caps.clone(), capacity: self.capacity }
     }
 
     fn owner_index(&self, hash: u64) -> Option<usize> {

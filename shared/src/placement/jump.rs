@@ -15,6 +15,7 @@
 //! The slot table is the state: [`Jump::slot_table`] exports it and
 //! [`Jump::from_slots`] rebuilds the same placement elsewhere.
 
+use super::explain::Explanation;
 use super::{extend_distinct, mix64, normalize, Member, Placement};
 
 /// Jumps before giving up on hitting a live slot and scanning instead.
@@ -100,6 +101,15 @@ impl Jump {
 impl Placement for Jump {
     fn members(&self) -> &[Member] {
         &self.members
+    }
+
+    fn explain(&self, hash: u64) -> Explanation {
+        let path: Vec<(u32, Option<usize>)> =
+            self.bucket_path(hash).into_iter().map(|b| (b, self.slots[b as usize].map(|m| m as usize))).collect();
+        if path.is_empty() {
+            return Explanation::Empty;
+        }
+        Explanation::Jump { buckets: self.slots.len() as u32, path }
     }
 
     #[inline]

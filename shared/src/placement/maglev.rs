@@ -11,6 +11,7 @@
 //! bound; ours is tested at under 2% of keys for M = 65537, N <= 20).
 //! A `table_size` that is not prime is rounded up to the next prime.
 
+use super::explain::{Explanation, MAGLEV_WINDOW};
 use super::{distinct_walk, mix64, normalize, Member, Placement};
 use crate::hash::key_hash;
 
@@ -88,6 +89,22 @@ impl Maglev {
 impl Placement for Maglev {
     fn members(&self) -> &[Member] {
         &self.members
+    }
+
+    fn explain(&self, hash: u64) -> Explanation {
+        if self.table.is_empty() {
+            return Explanation::Empty;
+        }
+        let size = self.size;
+        let slot = hash % size;
+        let shown = MAGLEV_WINDOW.min(size);
+        let window = (0..shown)
+            .map(|i| {
+                let s = (slot + size - shown / 2 + i) % size;
+                (s, self.table[s as usize] as usize)
+            })
+            .collect();
+        Explanation::Maglev { size, slot, window }
     }
 
     #[inline]

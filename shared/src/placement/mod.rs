@@ -4,7 +4,8 @@
 //! owners (replicas) for a membership. A placement is built from a
 //! [`PlacementSpec`] (the algorithm and its settings) and a list of
 //! [`Member`]s with [`build`]; [`analysis`] measures balance and, for a
-//! membership change, exactly which keys move. Every algorithm hashes keys
+//! membership change, exactly which keys move; [`explain`] says why a key has
+//! its owner, by each algorithm's own rule. Every algorithm hashes keys
 //! with [`crate::hash::key_hash`] only, and gives the same answer on x86_64
 //! and wasm32 (floating point goes through `libm`, never the platform's).
 //!
@@ -19,6 +20,7 @@
 
 pub mod analysis;
 pub mod bounded;
+pub mod explain;
 pub mod jump;
 pub mod maglev;
 pub mod modulo;
@@ -66,6 +68,9 @@ pub trait Placement: Send + Sync {
     /// Up to `r` distinct member indices for a key hash, the owner first:
     /// where replicas of the key go.
     fn owner_indices(&self, hash: u64, r: usize) -> Vec<usize>;
+
+    /// Why `hash` goes to its owner, by this algorithm's own rule.
+    fn explain(&self, hash: u64) -> explain::Explanation;
 
     /// Replaces the membership. Algorithms with history (jump's stable
     /// buckets) keep it for members that stay.

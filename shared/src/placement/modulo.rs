@@ -1,6 +1,7 @@
 //! `hash % N`: the seeds' phase-1 baseline. Balanced, but a change of N moves
 //! almost every key. A member of weight w holds w slots.
 
+use super::explain::Explanation;
 use super::{distinct_walk, normalize, Member, Placement};
 
 pub struct Modulo {
@@ -26,6 +27,16 @@ impl Placement for Modulo {
             return None;
         }
         Some(self.slots[(hash % self.slots.len() as u64) as usize] as usize)
+    }
+
+    fn explain(&self, hash: u64) -> Explanation {
+        match self.owner_index(hash) {
+            Some(owner) => {
+                let slots = self.slots.len() as u64;
+                Explanation::Modulo { slots, slot: hash % slots, owner }
+            }
+            None => Explanation::Empty,
+        }
     }
 
     fn owner_indices(&self, hash: u64, r: usize) -> Vec<usize> {

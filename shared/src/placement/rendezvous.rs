@@ -7,6 +7,7 @@
 //! HRW of Schindelhauer & Schomaker, computed with `libm` so it is identical
 //! on every platform.
 
+use super::explain::Explanation;
 use super::{mix64, normalize, Member, Placement};
 use crate::hash::key_hash;
 
@@ -49,6 +50,13 @@ impl Rendezvous {
 impl Placement for Rendezvous {
     fn members(&self) -> &[Member] {
         &self.members
+    }
+
+    fn explain(&self, hash: u64) -> Explanation {
+        match self.owner_index(hash) {
+            Some(winner) => Explanation::Rendezvous { scores: self.scores(hash), winner },
+            None => Explanation::Empty,
+        }
     }
 
     #[inline]

@@ -6,6 +6,7 @@
 //! not depend on the order members joined. Lookups go through a small index of
 //! the points by their top bits, then a search within one bucket.
 
+use super::explain::{Explanation, RING_NEXT};
 use super::{distinct_walk, normalize, Member, Placement};
 use crate::hash::key_hash;
 
@@ -93,6 +94,20 @@ impl Placement for Ring {
             return None;
         }
         Some(self.owners[self.successor(hash)] as usize)
+    }
+
+    fn explain(&self, hash: u64) -> Explanation {
+        if self.points.is_empty() {
+            return Explanation::Empty;
+        }
+        let start = self.successor(hash);
+        let next = (0..RING_NEXT.min(self.points.len()))
+            .map(|s| {
+                let i = (start + s) % self.points.len();
+                (self.points[i], self.owners[i] as usize)
+            })
+            .collect();
+        Explanation::Ring { points: self.points.len(), next }
     }
 
     fn ring_positions(&self) -> Option<&[u64]> {
