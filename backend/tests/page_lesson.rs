@@ -451,3 +451,25 @@ async fn the_lesson_and_a_live_step_run_with_the_keyboard_only() {
     save_screenshot(&client, "lesson-keyboard-4.png").await;
     client.close().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_the_admin_token_a_live_step_says_so_and_stays_a_simulation() {
+    let (stack, _driver, client) = open_page_with(3, &["--admin-token", "s3cret"], "/#demo=1&step=2").await;
+    at_step(&client, 2).await;
+    let members = members_of(&cluster_nodes(&stack).await);
+    click(&client, "[data-testid=lesson-run]").await;
+    let status = eventually("the refusal", || async {
+        if attr(&client, "[data-testid=lesson-status]", "data-phase").await? != "refused" {
+            return None;
+        }
+        text_of(&client, "[data-testid=lesson-status]").await
+    })
+    .await;
+    assert!(status.contains("admin token") && status.ends_with("this step stays a simulation."), "{status}");
+    assert_eq!(members_of(&cluster_nodes(&stack).await), members, "no node added");
+    assert_eq!(placement_of(&stack).await, PlacementSpec::Ring { vnodes: 160 }, "the placement unchanged");
+    // The simulation is still shown, with shared's numbers.
+    let (before, after) = joined(&PlacementSpec::Modulo, &members, "node-4");
+    assert_movement(&client, &moved_keys(before.as_ref(), after.as_ref(), &hashes())).await;
+    client.close().await.unwrap();
+}
