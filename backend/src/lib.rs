@@ -19,6 +19,8 @@
 //!   when they exit unasked, and stops them.
 //! - [`rest`], [`ws`]: the HTTP API (`/kv`, `/nodes`, `/healthz`) and the
 //!   page's WebSocket (`/ws`).
+//! - [`seed004`]: seed 004's `master-svr`, `svr` and `clt` (binaries in
+//!   `src/bin/`), as `shardscope` command lines.
 //! - [`seed002`]: seed 002's REST API (`PUT /set`, `POST`/`GET /fetch`,
 //!   `POST /query`).
 //! - [`guard`]: the Host, Origin and simple-POST checks in front of every
@@ -40,6 +42,7 @@ pub mod node_client;
 pub mod rebalance;
 pub mod rest;
 pub mod seed002;
+pub mod seed004;
 pub mod server;
 pub mod state;
 pub mod supervisor;

@@ -34,7 +34,11 @@ use crate::supervisor::Supervisor;
 const DEFAULT_NODES: usize = 3;
 /// Where, in the data dir, the embedded registry keeps its catalog and KV
 /// (the nodes' dirs are `node-N`).
-const REGISTRY_DIR: &str = "registry";
+pub const REGISTRY_DIR: &str = "registry";
+
+/// The file in [`REGISTRY_DIR`] naming where the embedded registry listens
+/// (`http://HOST:PORT`), for nodes started by hand (and seed 004's `svr`).
+pub const REGISTRY_ADDRESS_FILE: &str = "address";
 
 /// Settings of `shardscope serve`.
 #[derive(Clone, Debug)]
@@ -140,9 +144,14 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
             };
             let task = tokio::spawn(registry.serve_wrapped(reg_listener, stopped, move |r| guard.wrap(r)));
             tracing::info!(%reg_addr, "embedded registry (Consul HTTP API) listening");
+            let address_file = dir.join(REGISTRY_ADDRESS_FILE);
+            shardscope_consul::file::replace(&address_file, format!("http://{reg_addr}\n").as_bytes(), 0o644)
+                .map_err(|e| anyhow::anyhow!("writing {}: {e}", address_file.display()))?;
             println!(
-                "Nodes started by hand register with CONSUL_HTTP_TOKEN_FILE={} (the registry's node token)",
-                token_file.display()
+                "Nodes started by hand register with CONSUL_HTTP_TOKEN_FILE={} (the registry's node token) \
+                 at the address in {}",
+                token_file.display(),
+                address_file.display()
             );
             let consul =
                 Consul::new(&format!("http://{reg_addr}")).with_token(token.as_ref().unwrap_or(&node_token).as_str());

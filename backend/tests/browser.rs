@@ -134,11 +134,11 @@ async fn uploaded_key_set_is_charted_with_shareds_counts_for_every_algorithm() {
     let hashes: Vec<u64> = keys.iter().map(|k| key_hash(k.as_bytes())).collect();
     for spec in PlacementSpec::all_defaults() {
         let want = distribution(build_for_keys(&spec, &members, &hashes).as_ref(), &hashes);
-        let css = format!("[data-testid=compare] tr[data-algorithm={}] svg rect", spec.name());
+        let css = format!("[data-testid=compare] tr[data-algorithm={}] svg rect.bar", spec.name());
         let bars = client.find_all(Locator::Css(&css)).await.unwrap();
         let mut got = Vec::new();
         for bar in bars {
-            got.push(bar.attr("data-count").await.unwrap().unwrap().parse::<u64>().unwrap());
+            got.push(bar.attr("data-value").await.unwrap().unwrap().parse::<u64>().unwrap());
         }
         assert_eq!(got.iter().sum::<u64>(), keys.len() as u64, "{}", spec.name());
         assert_eq!(got, want.counts, "{} bars equal shared's counts", spec.name());
@@ -182,12 +182,16 @@ async fn uploaded_key_set_is_charted_with_shareds_counts_for_every_algorithm() {
     .await;
     // The ring draws the set's keys: all 5000, then a sample of a 50k preset.
     let dots = client.find(Locator::Css("[data-testid=ring-keyset]")).await.unwrap();
-    assert_eq!(dots.attr("data-shown").await.unwrap().as_deref(), Some(n.min(5000).to_string().as_str()));
-    assert_eq!(client.find_all(Locator::Css("svg.ring circle.set-key")).await.unwrap().len(), n.min(5000));
+    assert_eq!(dots.attr("data-shown").await.unwrap().as_deref(), Some("5000"));
+    let mut drawn = 0;
+    for path in client.find_all(Locator::Css("svg.ring path.dots")).await.unwrap() {
+        drawn += path.attr("d").await.unwrap().unwrap().matches('M').count();
+    }
+    assert_eq!(drawn, 5000, "one dot per key");
     client.find(Locator::Css("[data-testid=preset-50000]")).await.unwrap().click().await.unwrap();
     eventually("a sampled 50k set on the ring", || async {
         let g = client.find(Locator::Css("[data-testid=ring-keyset][data-total='50000']")).await.ok()?;
-        g.attr("data-shown").await.ok()?.filter(|s| s == "5000")
+        g.attr("data-shown").await.ok()?.filter(|s| s == "10000")
     })
     .await;
     client.execute("document.querySelector('[data-testid=compare]').scrollIntoView()", vec![]).await.unwrap();
@@ -319,16 +323,28 @@ async fn add_node_from_the_page_shows_the_rebalance_the_backend_did() {
         shardscope_shared::placement::build(&spec, &members_of(&after)).as_ref(),
         &hashes,
     );
-    let animated = eventually("moved keys animated", || async {
-        let moved = client.find_all(Locator::Css("svg.ring circle.set-key[data-moved=true]")).await.ok()?;
-        (moved.len() == predicted.moves.len()).then_some(moved.len())
+    // One pulsing path per (old owner, new owner), holding its keys.
+    let paths = eventually("moved keys animated", || async {
+        let paths = client.find_all(Locator::Css("svg.ring path.moved")).await.ok()?;
+        let mut keys = 0;
+        for p in &paths {
+            let d = p.attr("d").await.ok()??;
+            let n: usize = p.attr("data-keys").await.ok()??.parse().ok()?;
+            assert_eq!(d.matches('M').count(), n);
+            keys += n;
+        }
+        (keys == predicted.moves.len()).then_some(paths.len())
     })
     .await;
-    assert!(animated > 0);
-    assert_eq!(
-        client.find_all(Locator::Css("svg.ring circle.set-key[data-moved=true] animate")).await.unwrap().len(),
-        2 * animated
-    );
+    assert!(paths > 0);
+    assert_eq!(client.find_all(Locator::Css("svg.ring path.moved animate")).await.unwrap().len(), 2 * paths);
+    let moving = client.find(Locator::Css("[data-testid=ring-keyset]")).await.unwrap().attr("data-moving").await;
+    assert_eq!(moving.unwrap(), Some(predicted.moves.len().to_string()));
+    for (from, to, n) in &predicted.flows {
+        let css = format!("svg.ring path.moved[data-from='{from}'][data-to='{to}']");
+        let keys = client.find(Locator::Css(&css)).await.unwrap().attr("data-keys").await.unwrap();
+        assert_eq!(keys, Some(n.to_string()), "{from} -> {to}");
+    }
     save_screenshot(&client, "add-node.png").await;
     client.close().await.unwrap();
 }

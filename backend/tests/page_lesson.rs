@@ -18,6 +18,7 @@ use fantoccini::key::Key;
 use fantoccini::{Client, Locator};
 use shardscope_shared::hash::key_hash;
 use shardscope_shared::placement::analysis::{distribution, moved_keys, Movement};
+use shardscope_shared::placement::ring::Ring;
 use shardscope_shared::placement::{build, build_for_keys, Algorithm, Member, Placement, PlacementSpec, Settings};
 
 const NAMED: [&str; 8] = ["alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi"];
@@ -101,8 +102,11 @@ async fn assert_movement(client: &Client, mv: &Movement) {
     assert_eq!(flows, mv.flows);
 }
 
-/// The page's keys per node and std dev equal shared's for `placement`.
-async fn assert_balance(client: &Client, placement: &dyn Placement) {
+/// The page's shares of the ring, keys per node and std dev equal shared's
+/// for a ring of `vnodes` per member.
+async fn assert_balance(client: &Client, members: &[Member], vnodes: u32) {
+    let ring = build(&PlacementSpec::Ring { vnodes }, members);
+    let placement = ring.as_ref();
     let d = distribution(placement, &hashes());
     let std_dev = d.std_dev.to_string();
     eventually("the balance numbers", || async {
@@ -113,9 +117,11 @@ async fn assert_balance(client: &Client, placement: &dyn Placement) {
         attr(client, "[data-testid=lesson-balance]", "data-max-over-mean").await.unwrap(),
         d.max_over_mean.to_string()
     );
-    for (m, c) in placement.members().iter().zip(&d.counts) {
+    let shares = Ring::new(placement.members(), vnodes).shares();
+    for ((m, c), share) in placement.members().iter().zip(&d.counts).zip(shares) {
         let css = format!("[data-testid=lesson-distribution] tr[data-node='{}']", m.id);
         assert_eq!(attr(client, &css, "data-keys").await.unwrap(), c.to_string(), "{}", m.id);
+        assert_eq!(attr(client, &css, "data-share").await.unwrap(), share.to_string(), "{}", m.id);
     }
 }
 
@@ -271,7 +277,7 @@ async fn the_lesson_walked_against_a_live_cluster_matches_shared_and_the_backend
     // 3. A ring with one point per node: keys per node and std dev from shared.
     click(&client, "[data-testid=lesson-next]").await;
     at_step(&client, 3).await;
-    assert_balance(&client, build(&PlacementSpec::Ring { vnodes: 1 }, &members).as_ref()).await;
+    assert_balance(&client, &members, 1).await;
     save_screenshot(&client, "lesson-3.png").await;
 
     // 4. A join on that ring: only one arc's keys move, all to the joiner.
@@ -291,7 +297,7 @@ async fn the_lesson_walked_against_a_live_cluster_matches_shared_and_the_backend
     // 5. Virtual nodes: the slider starts at 1.
     click(&client, "[data-testid=lesson-next]").await;
     at_step(&client, 5).await;
-    assert_balance(&client, build(&PlacementSpec::Ring { vnodes: 1 }, &members).as_ref()).await;
+    assert_balance(&client, &members, 1).await;
     save_screenshot(&client, "lesson-5.png").await;
 
     // 6. The other algorithms: balance, movement and alice's placement from shared.
@@ -356,11 +362,12 @@ async fn the_vnode_slider_shows_shareds_std_dev_at_1_10_100_500() {
         })
         .await;
         redraws.push(started.elapsed().as_secs_f64() * 1000.0);
-        assert_balance(&client, build(&PlacementSpec::Ring { vnodes: v }, &members).as_ref()).await;
+        assert_balance(&client, &members, v).await;
         let shown = text_of(&client, "[data-testid=lesson-balance]").await.unwrap();
         assert!(shown.contains(&format!("std dev {want:.1}")), "{shown}");
-        let ticks = client.find_all(Locator::Css("[data-testid=lesson] .ring .vnode")).await.unwrap().len();
-        assert_eq!(ticks, 3 * v as usize, "one tick per virtual node");
+        // The ring draws the same count (its own control shows it).
+        let ring = client.find(Locator::Css("[data-testid=lesson] [data-testid=ring-vnodes]")).await.unwrap();
+        assert_eq!(ring.prop("value").await.unwrap(), Some(v.to_string()), "the ring at {v} vnodes");
         if v == 500 {
             save_screenshot(&client, "lesson-5-vnodes-500.png").await;
         }

@@ -9,6 +9,8 @@
 //! - [`protocol`]: serde types for the storage node's ZeroMQ JSON messages (the
 //!   seeds' `PUT` / `GET_ONE` / `GET_ALL`, plus `DELETE`) and for the page's
 //!   WebSocket messages.
+//! - [`samples`]: shipped key sets that look like real workloads (user ids,
+//!   URLs, a Zipf-skewed operations list), generated deterministically.
 //! - [`seed002`]: seed 002's REST wire types (`/set`, `/fetch`, `/query`).
 //! - [`version`]: write versions (a hybrid logical clock and the writer's
 //!   id), so that wherever two copies of a key meet the newer one wins.
@@ -19,5 +21,6 @@ pub mod hash;
 pub mod keyset;
 pub mod placement;
 pub mod protocol;
+pub mod samples;
 pub mod seed002;
 pub mod version;

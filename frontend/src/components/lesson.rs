@@ -12,6 +12,7 @@ use leptos::prelude::*;
 use leptos::task::spawn_local;
 use shardscope_shared::hash::{key_hash, ring_fraction};
 use shardscope_shared::placement::analysis::{distribution, moved_keys, Distribution, Movement};
+use shardscope_shared::placement::ring::Ring;
 use shardscope_shared::placement::{
     build, build_for_keys, restore, Algorithm, Member, Placement, PlacementSpec, Settings,
 };
@@ -171,6 +172,8 @@ async fn admin(backend: Backend, make: impl FnOnce(u64) -> ClientMsg) -> Result<
 struct Lesson {
     hashes: StoredValue<Arc<[u64]>>,
     vnodes: RwSignal<u32>,
+    /// The ring view's own vnode count (its control); `None` between steps.
+    ring_vnodes: RwSignal<Option<u32>>,
     /// Step 6's algorithm on the ring.
     shown_algo: RwSignal<Algorithm>,
     live: RwSignal<Live>,
@@ -238,6 +241,7 @@ pub fn Lesson() -> impl IntoView {
     let lesson = Lesson {
         hashes: StoredValue::new(lesson_hashes()),
         vnodes: RwSignal::new(1),
+        ring_vnodes: RwSignal::new(None),
         shown_algo: RwSignal::new(Algorithm::Rendezvous),
         live: RwSignal::new(Live::default()),
         answered: RwSignal::new(Vec::new()),
@@ -284,6 +288,47 @@ pub fn Lesson() -> impl IntoView {
         now
     });
     let scene = Memo::new(move |_| lesson.scene(step.get()));
+    // Each step starts with the ring as the step draws it; in step 5 the
+    // ring's own vnode control moves the slider too.
+    Effect::new(move || {
+        step.track();
+        lesson.ring_vnodes.set(None);
+    });
+    Effect::new(move || {
+        if let Some(v) = lesson.ring_vnodes.get().filter(|_| step.get_untracked() == 5) {
+            lesson.vnodes.set(v.clamp(1, MAX_VNODES));
+        }
+    });
+    // The keys the step's change moves, by shared; of those, the share the
+    // cluster has moved while the lesson runs it (all of them otherwise:
+    // the simulation shows the change done).
+    let backend = backend();
+    let moving = Memo::new(move |_| {
+        let scene = scene.get();
+        scene
+            .before
+            .map(|b| moved_keys(b.as_ref(), scene.drawn.placement.as_ref(), &lesson.hashes.get_value()).moves.len())
+    });
+    let progress = Signal::derive(move || {
+        let l = lesson.live.get();
+        if l.step != step.get() {
+            return None;
+        }
+        match l.phase {
+            Phase::Placing => Some(0.0),
+            Phase::Joining => Some(if l.added.is_some() {
+                let expected = moving.get().unwrap_or(0).max(1) as f64;
+                backend
+                    .rebalance
+                    .with(|r| r.as_ref().map_or(0.0, |r| (r.progress.keys_moved as f64 / expected).clamp(0.0, 1.0)))
+            } else {
+                0.0
+            }),
+            Phase::Joined => Some(1.0),
+            _ => None,
+        }
+    });
+    let travelled = Signal::derive(move || progress.get().unwrap_or(1.0));
     let shown = Signal::derive(move || Some(scene.get().drawn));
     let before = Signal::derive(move || scene.get().before);
     let set = Signal::derive(move || Some(lesson.hashes.get_value()));
@@ -302,13 +347,13 @@ pub fn Lesson() -> impl IntoView {
                     <h2 node_ref=heading tabindex="-1" data-testid="lesson-title">{move || title(step.get())}</h2>
                     {move || match step.get() {
                         1 => view! { <KeysStep lesson /> }.into_any(),
-                        2 | 4 => view! { <JoinStep lesson step=step.get() scene /> }.into_any(),
+                        2 | 4 => view! { <JoinStep lesson step=step.get() scene progress /> }.into_any(),
                         3 | 5 => view! { <BalanceStep lesson step=step.get() scene /> }.into_any(),
                         _ => view! { <AlgorithmsStep lesson /> }.into_any(),
                     }}
                 </div>
                 <div class="lesson-ring">
-                    <RingView shown before set named lookup=page().lookup_key />
+                    <RingView shown before set named lookup=page().lookup_key travelled vnodes=lesson.ring_vnodes />
                 </div>
             </div>
         </section>
@@ -445,27 +490,28 @@ fn Swatch(index: usize) -> impl IntoView {
     }
 }
 
-/// Keys per node, the mean, the std dev and max/mean, from shared.
-fn distribution_view(placement: &dyn Placement, d: &Distribution) -> impl IntoView {
+/// Each node's share of the ring (`shares`, from shared's `Ring`), its
+/// keys, the mean, the std dev and max/mean, from shared.
+fn distribution_view(placement: &dyn Placement, shares: &[f64], d: &Distribution) -> impl IntoView {
     let rows = placement
         .members()
         .iter()
         .zip(&d.counts)
+        .zip(shares)
         .enumerate()
-        .map(|(i, (m, &c))| {
-            let share = if d.total > 0 { c as f64 / d.total as f64 } else { 0.0 };
+        .map(|(i, ((m, &c), &share))| {
             view! {
-                <tr data-node=m.id.clone() data-keys=c.to_string()>
+                <tr data-node=m.id.clone() data-keys=c.to_string() data-share=share.to_string()>
                     <td><Swatch index=i />" "{m.id.clone()}</td>
-                    <td>{c.to_string()}</td>
                     <td>{pct(share)}</td>
+                    <td>{c.to_string()}</td>
                 </tr>
             }
         })
         .collect_view();
     view! {
         <table class="compare" data-testid="lesson-distribution">
-            <thead><tr><th>"node"</th><th>"keys"</th><th>"share"</th></tr></thead>
+            <thead><tr><th>"node"</th><th>"share of the ring"</th><th>"keys"</th></tr></thead>
             <tbody>{rows}</tbody>
         </table>
         <p class="numbers" data-testid="lesson-balance" data-std-dev=d.std_dev.to_string()
@@ -499,8 +545,10 @@ fn movement_view(mv: &Movement) -> impl IntoView {
 fn BalanceStep(lesson: Lesson, step: usize, scene: Memo<Scene>) -> impl IntoView {
     let numbers = move || {
         let scene = scene.get();
-        let d = distribution(scene.drawn.placement.as_ref(), &lesson.hashes.get_value());
-        distribution_view(scene.drawn.placement.as_ref(), &d)
+        let placement = scene.drawn.placement.as_ref();
+        let d = distribution(placement, &lesson.hashes.get_value());
+        let vnodes = if step == 3 { 1 } else { lesson.vnodes.get() };
+        distribution_view(placement, &Ring::new(placement.members(), vnodes).shares(), &d)
     };
     let n = move || lesson.members().len();
     let text = move || {
@@ -523,6 +571,7 @@ fn BalanceStep(lesson: Lesson, step: usize, scene: Memo<Scene>) -> impl IntoView
                     on:input=move |ev| {
                         let v: u32 = event_target_value(&ev).parse().unwrap_or(1);
                         lesson.vnodes.set(v.clamp(1, MAX_VNODES));
+                        lesson.ring_vnodes.set(None);
                     } />
             </label>
         })}
@@ -533,7 +582,7 @@ fn BalanceStep(lesson: Lesson, step: usize, scene: Memo<Scene>) -> impl IntoView
 /// Steps 2 and 4: a fourth node joins under modulo, then on the ring with
 /// one point per node; what moves, and running it on the cluster.
 #[component]
-fn JoinStep(lesson: Lesson, step: usize, scene: Memo<Scene>) -> impl IntoView {
+fn JoinStep(lesson: Lesson, step: usize, scene: Memo<Scene>, progress: Signal<Option<f64>>) -> impl IntoView {
     let movement = Memo::new(move |_| {
         let scene = scene.get();
         let before = scene.before?;
@@ -557,7 +606,7 @@ fn JoinStep(lesson: Lesson, step: usize, scene: Memo<Scene>) -> impl IntoView {
     view! {
         <p class="say">{text}</p>
         {move || movement.get().map(|mv| movement_view(&mv))}
-        <LiveRun lesson step movement />
+        <LiveRun lesson step progress />
     }
 }
 
@@ -565,7 +614,7 @@ fn JoinStep(lesson: Lesson, step: usize, scene: Memo<Scene>) -> impl IntoView {
 /// to take about [`SECONDS`]; the backend's live progress next to shared's
 /// prediction; and "Put the cluster back".
 #[component]
-fn LiveRun(lesson: Lesson, step: usize, movement: Memo<Option<Movement>>) -> impl IntoView {
+fn LiveRun(lesson: Lesson, step: usize, progress: Signal<Option<f64>>) -> impl IntoView {
     let backend = backend();
     let live = lesson.live;
     let mine = move || live.with(|l| l.step == step);
@@ -659,17 +708,7 @@ fn LiveRun(lesson: Lesson, step: usize, movement: Memo<Option<Movement>>) -> imp
         });
     };
     // Of the keys shared says the join moves, the share the backend has moved.
-    let travelled = move || {
-        let l = live.get();
-        let expected = movement.with(|m| m.as_ref().map_or(0, |m| m.moves.len()));
-        match l.phase {
-            Phase::Joined => Some(1.0),
-            Phase::Joining if l.added.is_some() => backend
-                .rebalance
-                .with(|r| r.as_ref().map(|r| (r.progress.keys_moved as f64 / expected.max(1) as f64).clamp(0.0, 1.0))),
-            _ => None,
-        }
-    };
+    let travelled = move || progress.get().filter(|_| live.with(|l| l.added.is_some()));
     let status = move || {
         let l = live.get();
         if l.step != step {
@@ -690,7 +729,7 @@ fn LiveRun(lesson: Lesson, step: usize, movement: Memo<Option<Movement>>) -> imp
         };
         Some(text)
     };
-    let progress = move || {
+    let live_progress = move || {
         if !mine() || !matches!(live.with(|l| l.phase.clone()), Phase::Placing | Phase::Joining | Phase::Joined) {
             return None;
         }
@@ -718,7 +757,7 @@ fn LiveRun(lesson: Lesson, step: usize, movement: Memo<Option<Movement>>) -> imp
                 disabled=move || !mine() || !matches!(live.with(|l| l.phase.clone()), Phase::Joined | Phase::Refused(_))>"Put the cluster back"</button>
         </div>
         <p class="outcome" data-testid="lesson-status" data-phase=move || live.with(|l| if l.step == step { l.phase.name() } else { "idle" })>{status}</p>
-        {progress}
+        {live_progress}
         <p class="numbers" data-testid="lesson-travelled" data-travelled=move || travelled().map(|t| t.to_string()).unwrap_or_default()>
             {move || travelled().map(|t| format!("Keys arrived at {}: {}", live.get().added.unwrap_or_default(), pct(t)))}
         </p>

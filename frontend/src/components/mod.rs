@@ -2,6 +2,7 @@
 
 mod browser;
 mod chart;
+mod charts;
 mod cluster;
 mod kv;
 mod lesson;
@@ -150,6 +151,7 @@ pub fn App() -> impl IntoView {
             <section class="panel wide">
                 <upload::Upload />
             </section>
+            <section class="panel wide"><charts::ChartsPanel /></section>
             <section class="panel wide">
                 <whatif::WhatIf />
             </section>

@@ -2,18 +2,21 @@
 //! file), parse it with `shared::keyset`, and compare every algorithm on it
 //! over the cluster's nodes: keys per node, mean, std dev, max/mean, and the
 //! keys a join would move next to the ideal. All computed in the browser.
+//! Besides files and generated `key-i` sets, the shipped samples of
+//! `shared::samples` (user ids, URLs, a Zipf workload) can be chosen.
 
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 use shardscope_shared::hash::key_hash;
 use shardscope_shared::keyset;
-use shardscope_shared::placement::analysis::{distribution, moved_keys, Distribution};
+use shardscope_shared::placement::analysis::{distribution, joined, moved_keys, Distribution};
 use shardscope_shared::placement::{build_for_keys, Member, PlacementSpec};
 use shardscope_shared::protocol::{BatchSummary, ClientMsg, NodeReply, NodeRequest, ServerMsg};
+use shardscope_shared::samples::Sample;
 use std::sync::Arc;
 use wasm_bindgen::JsCast;
 
-use super::chart::BarChart;
+use super::chart::{BarChart, Mark};
 use super::page;
 use crate::ws::backend;
 
@@ -22,7 +25,10 @@ use crate::ws::backend;
 pub struct KeySet {
     pub name: String,
     pub hashes: Arc<[u64]>,
-    /// A file's operations, as parsed; `None` for a generated set.
+    /// The hashes of the requests of a workload (the Zipf sample's reads),
+    /// to chart requests per node as well as keys per node.
+    pub requests: Option<Arc<[u64]>>,
+    /// A file's (or a sample's) operations, as parsed; `None` for a generated set.
     ops: Option<Arc<Vec<NodeRequest>>>,
     /// How long reading, parsing and hashing the file took, in ms.
     read_ms: Option<f64>,
@@ -32,7 +38,17 @@ impl KeySet {
     /// `n` generated keys, `key-0` .. `key-{n-1}`.
     pub fn generated(n: usize) -> KeySet {
         let hashes = (0..n).map(|i| key_hash(generated_key(i).as_bytes())).collect();
-        KeySet { name: format!("{n} generated keys"), hashes, ops: None, read_ms: None }
+        KeySet { name: format!("{n} generated keys"), hashes, requests: None, ops: None, read_ms: None }
+    }
+
+    /// One of the shipped samples: its keys, and its requests if it has some.
+    pub fn sample(sample: Sample) -> KeySet {
+        let keys = sample.keys();
+        let hashes: Arc<[u64]> = keys.iter().map(|k| key_hash(k.as_bytes())).collect();
+        let requests = sample.requests();
+        let requests = (!requests.is_empty()).then(|| requests.into_iter().map(|i| hashes[i]).collect());
+        let name = format!("sample: {} {}", keys.len(), sample.title());
+        KeySet { name, hashes, requests, ops: Some(Arc::new(sample.operations())), read_ms: None }
     }
 
     /// The size of a generated set (the URL can carry it); `None` for a file.
@@ -79,14 +95,12 @@ struct Row {
 }
 
 /// The page's clock, in ms (`performance.now()`).
-fn now_ms() -> f64 {
+pub(super) fn now_ms() -> f64 {
     web_sys::window().and_then(|w| w.performance()).map(|p| p.now()).unwrap_or(0.0)
 }
 
 /// Every algorithm's numbers on `hashes`; `now` is the clock (ms).
 fn analyse(hashes: &[u64], members: &[Member], now: impl Fn() -> f64) -> Vec<Row> {
-    let mut joined = members.to_vec();
-    joined.push(Member::new("node-new"));
     PlacementSpec::all_defaults()
         .into_iter()
         .map(|spec| {
@@ -94,15 +108,7 @@ fn analyse(hashes: &[u64], members: &[Member], now: impl Fn() -> f64) -> Vec<Row
             let before = build_for_keys(&spec, members, hashes);
             let dist = distribution(before.as_ref(), hashes);
             let ms = now() - t0;
-            // A join is add_member on the live placement (jump keeps its
-            // buckets); bounded places the set afresh over the new members.
-            let after = if matches!(spec, PlacementSpec::Bounded { .. }) {
-                build_for_keys(&spec, &joined, hashes)
-            } else {
-                let mut p = build_for_keys(&spec, members, hashes);
-                p.add_member(Member::new("node-new"));
-                p
-            };
+            let after = joined(&spec, build_for_keys(&spec, members, hashes), hashes, Member::new("node-new"));
             let mv = moved_keys(before.as_ref(), after.as_ref(), hashes);
             Row {
                 ids: before.members().iter().map(|m| m.id.clone()).collect(),
@@ -137,7 +143,7 @@ pub fn Upload() -> impl IntoView {
                     let hashes = keyset::keys(&ops).into_iter().map(key_hash).collect::<Vec<_>>().into();
                     error.set(None);
                     let read_ms = Some(now_ms() - t0);
-                    keyset.set(Some(KeySet { name, hashes, ops: Some(Arc::new(ops)), read_ms }));
+                    keyset.set(Some(KeySet { name, hashes, requests: None, ops: Some(Arc::new(ops)), read_ms }));
                 }
                 Err(e) => error.set(Some(format!("{name}: {e}"))),
             }
@@ -162,6 +168,12 @@ pub fn Upload() -> impl IntoView {
                 <button class="small" data-testid=format!("preset-{n}")
                     on:click=move |_| keyset.set(Some(KeySet::generated(n)))>{format!("{}k keys", n / 1000)}</button>
             }).collect_view()}
+            <span class="samples">"Samples: "
+                {Sample::ALL.map(|s| view! {
+                    <button class="small" data-testid=format!("sample-{}", s.slug())
+                        on:click=move |_| keyset.set(Some(KeySet::sample(s)))>{s.title()}</button>
+                }).collect_view()}
+            </span>
         </div>
         {move || error.get().map(|e| view! { <p class="error" data-testid="upload-error">{e}</p> })}
         <LoadIntoCluster />
@@ -181,7 +193,10 @@ pub fn Upload() -> impl IntoView {
                         {rows.into_iter().map(|r| view! {
                             <tr data-algorithm=r.spec.name() data-moved=r.moved.to_string()>
                                 <td>{r.spec.name()}</td>
-                                <td><BarChart ids=r.ids.clone() counts=r.dist.counts.clone() label=format!("keys per node, {}", r.spec.name()) /></td>
+                                <td><BarChart compact=true title=format!("keys per node, {}", r.spec.name())
+                                    x_title="node" y_title="keys" labels=r.ids.clone()
+                                    values=r.dist.counts.iter().map(|&c| c as f64).collect()
+                                    marks=vec![Mark { label: format!("mean {:.1}", r.dist.mean), value: r.dist.mean }] /></td>
                                 <td>{format!("{:.1}", r.dist.mean)}</td>
                                 <td>{format!("{:.1}", r.dist.std_dev)}</td>
                                 <td data-max-over-mean=r.dist.max_over_mean.to_string()>{format!("{:.3}", r.dist.max_over_mean)}</td>

@@ -4,8 +4,15 @@
 //!
 //! Functions take key *hashes* (`key_hash` of each key), so a key set is
 //! hashed once and analysed under any number of placements.
+//!
+//! The page's charts come from here too: keys per node over N simulated
+//! members, the ring's balance against virtual nodes ([`vnode_curve`]) and
+//! the fraction a join moves against N ([`join_curve`]); curves that need
+//! many placements run on a uniform sample of the key set ([`stride_sample`]).
 
-use super::{Member, Placement};
+use std::borrow::Cow;
+
+use super::{build_for_keys, Member, Placement, PlacementSpec};
 
 /// How a key set spreads over the members of one placement.
 #[derive(Clone, Debug, PartialEq)]
@@ -76,18 +83,23 @@ pub struct Movement {
     pub flows: Vec<(String, String, u64)>,
 }
 
+/// The keys whose owner's id differs between two placements, in key order.
+fn moves<'a>(
+    before: &'a dyn Placement,
+    after: &'a dyn Placement,
+    hashes: &'a [u64],
+) -> impl Iterator<Item = Move> + 'a {
+    let (bm, am) = (before.members(), after.members());
+    hashes.iter().enumerate().filter_map(move |(key, &h)| {
+        let (from, to) = (before.owner_index(h)?, after.owner_index(h)?);
+        (bm[from].id != am[to].id).then_some(Move { key, from, to })
+    })
+}
+
 /// Exactly which keys change owner between two placements of the same key set.
 pub fn moved_keys(before: &dyn Placement, after: &dyn Placement, hashes: &[u64]) -> Movement {
-    let mut moves = Vec::new();
+    let moves: Vec<Move> = moves(before, after, hashes).collect();
     let (bm, am) = (before.members(), after.members());
-    for (key, &h) in hashes.iter().enumerate() {
-        let (Some(from), Some(to)) = (before.owner_index(h), after.owner_index(h)) else {
-            continue;
-        };
-        if bm[from].id != am[to].id {
-            moves.push(Move { key, from, to });
-        }
-    }
     let mut flows: std::collections::BTreeMap<(String, String), u64> = Default::default();
     for m in &moves {
         *flows.entry((bm[m.from].id.clone(), am[m.to].id.clone())).or_default() += 1;
@@ -163,6 +175,131 @@ pub fn ideal_fraction(before: &[Member], after: &[Member]) -> f64 {
     ids.iter().map(|id| (share(after, id) - share(before, id)).max(0.0)).sum()
 }
 
+/// `placement` (built over `members` by `spec`) after `joiner` joins, as
+/// the cluster does it: `add_member` on the live placement (jump keeps its
+/// buckets); bounded places the key set afresh over the new members.
+pub fn joined(
+    spec: &PlacementSpec,
+    mut placement: Box<dyn Placement>,
+    hashes: &[u64],
+    joiner: Member,
+) -> Box<dyn Placement> {
+    if matches!(spec, PlacementSpec::Bounded { .. }) {
+        let mut all = placement.members().to_vec();
+        all.push(joiner);
+        return build_for_keys(spec, &all, hashes);
+    }
+    placement.add_member(joiner);
+    placement
+}
+
+/// `n` simulated members of weight 1, `node-0001` .. (ids sort in index
+/// order), for charts over any cluster size.
+pub fn simulated_members(n: usize) -> Vec<Member> {
+    (1..=n).map(|i| Member::new(format!("node-{i:04}"))).collect()
+}
+
+/// The member that joins in [`join_curve`].
+pub fn simulated_joiner() -> Member {
+    Member::new("node-new")
+}
+
+/// Keys a curve of many placements is computed on, at most.
+pub const CURVE_SAMPLE: usize = 100_000;
+/// Keys the join curve is computed on, at most: it places the set twice
+/// per algorithm per cluster size, up to 1,000 nodes.
+pub const JOIN_SAMPLE: usize = 20_000;
+/// Virtual nodes per node along [`vnode_curve`] (log-spaced over [`super::VNODES`]).
+pub const VNODE_STEPS: [u32; 10] = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000];
+/// Cluster sizes along [`join_curve`].
+pub const JOIN_STEPS: [usize; 8] = [3, 5, 10, 20, 50, 100, 300, 1000];
+
+/// A uniform sample of at most `limit` hashes: every key when there are no
+/// more, else the keys at `i * len / limit` (a stride over the whole set).
+pub fn stride_sample(hashes: &[u64], limit: usize) -> Cow<'_, [u64]> {
+    if hashes.len() <= limit {
+        return Cow::Borrowed(hashes);
+    }
+    Cow::Owned((0..limit).map(|i| hashes[(i as u128 * hashes.len() as u128 / limit as u128) as usize]).collect())
+}
+
+/// The ring's balance at one number of virtual nodes per node.
+#[derive(Clone, Debug, PartialEq)]
+pub struct VnodePoint {
+    pub vnodes: u32,
+    pub std_dev: f64,
+    /// Std dev over the mean.
+    pub relative_std_dev: f64,
+    pub max_over_mean: f64,
+}
+
+/// The classic curve: the ring's std dev and max/mean of keys per member
+/// over `members` at each of `steps` virtual nodes per node.
+pub fn vnode_curve(members: &[Member], hashes: &[u64], steps: &[u32]) -> Vec<VnodePoint> {
+    steps
+        .iter()
+        .map(|&vnodes| {
+            let ring = build_for_keys(&PlacementSpec::Ring { vnodes }, members, hashes);
+            let d = distribution(ring.as_ref(), hashes);
+            VnodePoint {
+                vnodes,
+                std_dev: d.std_dev,
+                relative_std_dev: d.relative_std_dev(),
+                max_over_mean: d.max_over_mean,
+            }
+        })
+        .collect()
+}
+
+/// The fraction of keys one join moves at one cluster size.
+#[derive(Clone, Debug, PartialEq)]
+pub struct JoinPoint {
+    /// Members before the join.
+    pub n: usize,
+    /// Per spec, in the order given.
+    pub fractions: Vec<f64>,
+    /// 1/(N+1), see [`ideal_fraction`].
+    pub ideal: f64,
+}
+
+/// For each of `steps` cluster sizes N: the fraction of `hashes` that move
+/// when one member joins N [`simulated_members`], under each spec.
+pub fn join_curve(specs: &[PlacementSpec], steps: &[usize], hashes: &[u64]) -> Vec<JoinPoint> {
+    steps
+        .iter()
+        .map(|&n| {
+            let members = simulated_members(n);
+            let mut after_members = members.clone();
+            after_members.push(simulated_joiner());
+            let fractions = specs
+                .iter()
+                .map(|spec| {
+                    // The owners before, then the same placement joined (one build, not two).
+                    let before = build_for_keys(spec, &members, hashes);
+                    let ids: Vec<Member> = before.members().to_vec();
+                    let owners: Vec<Option<usize>> = hashes.iter().map(|&h| before.owner_index(h)).collect();
+                    let after = joined(spec, before, hashes, simulated_joiner());
+                    let am = after.members();
+                    let moved = hashes
+                        .iter()
+                        .zip(&owners)
+                        .filter(|&(&h, from)| match (from, after.owner_index(h)) {
+                            (Some(f), Some(t)) => ids[*f].id != am[t].id,
+                            _ => false,
+                        })
+                        .count();
+                    if hashes.is_empty() {
+                        0.0
+                    } else {
+                        moved as f64 / hashes.len() as f64
+                    }
+                })
+                .collect();
+            JoinPoint { n, fractions, ideal: ideal_fraction(&members, &after_members) }
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -227,5 +364,41 @@ mod tests {
         assert_eq!(d.mean, 4.0);
         assert!((d.std_dev - (8.0f64 / 3.0).sqrt()).abs() < 1e-12);
         assert_eq!(d.max_over_mean, 1.5);
+    }
+
+    #[test]
+    fn curves_agree_with_placing_by_hand() {
+        use crate::hash::key_hash;
+        let hashes: Vec<u64> = (0..5_000).map(|i| key_hash(format!("k{i}").as_bytes())).collect();
+        let members = simulated_members(10);
+        assert_eq!(members[0].id, "node-0001");
+        assert!(members.windows(2).all(|w| w[0].id < w[1].id));
+        let curve = vnode_curve(&members, &hashes, &VNODE_STEPS);
+        let ring = build_for_keys(&PlacementSpec::Ring { vnodes: 100 }, &members, &hashes);
+        let d = distribution(ring.as_ref(), &hashes);
+        let at100 = curve.iter().find(|p| p.vnodes == 100).unwrap();
+        assert_eq!((at100.std_dev, at100.max_over_mean), (d.std_dev, d.max_over_mean));
+        // More virtual nodes, better balance (1 against 1000).
+        assert!(curve[0].relative_std_dev > 3.0 * curve[9].relative_std_dev);
+
+        let specs = PlacementSpec::all_defaults();
+        let join = join_curve(&specs, &[3, 10], &hashes);
+        assert_eq!(join[1].ideal, 1.0 / 11.0);
+        for (spec, &f) in specs.iter().zip(&join[1].fractions) {
+            let before = build_for_keys(spec, &members, &hashes);
+            let after = joined(spec, build_for_keys(spec, &members, &hashes), &hashes, simulated_joiner());
+            assert_eq!(f, moved_keys(before.as_ref(), after.as_ref(), &hashes).fraction, "{}", spec.name());
+        }
+        assert!(join[1].fractions[0] > 0.8, "modulo moves most keys");
+    }
+
+    #[test]
+    fn a_stride_sample_spans_the_whole_set() {
+        let hashes: Vec<u64> = (0..1000).collect();
+        assert_eq!(stride_sample(&hashes, 2000).len(), 1000);
+        let s = stride_sample(&hashes, 100);
+        assert_eq!(s.len(), 100);
+        assert_eq!((s[0], s[1], s[99]), (0, 10, 990));
+        assert!(stride_sample(&[], 0).is_empty());
     }
 }

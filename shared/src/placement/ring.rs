@@ -22,6 +22,23 @@ pub struct Ring {
     shift: u32,
 }
 
+/// 2^64, the ring's circumference in hashes.
+const TURN: f64 = 18_446_744_073_709_551_616.0;
+
+/// A stretch of the ring with one owner: the hashes in `(from, to]`,
+/// wrapping past the top (see [`Ring::arcs`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OwnedArc {
+    /// The point before the stretch (exclusive).
+    pub from: u64,
+    /// Its last point (inclusive).
+    pub to: u64,
+    /// The owning member's index.
+    pub owner: usize,
+    /// How many hashes it holds (2^64 for the whole circle).
+    pub span: u128,
+}
+
 /// The ring position of virtual node `i` of member `id`.
 pub fn vnode_point(id: &str, i: u32) -> u64 {
     key_hash(format!("{id}#{i}").as_bytes())
@@ -49,6 +66,44 @@ impl Ring {
     #[inline]
     pub fn owner_at(&self, i: usize) -> usize {
         self.owners[i] as usize
+    }
+
+    /// The ring cut into arcs, one per maximal run of consecutive points
+    /// with the same owner, in ring order: each hash in `(from, to]` (wrapping
+    /// past the top) belongs to `owner`. They cover the circle exactly once;
+    /// a ring whose points all have one owner is one arc of the whole
+    /// circle. Empty when the ring has no points.
+    pub fn arcs(&self) -> Vec<OwnedArc> {
+        let n = self.points.len();
+        let Some(start) = (0..n).find(|&i| self.owners[i] != self.owners[(i + n - 1) % n]) else {
+            return match self.points.first() {
+                Some(&p) => vec![OwnedArc { from: p, to: p, owner: self.owners[0] as usize, span: 1 << 64 }],
+                None => Vec::new(),
+            };
+        };
+        let mut arcs: Vec<OwnedArc> = Vec::new();
+        for step in 0..n {
+            let i = (start + step) % n;
+            let (to, owner) = (self.points[i], self.owners[i] as usize);
+            match arcs.last_mut() {
+                Some(last) if last.owner == owner => last.to = to,
+                _ => arcs.push(OwnedArc { from: self.points[(i + n - 1) % n], to, owner, span: 0 }),
+            }
+        }
+        for arc in &mut arcs {
+            arc.span = u128::from(arc.to.wrapping_sub(arc.from));
+        }
+        arcs
+    }
+
+    /// Each member's share of the circle (the fraction of all hashes it
+    /// owns), in member order; they sum to 1 when the ring has points.
+    pub fn shares(&self) -> Vec<f64> {
+        let mut spans = vec![0u128; self.members.len()];
+        for arc in self.arcs() {
+            spans[arc.owner] += arc.span;
+        }
+        spans.into_iter().map(|s| s as f64 / TURN).collect()
     }
 
     /// Index of the first point at or after `hash`, wrapping to 0.
@@ -162,6 +217,49 @@ mod tests {
         assert_eq!(ring.owner_index(last + 1), Some(pts[0].1));
         assert_eq!(ring.owner_index(u64::MAX), Some(pts[0].1));
         assert_eq!(ring.owner_index(0), Some(pts[0].1));
+    }
+
+    #[test]
+    fn arcs_cover_the_circle_once_with_the_owner_of_every_hash_in_them() {
+        for (n, vnodes) in [(1, 1), (1, 5), (2, 1), (3, 8), (5, 100)] {
+            let ring = Ring::new(&members(n), vnodes);
+            let arcs = ring.arcs();
+            assert_eq!(arcs.iter().map(|a| a.span).sum::<u128>(), 1u128 << 64, "{n} x {vnodes}");
+            for (i, a) in arcs.iter().enumerate() {
+                // Neighbours differ in owner and meet end to start.
+                let next = &arcs[(i + 1) % arcs.len()];
+                if arcs.len() > 1 {
+                    assert_ne!(a.owner, next.owner);
+                    assert_eq!(a.to, next.from);
+                }
+                for h in [a.from.wrapping_add(1), a.to, a.from.wrapping_add((a.span / 2) as u64)] {
+                    assert_eq!(ring.owner_index(h), Some(a.owner), "hash {h:x} in {a:?}");
+                }
+            }
+            // One point per member: at most one arc each.
+            if vnodes == 1 {
+                assert_eq!(arcs.len(), n);
+            }
+        }
+        assert!(Ring::new(&[], 10).arcs().is_empty());
+    }
+
+    #[test]
+    fn shares_are_the_fraction_of_hashes_each_member_owns() {
+        let ring = Ring::new(&members(4), 50);
+        let shares = ring.shares();
+        assert!((shares.iter().sum::<f64>() - 1.0).abs() < 1e-9);
+        // Against a sample of evenly spaced hashes.
+        let samples = 200_000u64;
+        let mut counts = [0u64; 4];
+        for i in 0..samples {
+            counts[ring.owner_index(i * (u64::MAX / samples)).unwrap()] += 1;
+        }
+        for (share, count) in shares.iter().zip(counts) {
+            assert!((share - count as f64 / samples as f64).abs() < 0.002, "{shares:?} vs {counts:?}");
+        }
+        assert_eq!(Ring::new(&members(1), 3).shares(), vec![1.0]);
+        assert!(Ring::new(&[], 3).shares().is_empty());
     }
 
     #[test]

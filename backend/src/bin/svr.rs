@@ -1,0 +1,5 @@
+//! Seed 004's `svr`, with that seed's flags (see `shardscope_backend::seed004`).
+
+fn main() -> std::process::ExitCode {
+    shardscope_backend::seed004::svr()
+}
