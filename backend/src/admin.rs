@@ -1,15 +1,16 @@
 //! Cluster administration, as the seeds order it. Add a node: launch it;
 //! it registers, the membership watch sees it, and the rebalancer gives it
 //! its share. Remove a node: move its keys off (rebalance), deregister it,
-//! stop it. Change the algorithm: a rebalance like any other. Failures are
-//! an [`AdminError`], which REST and the WebSocket map to statuses.
+//! stop it. Change the algorithm: a rebalance like any other. Each may be
+//! slowed to a `rate` (keys per second, within [`RATE`]). Failures are an
+//! [`AdminError`], which REST and the WebSocket map to statuses.
 
 use std::sync::Arc;
 
 use shardscope_consul::client::Consul;
 use shardscope_consul::token::Token;
 use shardscope_shared::placement::{PlacementSpec, SpecError};
-use shardscope_shared::protocol::{ErrorCode, NodeInfo, Progress};
+use shardscope_shared::protocol::{ErrorCode, NodeInfo, Progress, RATE};
 use tokio::sync::Mutex;
 
 use crate::cluster::Cluster;
@@ -48,26 +49,34 @@ impl Admin {
         }
     }
 
-    /// Launches one more node; it joins through the registry. Returns it
-    /// before its keys have arrived (progress comes as events). The desired
-    /// count is recorded first, and the new node's data dir, so a restart
-    /// of `serve` relaunches it.
-    pub async fn add_node(&self) -> Result<NodeInfo, AdminError> {
+    /// Launches one more node; it joins through the registry, moving at
+    /// most `rate` keys per second when given. Returns it before its keys
+    /// have arrived (progress comes as events). The desired count is
+    /// recorded first, and the new node's data dir, so a restart of `serve`
+    /// relaunches it.
+    pub async fn add_node(&self, rate: Option<u64>) -> Result<NodeInfo, AdminError> {
+        check_rate(rate)?;
         let wanted = self.cluster.desired_nodes().max(self.cluster.nodes().len()) + 1;
         if wanted > MAX_NODES {
             return Err(AdminError::TooManyNodes(MAX_NODES));
         }
         self.set_desired(wanted).await?;
-        self.launch_new().await
+        self.launch_new(rate).await
     }
 
     /// Launches a node under the next unused id, its data dir noted first
-    /// (so the cluster's state names it, and a restart relaunches it).
-    pub async fn launch_new(&self) -> Result<NodeInfo, AdminError> {
+    /// (so the cluster's state names it, and a restart relaunches it), and
+    /// the rate of its join before it can register.
+    pub async fn launch_new(&self, rate: Option<u64>) -> Result<NodeInfo, AdminError> {
         let mut supervisor = self.supervisor.lock().await;
         let id = supervisor.next_id();
         self.cluster.set_data_dir(&id, supervisor.dir_of(&id));
-        supervisor.launch_named(&id).await.map_err(|e| AdminError::Launch(format!("{e:#}")))
+        self.rebalancer.pace_join(&id, rate);
+        let launched = supervisor.launch_named(&id).await.map_err(|e| AdminError::Launch(format!("{e:#}")));
+        if launched.is_err() {
+            self.rebalancer.pace_join(&id, None);
+        }
+        launched
     }
 
     /// Records the desired node count, in the cluster's state and (seed
@@ -84,7 +93,8 @@ impl Admin {
     /// if this backend started it. A node that is down is removed too: the
     /// keys only it held are lost (the answer says so) rather than the
     /// cluster waiting for it forever.
-    pub async fn remove_node(&self, id: &str) -> Result<Progress, AdminError> {
+    pub async fn remove_node(&self, id: &str, rate: Option<u64>) -> Result<Progress, AdminError> {
+        check_rate(rate)?;
         let members = self.cluster.nodes();
         if !members.iter().any(|n| n.id == id) {
             return Err(AdminError::NotAMember(id.to_string()));
@@ -92,7 +102,7 @@ impl Admin {
         if members.len() == 1 {
             return Err(AdminError::LastNode(id.to_string()));
         }
-        let progress = self.rebalancer.run(Change::Leave(id.to_string())).await.map_err(AdminError::Rebalance)?;
+        let progress = self.rebalancer.run(Change::Leave(id.to_string()), rate).await.map_err(AdminError::Rebalance)?;
         // Recorded as removed (and the smaller count) before it is stopped,
         // so that nothing brings it back as a member.
         self.cluster.retire(id);
@@ -107,9 +117,18 @@ impl Admin {
 
     /// Moves every key to where `spec` places it, then routes with it; a
     /// spec outside its bounds is refused before anything is built.
-    pub async fn change_placement(&self, spec: PlacementSpec) -> Result<Progress, AdminError> {
+    pub async fn change_placement(&self, spec: PlacementSpec, rate: Option<u64>) -> Result<Progress, AdminError> {
+        check_rate(rate)?;
         spec.validate()?;
-        self.rebalancer.run(Change::Placement(spec)).await.map_err(AdminError::Rebalance)
+        self.rebalancer.run(Change::Placement(spec), rate).await.map_err(AdminError::Rebalance)
+    }
+}
+
+/// A change's own rate, refused outside [`RATE`].
+fn check_rate(rate: Option<u64>) -> Result<(), AdminError> {
+    match rate {
+        Some(r) if !RATE.contains(&r) => Err(AdminError::InvalidRate(r)),
+        _ => Ok(()),
     }
 }
 
@@ -125,6 +144,8 @@ pub enum AdminError {
     LastNode(String),
     #[error("invalid placement: {0}")]
     InvalidSpec(#[from] SpecError),
+    #[error("rate {0}: keys per second must be within {lo}..={hi}", lo = RATE.start(), hi = RATE.end())]
+    InvalidRate(u64),
     #[error("the cluster has its most nodes ({0}); remove one first")]
     TooManyNodes(usize),
     #[error("cannot launch a node: {0}")]
@@ -143,7 +164,7 @@ impl AdminError {
             AdminError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             AdminError::NotAMember(_) => StatusCode::NOT_FOUND,
             AdminError::LastNode(_) | AdminError::TooManyNodes(_) => StatusCode::CONFLICT,
-            AdminError::InvalidSpec(_) => StatusCode::BAD_REQUEST,
+            AdminError::InvalidSpec(_) | AdminError::InvalidRate(_) => StatusCode::BAD_REQUEST,
             AdminError::Launch(_) => StatusCode::INTERNAL_SERVER_ERROR,
             AdminError::Record(_) | AdminError::Rebalance(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -154,7 +175,10 @@ impl AdminError {
         match self {
             AdminError::Unauthorized(_) => ErrorCode::Unauthorized,
             AdminError::NotAMember(_) => ErrorCode::NotFound,
-            AdminError::LastNode(_) | AdminError::InvalidSpec(_) | AdminError::TooManyNodes(_) => ErrorCode::BadRequest,
+            AdminError::LastNode(_)
+            | AdminError::InvalidSpec(_)
+            | AdminError::InvalidRate(_)
+            | AdminError::TooManyNodes(_) => ErrorCode::BadRequest,
             _ => ErrorCode::Unavailable,
         }
     }

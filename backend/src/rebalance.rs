@@ -13,9 +13,12 @@
 //! (`DELETE_BATCH`). Keys only leave a source, never arrive there, so the
 //! scan cursor never skips one. When every source
 //! is done the target becomes the placement. Progress goes to every page at
-//! least five times a second.
+//! least five times a second. A change may carry its own rate (keys per
+//! second; the page slows a lesson's join so keys visibly travel); the
+//! others keep the serve-wide [`Settings`].
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use shardscope_shared::hash::key_hash;
@@ -66,19 +69,44 @@ impl Default for Settings {
     }
 }
 
+impl Settings {
+    /// These settings for one change moving at most `rate` keys per
+    /// second, in batches of at most a fifth of that (at least 1), so its
+    /// progress advances several times a second.
+    pub fn at_rate(self, rate: u64) -> Settings {
+        let rate = rate.max(1);
+        let fifth = usize::try_from(rate / 5).unwrap_or(usize::MAX).max(1);
+        Settings { batch: self.batch.min(fifth), max_keys_per_sec: Some(rate) }
+    }
+}
+
 type Outcome = Result<Progress, String>;
+
+/// A queued change: its own rate (keys per second) if it has one, and who
+/// waits for its end.
+type Job = (Change, Option<u64>, Option<oneshot::Sender<Outcome>>);
 
 /// Handle on the rebalancing task; cheap to clone.
 #[derive(Clone)]
 pub struct Rebalancer {
-    jobs: mpsc::UnboundedSender<(Change, Option<oneshot::Sender<Outcome>>)>,
+    jobs: mpsc::UnboundedSender<Job>,
+    /// Rates asked for the joins of nodes launched but not yet seen by the
+    /// membership watch (which submits their join), by node id.
+    join_rates: Arc<Mutex<HashMap<String, u64>>>,
 }
 
 impl Rebalancer {
     pub fn spawn(cluster: Cluster, settings: Settings) -> Self {
-        let (jobs, mut rx) = mpsc::unbounded_channel::<(Change, Option<oneshot::Sender<Outcome>>)>();
+        let (jobs, mut rx) = mpsc::unbounded_channel::<Job>();
+        let join_rates: Arc<Mutex<HashMap<String, u64>>> = Arc::default();
+        let rates = join_rates.clone();
         tokio::spawn(async move {
-            while let Some((change, done)) = rx.recv().await {
+            while let Some((change, rate, done)) = rx.recv().await {
+                let rate = match &change {
+                    Change::Join(info) => rate.or_else(|| rates.lock().ok()?.remove(&info.id)),
+                    _ => rate,
+                };
+                let this = rate.map_or(settings, |r| settings.at_rate(r));
                 // A change recorded as in progress (found by a restart) is
                 // finished first: nothing may start from a half-moved state.
                 if cluster.pending().is_some() && !matches!(change, Change::Resume) {
@@ -87,7 +115,7 @@ impl Rebalancer {
                         roll_back(&cluster, settings).await;
                     }
                 }
-                let mut outcome = rebalance(&cluster, &change, settings).await;
+                let mut outcome = rebalance(&cluster, &change, this).await;
                 if let Err(message) = &outcome {
                     tracing::warn!(%change, "rebalance failed: {message}");
                     cluster.publish(ServerMsg::RebalanceError { change: change.to_string(), message: message.clone() });
@@ -103,19 +131,31 @@ impl Rebalancer {
                 }
             }
         });
-        Rebalancer { jobs }
+        Rebalancer { jobs, join_rates }
     }
 
     /// Queues a change without waiting for it.
     pub fn submit(&self, change: Change) {
-        let _ = self.jobs.send((change, None));
+        let _ = self.jobs.send((change, None, None));
     }
 
-    /// Queues a change and waits until its keys have moved.
-    pub async fn run(&self, change: Change) -> Outcome {
+    /// Queues a change and waits until its keys have moved, at most `rate`
+    /// keys per second when given (else at the serve-wide setting).
+    pub async fn run(&self, change: Change, rate: Option<u64>) -> Outcome {
         let (tx, rx) = oneshot::channel();
-        self.jobs.send((change, Some(tx))).map_err(|_| "the rebalancer has stopped".to_string())?;
+        self.jobs.send((change, rate, Some(tx))).map_err(|_| "the rebalancer has stopped".to_string())?;
         rx.await.map_err(|_| "the rebalancer has stopped".to_string())?
+    }
+
+    /// The join of node `id` (launched, not yet registered) moves at most
+    /// `rate` keys per second; `None` forgets such a request.
+    pub fn pace_join(&self, id: &str, rate: Option<u64>) {
+        if let Ok(mut rates) = self.join_rates.lock() {
+            match rate {
+                Some(rate) => rates.insert(id.to_string(), rate),
+                None => rates.remove(id),
+            };
+        }
     }
 }
 

@@ -4,7 +4,8 @@
 //! (the recorded state), `GET /stats`
 //! (each node's counters), `GET /healthz`; and administration:
 //! `POST /nodes` (add a node), `DELETE /nodes/{id}` (drain and remove one),
-//! `PUT /placement` (change the algorithm; body = a placement spec).
+//! `PUT /placement` (change the algorithm; body = a placement spec); each
+//! takes `?rate=N` (keys per second) to slow its rebalance.
 //! Every per-key answer names the owner in the `X-ShardScope-Node` header.
 
 use axum::body::Bytes;
@@ -49,30 +50,46 @@ fn admin_error(e: AdminError) -> Response {
     (e.status(), Json(NodeReply::error(e.code(), e.to_string()))).into_response()
 }
 
+/// An administrative request's `?rate=N`: its rebalance's keys per second.
+#[derive(serde::Deserialize)]
+struct Rate {
+    rate: Option<u64>,
+}
+
 /// `POST /nodes`: launches a node; it joins and gets its share (watch `/ws`).
-async fn add_node(State(admin): State<Admin>, headers: HeaderMap) -> Response {
+async fn add_node(State(admin): State<Admin>, headers: HeaderMap, Query(Rate { rate }): Query<Rate>) -> Response {
     if let Some(refused) = refusal(&admin, &headers) {
         return refused;
     }
-    match admin.add_node().await {
+    match admin.add_node(rate).await {
         Ok(info) => (StatusCode::ACCEPTED, Json(info)).into_response(),
         Err(e) => admin_error(e),
     }
 }
 
 /// `DELETE /nodes/{id}`: answers once the node's keys have moved off.
-async fn remove_node(State(admin): State<Admin>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+async fn remove_node(
+    State(admin): State<Admin>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(Rate { rate }): Query<Rate>,
+) -> Response {
     if let Some(refused) = refusal(&admin, &headers) {
         return refused;
     }
-    match admin.remove_node(&id).await {
+    match admin.remove_node(&id, rate).await {
         Ok(progress) => Json(progress).into_response(),
         Err(e) => admin_error(e),
     }
 }
 
 /// `PUT /placement`: answers once every key is where the new spec puts it.
-async fn change_placement(State(admin): State<Admin>, headers: HeaderMap, body: Bytes) -> Response {
+async fn change_placement(
+    State(admin): State<Admin>,
+    headers: HeaderMap,
+    Query(Rate { rate }): Query<Rate>,
+    body: Bytes,
+) -> Response {
     if let Some(refused) = refusal(&admin, &headers) {
         return refused;
     }
@@ -80,7 +97,7 @@ async fn change_placement(State(admin): State<Admin>, headers: HeaderMap, body: 
         Ok(spec) => spec,
         Err(e) => return error(StatusCode::BAD_REQUEST, format!("not a placement spec: {e}")),
     };
-    match admin.change_placement(spec).await {
+    match admin.change_placement(spec, rate).await {
         Ok(progress) => Json(progress).into_response(),
         Err(e) => admin_error(e),
     }

@@ -265,7 +265,7 @@ async fn start_nodes(admin: &Admin, requested: Option<usize>, recorded: bool) ->
     let (running, _) = admin.consul.health_service(NODE_SERVICE, true, None, Duration::from_secs(5)).await?;
     let have = if recorded { cluster.member_ids().len() } else { running.len() };
     for _ in have..n {
-        admin.launch_new().await?;
+        admin.launch_new(None).await?;
     }
     // Serving starts once the nodes launched have joined. A recorded
     // cluster may still be finishing a long change it resumed: past the

@@ -187,7 +187,7 @@ fn reply_reservation_kib(text: &str) -> u32 {
 async fn answer(admin: &Admin, may_administer: &Result<(), String>, msg: ClientMsg) -> ServerMsg {
     let cluster = &admin.cluster;
     if let (
-        ClientMsg::AddNode { id } | ClientMsg::RemoveNode { id, .. } | ClientMsg::ChangePlacement { id, .. },
+        ClientMsg::AddNode { id, .. } | ClientMsg::RemoveNode { id, .. } | ClientMsg::ChangePlacement { id, .. },
         Err(why),
     ) = (&msg, may_administer)
     {
@@ -214,14 +214,14 @@ async fn answer(admin: &Admin, may_administer: &Result<(), String>, msg: ClientM
             (id, None, cluster.list(prefix.as_bytes(), after.as_ref().map(|a| a.as_bytes()), limit).await)
         }
         ClientMsg::GetAll { id, .. } => (id, None, cluster.get_all().await),
-        ClientMsg::AddNode { id } => {
-            return match admin.add_node().await {
+        ClientMsg::AddNode { id, rate } => {
+            return match admin.add_node(rate).await {
                 Ok(node) => admin_reply(id, Ok((format!("{} launched; it joins through the registry", node.id), None))),
                 Err(e) => admin_reply(id, Err(e.to_string())),
             };
         }
-        ClientMsg::RemoveNode { id, node } => {
-            let done = admin.remove_node(&node).await.map(|p| (format!("{node} drained and removed"), Some(p)));
+        ClientMsg::RemoveNode { id, node, rate } => {
+            let done = admin.remove_node(&node, rate).await.map(|p| (format!("{node} drained and removed"), Some(p)));
             let done = done.map_err(|e| e.to_string());
             return admin_reply(id, done);
         }
@@ -244,9 +244,10 @@ async fn answer(admin: &Admin, may_administer: &Result<(), String>, msg: ClientM
             let summary = crate::load::run(&ops, BATCH_LANES, |op| run_op(cluster, op), || {}).await;
             return ServerMsg::BatchReply { id, summary };
         }
-        ClientMsg::ChangePlacement { id, placement } => {
+        ClientMsg::ChangePlacement { id, placement, rate } => {
             let name = placement.name();
-            let done = admin.change_placement(placement).await.map(|p| (format!("now placing with {name}"), Some(p)));
+            let done =
+                admin.change_placement(placement, rate).await.map(|p| (format!("now placing with {name}"), Some(p)));
             let done = done.map_err(|e| e.to_string());
             return admin_reply(id, done);
         }

@@ -474,46 +474,6 @@ async fn what_if_join_matches_shared_and_moves_no_data() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn demo_mode_narrates_a_join_with_shareds_numbers() {
-    use shardscope_shared::hash::key_hash;
-    use shardscope_shared::placement::analysis::moved_keys;
-    use shardscope_shared::placement::{build, Member, PlacementSpec};
-
-    let (stack, _driver, client) = open_page(3).await;
-    client.find(Locator::Css("[data-testid=demo-toggle]")).await.unwrap().click().await.unwrap();
-    let main = client.find(Locator::Css("main")).await.unwrap();
-    eventually("demo layout", || async { main.attr("class").await.ok()?.filter(|c| c.contains("demo")) }).await;
-    for _ in 0..2 {
-        client.find(Locator::Css("[data-testid=demo-next]")).await.unwrap().click().await.unwrap();
-    }
-    let current = eventually("step 3", || async {
-        text_of(&client, ".narration li.current").await.filter(|t| t.starts_with("These keys move"))
-    })
-    .await;
-    let nodes = cluster_nodes(&stack).await;
-    let members = members_of(&nodes);
-    let spec = PlacementSpec::Ring { vnodes: 160 };
-    let mut after = build(&spec, &members);
-    after.add_member(Member::new("node-4"));
-    let hashes: Vec<u64> = (0..10_000).map(|i| key_hash(format!("key-{i}").as_bytes())).collect();
-    let mv = moved_keys(build(&spec, &members).as_ref(), after.as_ref(), &hashes);
-    let want = format!(
-        "These keys move to it: {:.1}% of keys ({} of 10000), ideal 25.0%.",
-        100.0 * mv.fraction,
-        mv.moves.len()
-    );
-    assert_eq!(current, want);
-    client.find(Locator::Css("[data-testid=demo-back]")).await.unwrap().click().await.unwrap();
-    let back = eventually("back to step 2", || async {
-        text_of(&client, ".narration li.current").await.filter(|t| t.ends_with("joins."))
-    })
-    .await;
-    assert_eq!(back, "node-4 joins.");
-    save_screenshot(&client, "demo.png").await;
-    client.close().await.unwrap();
-}
-
-#[tokio::test(flavor = "multi_thread")]
 async fn a_link_reproduces_the_view_and_the_url_follows_it() {
     use shardscope_shared::hash::key_hash;
     use shardscope_shared::placement::analysis::moved_keys;
@@ -525,10 +485,7 @@ async fn a_link_reproduces_the_view_and_the_url_follows_it() {
         .await
         .unwrap();
     client.refresh().await.unwrap();
-    eventually("the narration of demo mode", || async {
-        client.find(Locator::Css("[data-testid=narration]")).await.ok()
-    })
-    .await;
+    eventually("the lesson (demo=1)", || async { client.find(Locator::Css("[data-testid=lesson]")).await.ok() }).await;
     let result = eventually("the what-if from the link", || async {
         client.find(Locator::Css("[data-testid=whatif-result]")).await.ok()
     })

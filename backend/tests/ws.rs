@@ -69,7 +69,7 @@ async fn key_operations_admin_and_errors_over_the_websocket() {
     ws.send(Message::Text(r#"{"type":"teleport","id":9}"#.into())).await.unwrap();
     let ServerMsg::Reply { reply: NodeReply::Error { message, .. }, .. } = next_reply(&mut ws).await else { panic!() };
     assert!(message.contains("teleport"), "{message}");
-    send(&mut ws, &ClientMsg::RemoveNode { id: 600, node: "node-77".into() }).await;
+    send(&mut ws, &ClientMsg::RemoveNode { id: 600, node: "node-77".into(), rate: None }).await;
     let ServerMsg::AdminReply { id: 600, ok: false, message, .. } = next_reply(&mut ws).await else { panic!() };
     assert!(message.contains("node-77"));
     ws.send(Message::Text(r#"{"type":"change_placement","id":601,"placement":{"algorithm":"warp"}}"#.into()))
@@ -87,7 +87,7 @@ async fn key_operations_admin_and_errors_over_the_websocket() {
 
     // A spec outside its bounds is refused, naming the field; nothing moves.
     let huge = shardscope_shared::placement::PlacementSpec::Maglev { table_size: 1 << 40 };
-    send(&mut ws, &ClientMsg::ChangePlacement { id: 699, placement: huge }).await;
+    send(&mut ws, &ClientMsg::ChangePlacement { id: 699, placement: huge, rate: None }).await;
     let ServerMsg::AdminReply { id: 699, ok: false, message, .. } = next_reply(&mut ws).await else { panic!() };
     assert!(message.contains("table_size: must be 7 to 1000003"), "{message}");
     let now: serde_json::Value = reqwest::get(format!("{}/placement", stack.url)).await.unwrap().json().await.unwrap();
@@ -95,7 +95,7 @@ async fn key_operations_admin_and_errors_over_the_websocket() {
 
     // Administration: change the algorithm over the socket; keys follow.
     let spec = shardscope_shared::placement::PlacementSpec::Rendezvous;
-    send(&mut ws, &ClientMsg::ChangePlacement { id: 700, placement: spec }).await;
+    send(&mut ws, &ClientMsg::ChangePlacement { id: 700, placement: spec, rate: None }).await;
     let ServerMsg::AdminReply { id: 700, ok: true, progress: Some(p), .. } = next_reply(&mut ws).await else {
         panic!()
     };
@@ -207,12 +207,12 @@ async fn with_an_admin_token_administration_and_registry_writes_need_it() {
     // one opened with ?token= may.
     let ws_url = format!("{}/ws", stack.url.replace("http://", "ws://"));
     let (mut ws, _) = tokio_tungstenite::connect_async(&ws_url).await.unwrap();
-    send(&mut ws, &ClientMsg::RemoveNode { id: 1, node: "node-1".into() }).await;
+    send(&mut ws, &ClientMsg::RemoveNode { id: 1, node: "node-1".into(), rate: None }).await;
     let ServerMsg::AdminReply { id: 1, ok: false, message, .. } = next_reply(&mut ws).await else { panic!() };
     assert!(message.contains("admin token"), "{message}");
     let (mut ws, _) = tokio_tungstenite::connect_async(format!("{ws_url}?token=s3cret")).await.unwrap();
     let spec = shardscope_shared::placement::PlacementSpec::Jump;
-    send(&mut ws, &ClientMsg::ChangePlacement { id: 2, placement: spec }).await;
+    send(&mut ws, &ClientMsg::ChangePlacement { id: 2, placement: spec, rate: None }).await;
     let ServerMsg::AdminReply { id: 2, ok: true, .. } = next_reply(&mut ws).await else { panic!() };
     // The node the CLI added registered with the token and joined.
     let deadline = std::time::Instant::now() + Duration::from_secs(20);

@@ -2,7 +2,7 @@
 //!
 //! - [`ws`]: the one WebSocket to the backend and the state it feeds.
 //! - [`components`]: the views (ring, lookup, cluster panel, key-value form,
-//!   data browser, key-set comparison, what-if, demo narration).
+//!   data browser, key-set comparison, what-if, the lesson).
 //! - [`url`]: the view state carried in the URL's fragment.
 //!
 //! Placement is never re-implemented here: every owner shown is computed with

@@ -1,5 +1,5 @@
 //! The view state in the URL's fragment, so a link reproduces a view:
-//! `#demo=1&keys=10000&whatif=join:node-sim-1,weight:node-2:3&algo=maglev&table=101`.
+//! `#demo=1&step=3&keys=10000&whatif=join:node-sim-1,weight:node-2:3&algo=maglev&table=101`.
 //! Read once on load; written (with `history.replaceState`, no reload) on
 //! every change.
 
@@ -10,7 +10,10 @@ use crate::components::whatif::Sim;
 /// What the fragment carries.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct ViewState {
+    /// Lesson mode (`demo=1`, the name demo mode had), and its step when
+    /// past the first (`step=N`, 1 to the lesson's last).
     pub demo: bool,
+    pub step: Option<usize>,
     /// A generated key-set size (uploaded files cannot travel in a URL).
     pub keys: Option<usize>,
     pub sims: Vec<Sim>,
@@ -26,6 +29,7 @@ impl ViewState {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
             match k {
                 "demo" => state.demo = v == "1",
+                "step" => state.step = v.parse().ok().filter(|n| (1..=crate::components::LESSON_STEPS).contains(n)),
                 "keys" => state.keys = v.parse().ok().filter(|n| (1..=1_000_000).contains(n)),
                 // A link is anyone's input: a bounded number of what-ifs.
                 "whatif" => state.sims = v.split(',').filter_map(Sim::decode).take(64).collect(),
@@ -52,6 +56,9 @@ impl ViewState {
         let mut parts = Vec::new();
         if self.demo {
             parts.push("demo=1".to_string());
+        }
+        if let Some(step) = self.step {
+            parts.push(format!("step={step}"));
         }
         if let Some(n) = self.keys {
             parts.push(format!("keys={n}"));

@@ -98,9 +98,11 @@ impl Backend {
                 backend.connected.set(true);
                 let msg = serde_json::from_str::<ServerMsg>(&text);
                 let waiter = match &msg {
-                    Ok(ServerMsg::Reply { id, .. } | ServerMsg::BatchReply { id, .. }) => {
-                        backend.waiters.try_update_value(|w| w.remove(id)).flatten()
-                    }
+                    Ok(
+                        ServerMsg::Reply { id, .. }
+                        | ServerMsg::BatchReply { id, .. }
+                        | ServerMsg::AdminReply { id, .. },
+                    ) => backend.waiters.try_update_value(|w| w.remove(id)).flatten(),
                     _ => None,
                 };
                 if let (Some(waiter), Ok(msg)) = (waiter, &msg) {

@@ -151,6 +151,11 @@ pub const MAX_SCAN_LIMIT: usize = 10_000;
 /// under the message limit whatever the values' sizes.
 pub const MAX_SCAN_BYTES: usize = 6 * 1024 * 1024;
 
+/// The `rate` a page may give one change (`add_node`, `remove_node`,
+/// `change_placement`), in keys moved per second; outside it the request
+/// is refused and nothing changes.
+pub const RATE: std::ops::RangeInclusive<u64> = 1..=10_000_000;
+
 /// A request to a storage node.
 ///
 /// Writes may carry a [`Version`] (the gateway's); a plain `PUT` or `DELETE`
@@ -543,19 +548,29 @@ pub enum ClientMsg {
         #[serde(default)]
         limit: Option<usize>,
     },
-    /// Launch one more node (answered once launched; it joins through the registry).
+    /// Launch one more node (answered once launched; it joins through the
+    /// registry). With `rate`, its join moves at most that many keys per
+    /// second (see [`RATE`]).
     AddNode {
         id: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        rate: Option<u64>,
     },
-    /// Drain, deregister and stop `node` (answered once its keys have moved).
+    /// Drain, deregister and stop `node` (answered once its keys have
+    /// moved), at most `rate` keys per second when given.
     RemoveNode {
         id: u64,
         node: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        rate: Option<u64>,
     },
-    /// Move every key to where `placement` puts it, then route with it.
+    /// Move every key to where `placement` puts it, then route with it, at
+    /// most `rate` keys per second when given.
     ChangePlacement {
         id: u64,
         placement: PlacementSpec,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        rate: Option<u64>,
     },
     /// Every node's counters (`STATS`).
     Stats {

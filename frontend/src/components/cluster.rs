@@ -17,7 +17,7 @@ pub fn NodeList() -> impl IntoView {
         let id = last_admin.get()?;
         backend.admin.with(|a| a.get(&id).cloned()).map(|(ok, m)| if ok { m } else { format!("failed: {m}") })
     };
-    let add = move |_| last_admin.set(Some(backend.send(|id| ClientMsg::AddNode { id })));
+    let add = move |_| last_admin.set(Some(backend.send(|id| ClientMsg::AddNode { id, rate: None })));
     // Counters on connect, after every membership change and every rebalance.
     Effect::new(move || {
         backend.nodes.track();
@@ -43,7 +43,7 @@ pub fn NodeList() -> impl IntoView {
                         let id = n.id.clone();
                         let remove = move |_| {
                             let node = id.clone();
-                            last_admin.set(Some(backend.send(|id| ClientMsg::RemoveNode { id, node })));
+                            last_admin.set(Some(backend.send(|id| ClientMsg::RemoveNode { id, node, rate: None })));
                         };
                         view! {
                             <li data-node=n.id.clone() data-healthy=n.healthy.to_string()>

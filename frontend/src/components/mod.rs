@@ -4,13 +4,15 @@ mod browser;
 mod chart;
 mod charts;
 mod cluster;
-mod demo;
 mod kv;
+mod lesson;
 pub mod logic;
 mod lookup;
 mod ring;
 mod upload;
 pub mod whatif;
+
+pub use lesson::STEPS as LESSON_STEPS;
 
 use leptos::prelude::*;
 
@@ -76,8 +78,9 @@ pub struct Page {
     pub keyset: RwSignal<Option<upload::KeySet>>,
     /// The algorithm view's own algorithm and settings.
     pub settings: logic::ViewSettings,
-    /// Demo mode (the URL's `demo=1`).
+    /// Lesson mode (the URL's `demo=1`), and its step (`step=N`, from 1).
     pub demo: RwSignal<bool>,
+    pub lesson_step: RwSignal<usize>,
     /// The what-if changes.
     pub sims: RwSignal<Vec<whatif::Sim>>,
 }
@@ -98,15 +101,17 @@ pub fn App() -> impl IntoView {
         keyset: RwSignal::new(initial.keys.map(upload::KeySet::generated)),
         settings: logic::ViewSettings::new(initial.algo, initial.settings),
         demo: RwSignal::new(initial.demo),
+        lesson_step: RwSignal::new(initial.step.unwrap_or(1)),
         sims: RwSignal::new(initial.sims),
     };
     provide_context(page);
-    let Page { keyset, settings, demo, sims, .. } = page;
+    let Page { keyset, settings, demo, lesson_step, sims, .. } = page;
     // The URL follows the view, so a link reproduces it.
     Effect::new(move || {
         let keys = keyset.with(|k| k.as_ref().and_then(|k| k.generated_size()));
         crate::url::write(&crate::url::ViewState {
             demo: demo.get(),
+            step: demo.get().then(|| lesson_step.get()).filter(|&s| s > 1),
             keys,
             sims: sims.get(),
             algo: settings.picked.get(),
@@ -120,14 +125,14 @@ pub fn App() -> impl IntoView {
             <span class="status" data-testid="ws-status">
                 {move || if backend.connected.get() { "connected" } else { "connecting…" }}
             </span>
-            <button class="small" data-testid="demo-toggle" aria-pressed=move || demo.get().to_string()
+            <button class="small" data-testid="lesson-toggle" aria-pressed=move || demo.get().to_string()
                 on:click=move |_| demo.update(|d| *d = !*d)>
-                {move || if demo.get() { "Leave demo mode" } else { "Demo mode" }}
+                {move || if demo.get() { "Leave lesson" } else { "Lesson" }}
             </button>
         </header>
         <main class=move || if demo.get() { "layout demo" } else { "layout" }>
             {move || demo.get().then(|| view! {
-                <section class="panel wide"><demo::Narration /></section>
+                <section class="panel wide lesson-panel"><lesson::Lesson /></section>
             })}
             <section class="panel ring-panel">
                 <ring::ClusterRing />

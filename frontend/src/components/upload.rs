@@ -74,7 +74,8 @@ impl KeySet {
     }
 }
 
-fn generated_key(i: usize) -> String {
+/// The `i`th generated key.
+pub(super) fn generated_key(i: usize) -> String {
     format!("key-{i}")
 }
 
