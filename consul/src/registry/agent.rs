@@ -43,6 +43,7 @@ pub(super) fn routes() -> Router<Registry> {
         .route("/v1/agent/members", get(members))
         .route("/v1/agent/reload", put(|| async { StatusCode::OK }))
         .route("/v1/agent/maintenance", put(node_maintenance))
+        .route("/v1/agent/force-leave/{node}", put(force_leave))
         .route("/v1/agent/services", get(services))
         .route("/v1/agent/service/{id}", get(service))
         .route("/v1/agent/service/register", put(register))
@@ -52,6 +53,15 @@ pub(super) fn routes() -> Router<Registry> {
         .route("/v1/agent/check/register", put(register_check))
         .route("/v1/agent/check/deregister/{id}", put(deregister_check))
         .route("/v1/agent/check/{verb}/{id}", put(update_check))
+}
+
+/// There is no other member to force out: Consul's answer for a name it
+/// does not know (and the agent may not force itself out).
+async fn force_leave(Path(node): Path<String>) -> Response {
+    if node == AGENT {
+        return bad_request("The agent cannot force itself to leave");
+    }
+    (StatusCode::INTERNAL_SERVER_ERROR, format!("agent: No node found with name '{node}'\n")).into_response()
 }
 
 /// The agent as a gossip member (`/v1/agent/members`, `Member` of `self`).
@@ -99,11 +109,13 @@ async fn service(State(reg): State<Registry>, Path(id): Path<String>) -> Respons
     }
 }
 
-/// A service as the agent lists it.
+/// A service as the agent lists it: without the catalog's indexes.
 fn agent_service(s: &Service) -> Value {
     let mut v = service_json(s);
     if let Some(obj) = v.as_object_mut() {
         obj.insert("Datacenter".into(), json!(DATACENTER));
+        obj.remove("CreateIndex");
+        obj.remove("ModifyIndex");
     }
     v
 }
@@ -340,7 +352,7 @@ async fn register_check(
     let address = match agent.services.get(&sid) {
         Some(s) => s.reg.address.clone(),
         None if sid.is_empty() => String::new(),
-        None => return bad_request(format!("ServiceID {sid:?} does not exist")),
+        None => return (StatusCode::NOT_FOUND, format!("ServiceID {sid:?} does not exist\n")).into_response(),
     };
     def.check_id = def.check_id.filter(|c| !c.is_empty()).or_else(|| def.name.clone());
     let id = def.check_id.clone().unwrap_or_default();

@@ -87,6 +87,9 @@ pub struct Limits {
     pub nodes: usize,
     /// Sessions.
     pub sessions: usize,
+    /// The shortest session `TTL` (Consul's `session_ttl_min`, 10s); the
+    /// longest is 24h.
+    pub session_ttl_min: Duration,
     /// Bytes of one registration's (or session's) body.
     pub registration: usize,
     /// KV keys.
@@ -112,6 +115,7 @@ impl Default for Limits {
             checks: 4096,
             nodes: 256,
             sessions: 1024,
+            session_ttl_min: Duration::from_secs(10),
             registration: 64 * 1024,
             kv_keys: 16 * 1024,
             key: 1024,
@@ -797,7 +801,7 @@ impl QueryParams {
         let mut q = QueryParams::default();
         for (k, v) in form_urlencoded::parse(raw.as_bytes()) {
             let num = |v: &str| v.parse::<u64>().map_err(|_| bad(format!("{k}={v:?} is not a number")));
-            let flag = |v: &str| match v {
+            let flag = |v: &str| match v.to_ascii_lowercase().as_str() {
                 "" | "1" | "true" => Ok(true),
                 "0" | "false" => Ok(false),
                 _ => Err(bad(format!("{k}={v:?} is not a boolean"))),

@@ -1,5 +1,5 @@
 //! Sessions (`/v1/session/...`) as Consul keeps them: `create` (on a node,
-//! with a `TTL` of 10s to 24h, `NodeChecks` (default `serfHealth`) and
+//! with a `TTL` of 10s ([`super::Limits::session_ttl_min`]) to 24h, `NodeChecks` (default `serfHealth`) and
 //! `ServiceChecks`, a `Behavior` of `release` or `delete`, a `LockDelay` of
 //! at most 60s, default 15s), `renew`, `destroy`, `info`, `list`, `node`.
 //! A session ends when it is destroyed, when its TTL lapses unrenewed
@@ -27,7 +27,6 @@ use super::kv::nodes_key;
 use super::{bad_request, decoded, refuse, with_index, Presented, QueryParams, Registry, Tables, AGENT, SERF_CHECK};
 use crate::api::{format_duration, parse_duration};
 
-const MIN_TTL: Duration = Duration::from_secs(10);
 const MAX_TTL: Duration = Duration::from_secs(86400);
 const MAX_LOCK_DELAY: Duration = Duration::from_secs(60);
 const DEFAULT_LOCK_DELAY: Duration = Duration::from_secs(15);
@@ -195,14 +194,22 @@ fn lock_delay(v: &Option<Value>) -> Result<Duration, String> {
 }
 
 /// The session a create request asks for, checked against the tables.
-fn new_session(r: SessionRequest, t: &Tables, id: String, now: Instant, index: u64) -> Result<Session, String> {
+fn new_session(
+    r: SessionRequest,
+    t: &Tables,
+    min_ttl: Duration,
+    id: String,
+    now: Instant,
+    index: u64,
+) -> Result<Session, String> {
     let behavior = Behavior::parse(&r.behavior).ok_or(format!("Invalid Behavior setting {:?}", r.behavior))?;
     let ttl = match r.ttl.as_str() {
         "" => None,
         text => {
             let ttl = parse_duration(text).ok_or(format!("Invalid Session TTL {text:?}"))?;
-            if !(MIN_TTL..=MAX_TTL).contains(&ttl) {
-                return Err(format!("Invalid Session TTL '{text}', must be between [10s=24h0m0s]"));
+            if !(min_ttl..=MAX_TTL).contains(&ttl) {
+                let min = format_duration(min_ttl);
+                return Err(format!("Invalid Session TTL '{text}', must be between [{min}=24h0m0s]"));
             }
             Some(ttl)
         }
@@ -269,7 +276,7 @@ async fn create(
         Err(e) => return refuse((StatusCode::INTERNAL_SERVER_ERROR, e)),
     };
     let mut t = reg.tables.lock().unwrap();
-    let session = match new_session(r, &t, id.clone(), Instant::now(), t.index + 1) {
+    let session = match new_session(r, &t, reg.limits.session_ttl_min, id.clone(), Instant::now(), t.index + 1) {
         Ok(s) => s,
         Err(e) => return bad_request(e),
     };
@@ -280,7 +287,12 @@ async fn create(
     outcome.map(|()| Json(json!({"ID": id}))).into_response()
 }
 
-async fn renew(State(reg): State<Registry>, Path(id): Path<String>, presented: Presented) -> Response {
+async fn renew(
+    State(reg): State<Registry>,
+    Path(id): Path<String>,
+    _params: QueryParams,
+    presented: Presented,
+) -> Response {
     let mut t = reg.tables.lock().unwrap();
     if let Err(refused) = reg.authorize(&presented, t.locks_nodes_keys(&id), &format!("'session:write' on {id:?}")) {
         return refuse(refused);
@@ -294,7 +306,12 @@ async fn renew(State(reg): State<Registry>, Path(id): Path<String>, presented: P
     with_index(t.index, answer)
 }
 
-async fn destroy(State(reg): State<Registry>, Path(id): Path<String>, presented: Presented) -> Response {
+async fn destroy(
+    State(reg): State<Registry>,
+    Path(id): Path<String>,
+    _params: QueryParams,
+    presented: Presented,
+) -> Response {
     let mut t = reg.tables.lock().unwrap();
     if let Err(refused) = reg.authorize(&presented, t.locks_nodes_keys(&id), &format!("'session:write' on {id:?}")) {
         return refuse(refused);
