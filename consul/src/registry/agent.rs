@@ -18,8 +18,8 @@ use tokio::time::Instant;
 
 use super::catalog::{check_json, service_json};
 use super::{
-    bad_request, decoded, refuse, Check, Node, Presented, Probe, QueryParams, Refusal, Registry, Service, Tables,
-    AGENT, AGENT_ADDRESS, DATACENTER, LEADER, MIN_CHECK_INTERVAL, STATUSES,
+    bad_request, decoded, refuse, Check, Node, Presented, Probe, QueryParams, Refusal, Refused, Registry, Service,
+    Tables, AGENT, AGENT_ADDRESS, DATACENTER, LEADER, MIN_CHECK_INTERVAL, STATUSES,
 };
 use crate::api::NODE_SERVICE;
 use crate::api::{
@@ -281,7 +281,7 @@ fn nodes_check(agent: &Node, id: &str, sid: &str) -> bool {
 async fn register(State(reg): State<Registry>, presented: Presented, body: Result<Bytes, BytesRejection>) -> Response {
     let r: ServiceRegistration = match decoded(body, reg.limits.registration) {
         Ok(r) => r,
-        Err(e) => return e,
+        Err(e) => return *e,
     };
     let mut t = reg.tables.lock().unwrap();
     let (service, checks) = match new_service(r, t.index + 1) {
@@ -344,7 +344,7 @@ async fn register_check(
 ) -> Response {
     let mut def: CheckDefinition = match decoded(body, reg.limits.registration) {
         Ok(d) => d,
-        Err(e) => return e,
+        Err(e) => return *e,
     };
     let mut t = reg.tables.lock().unwrap();
     let agent = t.agent();
@@ -419,7 +419,7 @@ async fn update_check(
         "update" => match decoded::<CheckUpdate>(body, reg.limits.registration) {
             Ok(u) if STATUSES.contains(&u.status.as_str()) => (u.status, u.output),
             Ok(u) => return bad_request(format!("Invalid check status: {:?}", u.status)),
-            Err(e) => return e,
+            Err(e) => return *e,
         },
         _ => return (StatusCode::NOT_FOUND, "Unsupported endpoint\n").into_response(),
     };
@@ -481,8 +481,8 @@ fn maintenance(
     Ok(())
 }
 
-fn enable_flag(params: &QueryParams) -> Result<bool, Response> {
-    params.enable.ok_or_else(|| bad_request("Missing value for enable"))
+fn enable_flag(params: &QueryParams) -> Result<bool, Refused> {
+    params.enable.ok_or_else(|| Refused((StatusCode::BAD_REQUEST, "Missing value for enable".into())))
 }
 
 async fn service_maintenance(
@@ -493,7 +493,7 @@ async fn service_maintenance(
 ) -> Response {
     let enable = match enable_flag(&params) {
         Ok(e) => e,
-        Err(e) => return e,
+        Err(e) => return e.into_response(),
     };
     let notes = params.reason.clone().filter(|r| !r.is_empty()).unwrap_or_else(|| {
         "Maintenance mode is enabled for this service, but no reason was provided. This is a default message.".into()
@@ -514,7 +514,7 @@ async fn service_maintenance(
 async fn node_maintenance(State(reg): State<Registry>, params: QueryParams, presented: Presented) -> Response {
     let enable = match enable_flag(&params) {
         Ok(e) => e,
-        Err(e) => return e,
+        Err(e) => return e.into_response(),
     };
     let notes = params.reason.clone().filter(|r| !r.is_empty()).unwrap_or_else(|| {
         "Maintenance mode is enabled for this node, but no reason was provided. This is a default message.".into()

@@ -21,8 +21,8 @@ use serde_json::{json, Value};
 
 use super::agent::build_check;
 use super::{
-    bad_request, decoded, refuse, with_index, Check, Node, Presented, QueryParams, Registry, Service, Tables, AGENT,
-    DATACENTER, SERF_CHECK,
+    bad_request, decoded, refuse, with_index, Check, Node, Presented, QueryParams, Refusal, Registry, Service, Tables,
+    AGENT, DATACENTER, SERF_CHECK,
 };
 use crate::api::{CheckDefinition, ServiceRegistration, NODE_SERVICE};
 
@@ -348,17 +348,16 @@ struct CatalogDeregistration {
 
 /// Refuses another datacenter, as Consul does (500), and the agent's own
 /// node (its services and checks are the agent's: use `/v1/agent/...`).
-fn node_writable(node: &str, dc: &Option<String>) -> Result<(), Response> {
+fn node_writable(node: &str, dc: &Option<String>) -> Result<(), Refusal> {
     if dc.as_deref().is_some_and(|d| !d.is_empty() && d != DATACENTER) {
-        return Err((StatusCode::INTERNAL_SERVER_ERROR, "No path to datacenter\n").into_response());
+        return Err((StatusCode::INTERNAL_SERVER_ERROR, "No path to datacenter".into()));
     }
     if node.is_empty() {
-        return Err(bad_request("Must provide node"));
+        return Err((StatusCode::BAD_REQUEST, "Must provide node".into()));
     }
     if node == AGENT {
-        return Err(bad_request(format!(
-            "Node {AGENT:?} is the agent's own: register its services and checks with /v1/agent/..."
-        )));
+        let message = format!("Node {AGENT:?} is the agent's own: register its services and checks with /v1/agent/...");
+        return Err((StatusCode::BAD_REQUEST, message));
     }
     Ok(())
 }
@@ -366,10 +365,10 @@ fn node_writable(node: &str, dc: &Option<String>) -> Result<(), Response> {
 async fn register(State(reg): State<Registry>, presented: Presented, body: Result<Bytes, BytesRejection>) -> Response {
     let r: CatalogRegistration = match decoded(body, reg.limits.registration) {
         Ok(r) => r,
-        Err(e) => return e,
+        Err(e) => return *e,
     };
     if let Err(e) = node_writable(&r.node, &r.datacenter) {
-        return e;
+        return refuse(e);
     }
     if r.address.is_empty() {
         return bad_request("Must provide address");
@@ -449,10 +448,10 @@ async fn deregister(
 ) -> Response {
     let d: CatalogDeregistration = match decoded(body, reg.limits.registration) {
         Ok(d) => d,
-        Err(e) => return e,
+        Err(e) => return *e,
     };
     if let Err(e) = node_writable(&d.node, &d.datacenter) {
-        return e;
+        return refuse(e);
     }
     let mut t = reg.tables.lock().unwrap();
     let Some(node) = t.nodes.get(&d.node) else { return Json(true).into_response() };

@@ -66,7 +66,9 @@ fn canonical(key: &str) -> Option<&'static str> {
         .or_else(|| ALIASES.iter().find(|(alias, _)| *alias == folded).map(|(_, f)| *f))
 }
 
-fn normalize(value: Value, user_keys: bool) -> Value {
+/// Renames the fields of `value` to Consul's spelling; two keys that name
+/// one field (`Name` and `name`) are ambiguous, and refused.
+fn normalize(value: Value, user_keys: bool) -> Result<Value, String> {
     match value {
         Value::Object(map) => {
             let mut out = Map::new();
@@ -75,12 +77,17 @@ fn normalize(value: Value, user_keys: bool) -> Value {
                     (true, _) | (false, None) => (key, false),
                     (false, Some(field)) => (field.to_string(), USER_MAPS.contains(&field)),
                 };
-                out.insert(name, normalize(v, inner_user));
+                let v = normalize(v, inner_user)?;
+                if out.insert(name.clone(), v).is_some() {
+                    return Err(format!("Request decode failed: field {name} is given twice"));
+                }
             }
-            Value::Object(out)
+            Ok(Value::Object(out))
         }
-        Value::Array(items) => Value::Array(items.into_iter().map(|v| normalize(v, false)).collect()),
-        other => other,
+        Value::Array(items) => {
+            items.into_iter().map(|v| normalize(v, false)).collect::<Result<_, _>>().map(Value::Array)
+        }
+        other => Ok(other),
     }
 }
 
@@ -89,7 +96,7 @@ fn normalize(value: Value, user_keys: bool) -> Value {
 pub(super) fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, String> {
     let text = if body.iter().all(u8::is_ascii_whitespace) { &b"{}"[..] } else { body };
     let value: Value = serde_json::from_slice(text).map_err(|e| format!("Request decode failed: {e}"))?;
-    serde_json::from_value(normalize(value, false)).map_err(|e| format!("Request decode failed: {e}"))
+    serde_json::from_value(normalize(value, false)?).map_err(|e| format!("Request decode failed: {e}"))
 }
 
 #[cfg(test)]
@@ -109,5 +116,6 @@ mod tests {
         assert_eq!(v["Checks"][0]["Args"][0], "x");
         assert_eq!(decode::<Value>(b"").unwrap(), serde_json::json!({}));
         assert!(decode::<Value>(b"{").unwrap_err().starts_with("Request decode failed"));
+        assert!(decode::<Value>(br#"{"ID":"a","id":"b"}"#).unwrap_err().contains("given twice"));
     }
 }

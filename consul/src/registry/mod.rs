@@ -220,6 +220,15 @@ fn refuse((status, message): Refusal) -> Response {
     (status, format!("{message}\n")).into_response()
 }
 
+/// A refusal as an answer (see [`refuse`]).
+struct Refused(Refusal);
+
+impl IntoResponse for Refused {
+    fn into_response(self) -> Response {
+        refuse(self.0)
+    }
+}
+
 #[derive(Clone, Debug)]
 enum Probe {
     Ttl(Duration),
@@ -534,15 +543,15 @@ impl Registry {
         t: &mut Tables,
         trusted: bool,
         change: impl FnOnce(&mut Tables, u64) -> Result<T, Refusal>,
-    ) -> Result<T, Response> {
+    ) -> Result<T, Refused> {
         let index = t.index + 1;
         let mut next = t.clone();
-        let out = change(&mut next, index).map_err(refuse)?;
-        self.limits.counts_fit(t, &next, trusted).map_err(refuse)?;
+        let out = change(&mut next, index).map_err(Refused)?;
+        self.limits.counts_fit(t, &next, trusted).map_err(Refused)?;
         next.settle(Instant::now(), index);
         next.index = index;
         if let Some(disk) = &self.disk {
-            disk.save(&next).map_err(IntoResponse::into_response)?;
+            disk.save(&next).map_err(|e| Refused(e.refusal()))?;
         }
         *t = next;
         self.changes.send_replace(index);
@@ -869,15 +878,15 @@ impl<S: Send + Sync> FromRequestParts<S> for Presented {
     }
 }
 
-/// A failed save: the write was not made.
-impl IntoResponse for SaveError {
-    fn into_response(self) -> Response {
+impl SaveError {
+    /// A failed save's answer: the write was not made.
+    fn refusal(self) -> Refusal {
         tracing::error!("registry: a write is refused: {self}");
         let status = match self {
             SaveError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             SaveError::Io(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
-        (status, format!("{self}\n")).into_response()
+        (status, self.to_string())
     }
 }
 
@@ -894,7 +903,7 @@ fn unread_body(e: BytesRejection, limit: usize) -> Response {
 fn decoded<T: serde::de::DeserializeOwned>(
     body: Result<axum::body::Bytes, BytesRejection>,
     limit: usize,
-) -> Result<T, Response> {
-    let body = body.map_err(|e| unread_body(e, limit))?;
-    decode::decode(&body).map_err(bad_request)
+) -> Result<T, Box<Response>> {
+    let body = body.map_err(|e| Box::new(unread_body(e, limit)))?;
+    decode::decode(&body).map_err(|e| Box::new(bad_request(e)))
 }

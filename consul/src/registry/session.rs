@@ -266,7 +266,7 @@ async fn create(
 ) -> Response {
     let r: SessionRequest = match decoded(body, reg.limits.registration) {
         Ok(r) => r,
-        Err(e) => return e,
+        Err(e) => return *e,
     };
     if let Err(refused) = reg.authorize(&presented, false, "'session:write'") {
         return refuse(refused);

@@ -566,4 +566,29 @@ mod tests {
         let few_bytes = Limits { kv_bytes: 3, ..Limits::default() };
         assert!(format!("{:#}", StateDir::open(dir.path(), &few_bytes).unwrap_err()).contains("KV store full"));
     }
+
+    #[test]
+    fn a_version_1_file_still_loads() {
+        let dir = tempfile::tempdir().unwrap();
+        let v1 = r#"{"Version":1,"Index":5,
+            "Services":[{"Registration":{"ID":"node-1","Name":"shardscope-node","Address":"127.0.0.1","Port":5001,
+                "Tags":[],"Meta":{},"Check":{"TTL":"30s","Status":"passing"}},"Check":{"Status":"passing","Output":"ok"}}],
+            "KV":[{"Key":"cluster_size","Value":"Mw==","Flags":0,"CreateIndex":2,"ModifyIndex":3,"LockIndex":0}]}"#;
+        std::fs::write(dir.path().join(STATE_FILE), v1).unwrap();
+        let (state, back) = StateDir::open(dir.path(), &Limits::default()).unwrap();
+        let back = back.expect("the version 1 state");
+        assert_eq!(back.index, 5);
+        assert_eq!(back.kv["cluster_size"].value, b"3");
+        let check = &back.agent().checks["service:node-1"];
+        assert_eq!(
+            (check.status.as_str(), check.output.as_str(), check.service_id.as_str()),
+            ("passing", "ok", "node-1")
+        );
+        assert_eq!(back.agent().services["node-1"].reg.port, 5001);
+        // The next save is version 2, and reads back the same.
+        state.save(&back).unwrap();
+        assert!(std::fs::read_to_string(dir.path().join(STATE_FILE)).unwrap().starts_with("{\"Version\":2"));
+        let (_, again) = StateDir::open(dir.path(), &Limits::default()).unwrap();
+        assert_eq!(again.unwrap().agent().checks["service:node-1"].output, "ok");
+    }
 }
