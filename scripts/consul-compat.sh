@@ -14,7 +14,7 @@ cd "$(dirname "$0")/.."
 
 log() { printf '\033[1;34m[consul-compat]\033[0m %s\n' "$*" >&2; }
 version=1.8.0
-min_pass="${SHARDSCOPE_CONSUL_MIN_PASS:-96}"
+min_pass="${SHARDSCOPE_CONSUL_MIN_PASS:-110}"
 home="${SHARDSCOPE_CONSUL_COMPAT_DIR:-$CARGO_TARGET_DIR/consul-compat}"
 venv="$home/venv"
 suite="$home/py_consul-$version"

@@ -243,6 +243,15 @@ async fn the_node_token_guards_what_decides_the_storage_nodes_health() {
     }
     assert_eq!(get(&url, "/v1/agent/checks").await, json!({}));
     assert_eq!(get(&url, "/v1/catalog/nodes").await.as_array().unwrap().len(), 1);
+    // With the token, a storage node elsewhere; then no anonymous change to that node.
+    let node = json!({"Node": "n9", "Address": "10.0.0.9", "Service": {"Service": "shardscope-node", "Port": 5001}});
+    let with_token =
+        reqwest::Client::new().put(format!("{url}/v1/catalog/register")).header("X-Consul-Token", "node-secret");
+    assert_eq!(with_token.body(node.to_string()).send().await.unwrap().status(), 200);
+    let sick = json!({"Node": "n9", "Address": "10.0.0.9", "Check": {"Name": "sick", "Status": "critical"}});
+    assert_eq!(put(&url, "/v1/catalog/register", sick).await.0, 403, "a node check decides its health too");
+    assert_eq!(put(&url, "/v1/catalog/deregister", json!({"Node": "n9"})).await.0, 403);
+    assert_eq!(get(&url, "/v1/health/service/shardscope-node?passing").await.as_array().unwrap().len(), 1);
     // Others' services and their own checks stay open.
     assert_eq!(put(&url, "/v1/agent/service/register", json!({"Name": "app"})).await.0, 200);
     let own = json!({"Name": "app-up", "TTL": "30s", "ServiceID": "app"});

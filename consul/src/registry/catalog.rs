@@ -58,14 +58,14 @@ fn catalog_services(name: &str, node: &Node) -> Vec<Service> {
     own.into_iter().chain(node.services.values().cloned()).collect()
 }
 
-/// A node's checks with their ids (the agent's with `serfHealth`), in id order.
-fn node_checks(name: &str, node: &Node) -> Vec<Value> {
-    let mut checks: Vec<(String, Value)> =
-        node.checks.values().map(|c| (c.id.clone(), check_json(name, node, c))).collect();
+/// A node's checks (the agent's with `serfHealth`) that `keep` keeps, in id order.
+fn node_checks(name: &str, node: &Node, keep: impl Fn(&Check) -> bool) -> Vec<Value> {
+    let mut checks: Vec<(&str, Value)> =
+        node.checks.values().filter(|c| keep(c)).map(|c| (c.id.as_str(), check_json(name, node, c))).collect();
     if name == AGENT {
-        checks.push((SERF_CHECK.into(), serf_check()));
+        checks.push((SERF_CHECK, serf_check()));
     }
-    checks.sort_by(|a, b| a.0.cmp(&b.0));
+    checks.sort_by(|a, b| a.0.cmp(b.0));
     checks.into_iter().map(|(_, v)| v).collect()
 }
 
@@ -234,10 +234,7 @@ async fn health_service(
     read(&reg, &params, &presented, |t| {
         let mut entries = Vec::new();
         for (n, node, s) in instances(t, &name).into_iter().filter(|(_, _, s)| tagged(&params, s) && !params.peer) {
-            let checks: Vec<Value> = node_checks(n, node)
-                .into_iter()
-                .filter(|c| c["ServiceID"] == "" || c["ServiceID"] == s.id.as_str())
-                .collect();
+            let checks = node_checks(n, node, |c| c.service_id.is_empty() || c.service_id == s.id);
             if params.passing && checks.iter().any(|c| c["Status"] != "passing") {
                 continue;
             }
@@ -276,7 +273,7 @@ async fn health_state(
         return bad_request(format!("Bad check state {state:?}: one of any, passing, warning, critical"));
     }
     read(&reg, &params, &presented, |t| {
-        let checks = t.nodes.iter().flat_map(|(n, node)| node_checks(n, node));
+        let checks = t.nodes.iter().flat_map(|(n, node)| node_checks(n, node, |_| true));
         Value::Array(params.filtered(checks.filter(|c| state == "any" || c["Status"] == state.as_str()).collect()))
     })
     .await
@@ -289,7 +286,7 @@ async fn health_node(
     presented: Presented,
 ) -> Response {
     read(&reg, &params, &presented, |t| {
-        let checks = t.nodes.get(&name).map(|node| node_checks(&name, node)).unwrap_or_default();
+        let checks = t.nodes.get(&name).map(|node| node_checks(&name, node, |_| true)).unwrap_or_default();
         Value::Array(params.filtered(checks))
     })
     .await
@@ -409,10 +406,9 @@ async fn register(State(reg): State<Registry>, presented: Presented, body: Resul
             Err(e) => return bad_request(e),
         }
     }
+    // A storage node's service, or any change to a node that holds one.
     let nodes = service.as_ref().is_some_and(|s| s.reg.name == NODE_SERVICE)
-        || held.is_some_and(|n| {
-            checks.iter().any(|c| n.services.get(&c.service_id).is_some_and(|s| s.reg.name == NODE_SERVICE))
-        });
+        || held.is_some_and(|n| n.services.values().any(|s| s.reg.name == NODE_SERVICE));
     if let Err(refused) = reg.authorize(&presented, nodes, &format!("'node:write' on {:?}", r.node)) {
         return refuse(refused);
     }
@@ -455,12 +451,7 @@ async fn deregister(
     }
     let mut t = reg.tables.lock().unwrap();
     let Some(node) = t.nodes.get(&d.node) else { return Json(true).into_response() };
-    let of_nodes = |sid: &str| node.services.get(sid).is_some_and(|s| s.reg.name == NODE_SERVICE);
-    let nodes = match (&d.service_id, &d.check_id) {
-        (Some(sid), _) => of_nodes(sid),
-        (None, Some(cid)) => node.checks.get(cid).is_some_and(|c| of_nodes(&c.service_id)),
-        (None, None) => node.services.values().any(|s| s.reg.name == NODE_SERVICE),
-    };
+    let nodes = node.services.values().any(|s| s.reg.name == NODE_SERVICE);
     if let Err(refused) = reg.authorize(&presented, nodes, &format!("'node:write' on {:?}", d.node)) {
         return refuse(refused);
     }
