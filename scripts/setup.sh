@@ -26,6 +26,8 @@ if [ "${SHARDSCOPE_SETUP_TESTS:-0}" = 1 ]; then
   for p in chromium chromium-driver redis-server; do
     dpkg -s "$p" >/dev/null 2>&1 || want_pkgs+=("$p")
   done
+  # scripts/consul-compat.sh runs py-consul's suite in a virtualenv.
+  python3 -c 'import venv, ensurepip' 2>/dev/null || want_pkgs+=(python3-venv)
 fi
 if [ "${#want_pkgs[@]}" -gt 0 ]; then
   log "apt-get install ${want_pkgs[*]}"

@@ -34,7 +34,7 @@ pub enum Command {
     Serve(ServeArgs),
     /// Run one storage node.
     Node(NodeArgs),
-    /// Run the embedded registry alone (a Consul HTTP API stand-in).
+    /// Run the embedded registry alone: a single-node Consul (README: Consul compatibility).
     Registry {
         #[arg(long, default_value_t = 8500)]
         port: u16,

@@ -63,7 +63,10 @@ async fn register(url: &str, id: &str, check: CheckDefinition) {
 /// The check statuses of service `web`, by service id.
 async fn statuses(url: &str) -> Vec<(String, String)> {
     let (entries, _): (Vec<ServiceEntry>, _) = get(url, "health/service/web").await;
-    entries.into_iter().map(|e| (e.service.id, e.checks[0].status.clone())).collect()
+    entries
+        .into_iter()
+        .map(|e| (e.service.id, e.checks.iter().find(|c| !c.service_id.is_empty()).unwrap().status.clone()))
+        .collect()
 }
 
 fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {

@@ -49,9 +49,37 @@ pub struct ServiceRegistration {
     pub meta: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub check: Option<CheckDefinition>,
+    /// More checks; with `Check`, numbered `service:ID:1`, `service:ID:2`, ...
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checks: Vec<CheckDefinition>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub enable_tag_override: bool,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tagged_addresses: BTreeMap<String, ServiceAddress>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weights: Option<Weights>,
 }
 
-/// A service's health check: exactly one of `TTL`, `HTTP` or `TCP`.
+/// One of a service's `TaggedAddresses`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ServiceAddress {
+    #[serde(default)]
+    pub address: String,
+    #[serde(default)]
+    pub port: u16,
+}
+
+/// A service's DNS `Weights`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Weights {
+    pub passing: u32,
+    pub warning: u32,
+}
+
+/// A health check: exactly one of `TTL`, `HTTP` or `TCP` (a script's
+/// `Args` are refused: the registry runs no scripts).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct CheckDefinition {
@@ -59,6 +87,13 @@ pub struct CheckDefinition {
     pub check_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notes: Option<String>,
+    /// The service it checks (`PUT /v1/agent/check/register`); none for a node check.
+    #[serde(rename = "ServiceID", default, skip_serializing_if = "Option::is_none")]
+    pub service_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<String>,
     #[serde(rename = "TTL", default, skip_serializing_if = "Option::is_none")]
     pub ttl: Option<String>,
     #[serde(rename = "HTTP", default, skip_serializing_if = "Option::is_none")]
@@ -163,6 +198,9 @@ pub struct KvPair {
     pub modify_index: u64,
     #[serde(default)]
     pub lock_index: u64,
+    /// The session holding the key's lock.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<String>,
 }
 
 /// Parses a Consul duration (`"10s"`, `"500ms"`, `"1m"`, `"1h"`, `"1m30s"`).

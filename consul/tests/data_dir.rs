@@ -42,7 +42,7 @@ impl Running {
     async fn statuses(&self) -> Vec<String> {
         let resp = reqwest::get(format!("{}/v1/health/service/svc", self.url)).await.unwrap();
         let entries: Vec<ServiceEntry> = resp.json().await.unwrap();
-        entries.iter().map(|e| e.checks[0].status.clone()).collect()
+        entries.iter().map(|e| e.checks.iter().find(|c| !c.service_id.is_empty()).unwrap().status.clone()).collect()
     }
 }
 

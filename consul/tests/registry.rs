@@ -40,7 +40,10 @@ async fn health(url: &str, index: Option<u64>) -> (Vec<ServiceEntry>, u64) {
 
 async fn statuses(url: &str) -> Vec<(String, String)> {
     let (entries, _) = health(url, None).await;
-    entries.into_iter().map(|e| (e.service.id, e.checks[0].status.clone())).collect()
+    entries
+        .into_iter()
+        .map(|e| (e.service.id, e.checks.iter().find(|c| !c.service_id.is_empty()).unwrap().status.clone()))
+        .collect()
 }
 
 /// Waits (blocking queries, no sleeps) until `pred` holds for the health view.
@@ -68,7 +71,10 @@ async fn ttl_check_passes_then_expires_to_critical() {
     c.register(&service("a", check)).await.unwrap();
     assert_eq!(statuses(&url).await, [("a".to_string(), "passing".to_string())]);
     assert_eq!(passing(&c).await.len(), 1);
-    until(&url, "TTL expiry", Duration::from_secs(5), |e| e[0].checks[0].status == "critical").await;
+    until(&url, "TTL expiry", Duration::from_secs(5), |e| {
+        e[0].checks.iter().find(|c| !c.service_id.is_empty()).unwrap().status == "critical"
+    })
+    .await;
     assert!(passing(&c).await.is_empty(), "a critical instance is not passing");
     c.update_check("pass", "service:a").await.unwrap();
     assert_eq!(statuses(&url).await[0].1, "passing");
@@ -91,9 +97,15 @@ async fn tcp_and_http_checks_follow_the_service() {
         ..Default::default()
     };
     c.register(&service("tcp", tcp)).await.unwrap();
-    until(&url, "TCP check passing", Duration::from_secs(5), |e| e[0].checks[0].status == "passing").await;
+    until(&url, "TCP check passing", Duration::from_secs(5), |e| {
+        e[0].checks.iter().find(|c| !c.service_id.is_empty()).unwrap().status == "passing"
+    })
+    .await;
     drop(listener);
-    until(&url, "TCP check critical", Duration::from_secs(5), |e| e[0].checks[0].status == "critical").await;
+    until(&url, "TCP check critical", Duration::from_secs(5), |e| {
+        e[0].checks.iter().find(|c| !c.service_id.is_empty()).unwrap().status == "critical"
+    })
+    .await;
 
     // An HTTP check against the registry's own status endpoint passes, and
     // against a missing path is critical.
@@ -106,7 +118,11 @@ async fn tcp_and_http_checks_follow_the_service() {
     c.register(&service("ok", http("/v1/status/leader"))).await.unwrap();
     c.register(&service("bad", http("/no/such/path"))).await.unwrap();
     until(&url, "HTTP checks settle", Duration::from_secs(5), |e| {
-        let s = |id: &str| e.iter().find(|x| x.service.id == id).map(|x| x.checks[0].status.clone());
+        let s = |id: &str| {
+            e.iter()
+                .find(|x| x.service.id == id)
+                .map(|x| x.checks.iter().find(|c| !c.service_id.is_empty()).unwrap().status.clone())
+        };
         s("ok").as_deref() == Some("passing") && s("bad").as_deref() == Some("critical")
     })
     .await;
@@ -195,7 +211,8 @@ async fn bad_input_gets_a_4xx_and_changes_nothing() {
     assert_eq!(bad_index.status(), 400);
     let bad_wait = http.get(format!("{url}/v1/health/service/svc?index=1&wait=forever")).send().await.unwrap();
     assert_eq!(bad_wait.status(), 400);
-    assert_eq!(http.get(format!("{url}/v1/acl/tokens")).send().await.unwrap().status(), 404);
+    assert_eq!(http.get(format!("{url}/v1/acl/tokens")).send().await.unwrap().status(), 401);
+    assert_eq!(http.get(format!("{url}/v1/query")).send().await.unwrap().status(), 404);
     assert_eq!(put("/v1/agent/service/deregister/ghost", vec![]).await.unwrap().status(), 404);
     // Nothing changed: same index, nothing registered, no key.
     let (entries, after) = health(&url, None).await;
@@ -256,16 +273,19 @@ fn node(id: &str, port: u16, instance: &str) -> Vec<u8> {
     serde_json::to_vec(&reg).unwrap()
 }
 
-/// Every registered service (any name) by id, with port and status, and the index.
+/// Every registered service (any name but the server's own `consul`) by
+/// id, with port and status, and the index.
 async fn catalog(url: &str) -> (Vec<(String, u16, String)>, u64) {
     let mut all = Vec::new();
     let resp = reqwest::get(format!("{url}/v1/catalog/services")).await.unwrap();
     let index = resp.headers()["x-consul-index"].to_str().unwrap().parse().unwrap();
     let names: std::collections::BTreeMap<String, Vec<String>> = resp.json().await.unwrap();
-    for name in names.keys() {
+    for name in names.keys().filter(|n| *n != "consul") {
         let entries: Vec<ServiceEntry> =
             reqwest::get(format!("{url}/v1/health/service/{name}")).await.unwrap().json().await.unwrap();
-        all.extend(entries.into_iter().map(|e| (e.service.id, e.service.port, e.checks[0].status.clone())));
+        all.extend(entries.into_iter().map(|e| {
+            (e.service.id, e.service.port, e.checks.iter().find(|c| !c.service_id.is_empty()).unwrap().status.clone())
+        }));
     }
     (all, index)
 }

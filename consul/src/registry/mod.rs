@@ -1,57 +1,69 @@
-//! The embedded registry: a single-machine stand-in for a Consul agent that
-//! serves the subset of Consul's HTTP API ShardScope uses, with Consul's JSON
-//! and semantics: agent service register/deregister, check pass/warn/fail,
-//! health and catalog queries, KV (with `recurse` and `cas`), status leader,
-//! `X-Consul-Index` on every read and blocking queries (`index` + `wait`).
-//! It runs the checks itself (TTL expiry, HTTP and TCP probes) and
-//! deregisters services critical for longer than
-//! `DeregisterCriticalServiceAfter`. No gossip, no Raft, no ACL system:
-//! one optional token that every write must carry ([`Registry::with_token`]),
-//! and one that the storage nodes' writes need ([`Registry::with_node_token`]:
-//! registering `shardscope-node`, and KV under `shardscope/`).
+//! The embedded registry: a single-node stand-in for a Consul agent that is
+//! also its own server, serving what a Consul user meets first with
+//! Consul's JSON, status codes and semantics (the list is README's
+//! "Consul compatibility"): the agent's services and checks ([`agent`]),
+//! the catalog and health views, catalog registration of other nodes
+//! ([`catalog`]), KV with flags, `cas`, locks, `keys` and `?raw` ([`kv`]),
+//! sessions with TTLs, checks, behaviors and lock-delay ([`session`]),
+//! `?filter=` expressions ([`filter`]), status, `X-Consul-Index` on every
+//! read and blocking queries (`index` + `wait`). Bodies decode as Consul
+//! decodes them, field names in any case ([`decode`]). It runs the checks
+//! itself (TTL expiry, HTTP and TCP probes; no scripts) and deregisters
+//! services critical for longer than `DeregisterCriticalServiceAfter`. No
+//! gossip, no Raft, no ACL system: one optional token that every write must
+//! carry ([`Registry::with_token`]), and one that the storage nodes' writes
+//! need ([`Registry::with_node_token`]: `shardscope-node` services and what
+//! decides their health, and KV under `shardscope/`).
 //!
 //! Everything it holds is bounded ([`Limits`]): a write past a limit is
 //! refused with a 4xx and changes nothing, and a state file past them is
 //! not loaded. Checks probe only the service's own address, at most one
 //! probe per check at a time. A `shardscope-node` id is held by one node
-//! instance (`Meta.shardscope-instance`) while its check passes.
+//! instance (`Meta.shardscope-instance`) while its checks pass.
 //!
-//! In memory by default; [`Registry::with_data_dir`] keeps the catalog and KV
-//! in a state file there (see [`state_file`]), as a Consul server agent does
-//! with `-data-dir`: every write is on disk before it is acknowledged, and a
-//! restart comes back with the same services, checks, KV and index.
+//! In memory by default; [`Registry::with_data_dir`] keeps the catalog, KV
+//! and sessions in a state file there (see [`state_file`]), as a Consul
+//! server agent does with `-data-dir`: every write is on disk before it is
+//! acknowledged, and a restart comes back with the same state and index.
 
+mod agent;
 mod answers;
+mod catalog;
+mod decode;
+mod filter;
+mod kv;
+mod session;
 mod state_file;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, State};
+use axum::extract::{DefaultBodyLimit, FromRequestParts};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, put};
+use axum::routing::{any, get, put};
 use axum::{Json, Router};
 
-use base64::Engine as _;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::api::{
-    format_duration, id_taken, is_loopback, parse_duration, AgentNode, AgentService, CatalogService, HealthCheck,
-    KvPair, ServiceEntry, ServiceRegistration, INSTANCE_META, NODE_KV_PREFIX, NODE_SERVICE,
-};
+use crate::api::{parse_duration, CheckDefinition, ServiceRegistration, INSTANCE_META};
 use crate::token::Token;
 use state_file::{SaveError, StateDir};
 pub use state_file::{MAX_STATE, STATE_FILE};
 
+/// The agent's node name (`Config.NodeName`).
 const AGENT: &str = "shardscope-embedded";
 /// The address of the embedded agent's node (a service without an address is at it).
 const AGENT_ADDRESS: &str = "127.0.0.1";
+/// The agent's server address, as `/v1/status/leader` names it.
+const LEADER: &str = "127.0.0.1:8300";
+const DATACENTER: &str = "dc1";
+/// The agent node's own check, always passing: this node is up while it answers.
+const SERF_CHECK: &str = "serfHealth";
 const DEFAULT_WAIT: Duration = Duration::from_secs(300);
 const MAX_WAIT: Duration = Duration::from_secs(600);
 /// How long [`Registry::serve`] waits for the first answers of the probes
@@ -67,10 +79,18 @@ pub const MIN_CHECK_INTERVAL: Duration = Duration::from_millis(100);
 /// a state file past them does not load.
 #[derive(Clone, Debug)]
 pub struct Limits {
-    /// Services registered (each has at most one check, so this bounds the
-    /// checks too).
+    /// Services registered, on every node together.
     pub services: usize,
-    /// Bytes of one registration's body.
+    /// Checks registered, on every node together.
+    pub checks: usize,
+    /// Nodes registered through the catalog (besides the agent's own).
+    pub nodes: usize,
+    /// Sessions.
+    pub sessions: usize,
+    /// The shortest session `TTL` (Consul's `session_ttl_min`, 10s); the
+    /// longest is 24h.
+    pub session_ttl_min: Duration,
+    /// Bytes of one registration's (or session's) body.
     pub registration: usize,
     /// KV keys.
     pub kv_keys: usize,
@@ -92,6 +112,10 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             services: 1024,
+            checks: 4096,
+            nodes: 256,
+            sessions: 1024,
+            session_ttl_min: Duration::from_secs(10),
             registration: 64 * 1024,
             kv_keys: 16 * 1024,
             key: 1024,
@@ -118,14 +142,36 @@ fn with_reserve(limit: usize, trusted: bool) -> usize {
     }
 }
 
+/// A count past its limit: 400 naming it.
+fn count_fits(what: &str, count: usize, limit: usize, trusted: bool) -> Result<(), Refusal> {
+    let max = with_reserve(limit, trusted);
+    if count > max {
+        return Err((
+            StatusCode::BAD_REQUEST,
+            format!("Too many {what}: the registry holds at most {max} (remove some first)"),
+        ));
+    }
+    Ok(())
+}
+
 impl Limits {
-    fn services_fit(&self, services: usize, trusted: bool) -> Result<(), Refusal> {
-        let max = with_reserve(self.services, trusted);
-        if services > max {
-            return Err((
-                StatusCode::BAD_REQUEST,
-                format!("Too many services: the registry holds at most {max} (deregister some first)"),
-            ));
+    /// The counts of `t` with their limits.
+    fn counts(&self, t: &Tables) -> [(&'static str, usize, usize); 4] {
+        [
+            ("services", t.nodes.values().map(|n| n.services.len()).sum(), self.services),
+            ("checks", t.nodes.values().map(|n| n.checks.len()).sum(), self.checks),
+            ("nodes", t.nodes.len().saturating_sub(1), self.nodes),
+            ("sessions", t.sessions.len(), self.sessions),
+        ]
+    }
+
+    /// Whether a change from `before` to `after` keeps within the limits:
+    /// a count that grows may not pass its limit (one that shrinks always may).
+    fn counts_fit(&self, before: &Tables, after: &Tables, trusted: bool) -> Result<(), Refusal> {
+        for ((what, was, limit), (_, now, _)) in self.counts(before).into_iter().zip(self.counts(after)) {
+            if now > was {
+                count_fits(what, now, limit, trusted)?;
+            }
         }
         Ok(())
     }
@@ -174,17 +220,46 @@ fn refuse((status, message): Refusal) -> Response {
     (status, format!("{message}\n")).into_response()
 }
 
+/// A refusal as an answer (see [`refuse`]).
+struct Refused(Refusal);
+
+impl IntoResponse for Refused {
+    fn into_response(self) -> Response {
+        refuse(self.0)
+    }
+}
+
 #[derive(Clone, Debug)]
 enum Probe {
     Ttl(Duration),
     Http(String),
     Tcp(String),
+    /// Set by whoever registered it (a catalog registration, maintenance
+    /// mode); the registry never changes it.
+    Fixed,
+}
+
+impl Probe {
+    /// Consul's `Type` of the check.
+    fn kind(&self) -> &'static str {
+        match self {
+            Probe::Ttl(_) => "ttl",
+            Probe::Http(_) => "http",
+            Probe::Tcp(_) => "tcp",
+            Probe::Fixed => "",
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
 struct Check {
+    /// As registered, with its id, name and service resolved: what the
+    /// state file keeps.
+    def: CheckDefinition,
     id: String,
     name: String,
+    /// The service it checks; empty for a node check.
+    service_id: String,
     probe: Probe,
     interval: Duration,
     timeout: Duration,
@@ -197,12 +272,14 @@ struct Check {
     next_probe: Instant,
     /// A probe is running: the next one waits for its answer.
     probing: bool,
+    create_index: u64,
+    modify_index: u64,
 }
 
 impl Check {
     /// Sets the status and output (a TTL check's window starts again);
-    /// returns whether the status changed.
-    fn set(&mut self, status: &str, output: String, now: Instant) -> bool {
+    /// returns whether the status changed, and then records `index`.
+    fn set(&mut self, status: &str, output: String, now: Instant, index: u64) -> bool {
         if let Probe::Ttl(ttl) = self.probe {
             self.ttl_deadline = Some(now + ttl);
         }
@@ -214,38 +291,26 @@ impl Check {
         } else {
             self.critical_since = None;
         }
+        if changed {
+            self.modify_index = index;
+        }
         changed
     }
 }
 
 #[derive(Clone, Debug)]
 struct Service {
+    /// As registered, without its checks (those are the node's).
     reg: ServiceRegistration,
     id: String,
-    check: Option<Check>,
+    create_index: u64,
+    modify_index: u64,
 }
 
 impl Service {
-    /// A service from its registration, checked as Consul checks it (and
-    /// its check against [`build_check`]'s rules); its id is the
-    /// registration's `ID`, else its name.
-    fn new(reg: ServiceRegistration) -> Result<Service, String> {
-        if reg.name.is_empty() {
-            return Err("Missing service name".into());
-        }
-        let id = reg.id.clone().filter(|i| !i.is_empty()).unwrap_or_else(|| reg.name.clone());
-        let check = reg.check.as_ref().map(|c| build_check(&id, &reg, c)).transpose()?;
-        Ok(Service { reg, id, check })
-    }
-
     /// The storage node instance that registered it (`Meta.shardscope-instance`).
     fn instance(&self) -> Option<&str> {
         self.reg.meta.get(INSTANCE_META).map(String::as_str)
-    }
-
-    /// Whether its check (if any) passes.
-    fn passing(&self) -> bool {
-        self.check.as_ref().is_none_or(|c| c.status == "passing")
     }
 
     /// Where it is: its address, else its agent's.
@@ -258,50 +323,102 @@ impl Service {
     }
 }
 
+/// A node: the agent's own, or one registered through the catalog.
+#[derive(Clone, Debug)]
+struct Node {
+    address: String,
+    tagged_addresses: BTreeMap<String, String>,
+    meta: BTreeMap<String, String>,
+    services: BTreeMap<String, Service>,
+    checks: BTreeMap<String, Check>,
+    create_index: u64,
+    modify_index: u64,
+}
+
+impl Node {
+    fn agent() -> Node {
+        Node {
+            address: AGENT_ADDRESS.into(),
+            tagged_addresses: BTreeMap::new(),
+            meta: BTreeMap::new(),
+            services: BTreeMap::new(),
+            checks: BTreeMap::new(),
+            create_index: 1,
+            modify_index: 1,
+        }
+    }
+
+    /// Whether every check of service `sid` and of the node passes.
+    fn passing(&self, sid: &str) -> bool {
+        self.checks.values().filter(|c| c.service_id.is_empty() || c.service_id == sid).all(|c| c.status == "passing")
+    }
+
+    /// Removes service `sid` and its checks.
+    fn remove_service(&mut self, sid: &str) {
+        self.services.remove(sid);
+        self.checks.retain(|_, c| c.service_id != sid);
+    }
+}
+
 #[derive(Clone, Debug)]
 struct KvEntry {
     value: Vec<u8>,
     flags: u64,
     create_index: u64,
     modify_index: u64,
+    lock_index: u64,
+    /// The session holding its lock.
+    session: Option<String>,
 }
 
-impl KvEntry {
-    /// The pair as Consul's KV API returns it (value in base64).
-    fn to_pair(&self, key: &str) -> KvPair {
-        KvPair {
-            key: key.to_string(),
-            value: Some(base64::engine::general_purpose::STANDARD.encode(&self.value)),
-            flags: self.flags,
-            create_index: self.create_index,
-            modify_index: self.modify_index,
-            lock_index: 0,
+#[derive(Clone, Debug)]
+struct Tables {
+    index: u64,
+    /// Every node; the agent's own ([`AGENT`]) is always there.
+    nodes: BTreeMap<String, Node>,
+    kv: BTreeMap<String, KvEntry>,
+    sessions: BTreeMap<String, session::Session>,
+    /// Keys whose lock may not be acquired again until then, after the
+    /// session holding it ended (in memory only, as in Consul).
+    lock_delays: BTreeMap<String, Instant>,
+}
+
+impl Default for Tables {
+    fn default() -> Self {
+        Tables {
+            index: 1,
+            nodes: [(AGENT.to_string(), Node::agent())].into(),
+            kv: BTreeMap::new(),
+            sessions: BTreeMap::new(),
+            lock_delays: BTreeMap::new(),
         }
     }
 }
 
-#[derive(Clone, Debug, Default)]
-struct Tables {
-    index: u64,
-    services: BTreeMap<String, Service>,
-    kv: BTreeMap<String, KvEntry>,
-}
-
 impl Tables {
-    /// The check with id `check_id`.
-    fn check_mut(&mut self, check_id: &str) -> Option<&mut Check> {
-        self.services.values_mut().filter_map(|s| s.check.as_mut()).find(|c| c.id == check_id)
+    fn agent(&self) -> &Node {
+        self.nodes.get(AGENT).expect("the agent's node is always there")
     }
 
-    /// The name of the service whose check is `check_id`.
-    fn service_of_check(&self, check_id: &str) -> Option<&str> {
-        let has = |s: &&Service| s.check.as_ref().is_some_and(|c| c.id == check_id);
-        self.services.values().find(has).map(|s| s.reg.name.as_str())
+    fn agent_mut(&mut self) -> &mut Node {
+        self.nodes.entry(AGENT.to_string()).or_insert_with(Node::agent)
     }
 
     /// KV keys and the bytes of their keys and values.
     fn kv_size(&self) -> (usize, usize) {
         (self.kv.len(), self.kv.iter().map(|(k, e)| k.len() + e.value.len()).sum())
+    }
+
+    /// Ends the sessions that no longer hold (their node or one of their
+    /// checks gone or critical, their TTL lapsed by `now`) at `index`;
+    /// returns whether any ended.
+    fn settle(&mut self, now: Instant, index: u64) -> bool {
+        let ended: Vec<String> =
+            self.sessions.iter().filter(|(_, s)| !s.holds(self, now)).map(|(id, _)| id.clone()).collect();
+        for id in &ended {
+            self.end_session(id, now, index);
+        }
+        !ended.is_empty()
     }
 }
 
@@ -337,10 +454,9 @@ impl Registry {
 
     /// A registry in memory that holds at most `limits`.
     pub fn with_limits(limits: Limits) -> Self {
-        let tables = Tables { index: 1, ..Default::default() };
         let (changes, _) = watch::channel(1);
         Registry {
-            tables: Arc::new(Mutex::new(tables)),
+            tables: Arc::new(Mutex::new(Tables::default())),
             changes,
             token: None,
             node_token: None,
@@ -351,12 +467,12 @@ impl Registry {
         }
     }
 
-    /// A registry that keeps its catalog and KV in `dir` (created if need
-    /// be), in [`STATE_FILE`]: it starts with what the file holds (checks in
-    /// the status they had, TTL checks with a fresh window), and every write
-    /// replaces the file before it is acknowledged. A state file that does
-    /// not read back whole, or holds more than the default [`Limits`], is an
-    /// error naming it, never an empty start.
+    /// A registry that keeps its catalog, KV and sessions in `dir` (created
+    /// if need be), in [`STATE_FILE`]: it starts with what the file holds
+    /// (checks in the status they had, TTL checks and sessions with a fresh
+    /// window), and every write replaces the file before it is acknowledged.
+    /// A state file that does not read back whole, or holds more than the
+    /// default [`Limits`], is an error naming it, never an empty start.
     pub fn with_data_dir(dir: &std::path::Path) -> anyhow::Result<Self> {
         let registry = Registry::new();
         let (disk, saved) = StateDir::open(dir, &registry.limits)?;
@@ -368,7 +484,7 @@ impl Registry {
         Ok(registry)
     }
 
-    /// Writes (registration, checks, KV) will need `token`.
+    /// Writes (registration, checks, KV, sessions) will need `token`.
     pub fn with_token(mut self, token: Option<Token>) -> Self {
         self.token = token;
         self
@@ -376,17 +492,15 @@ impl Registry {
 
     /// The storage nodes' writes will need `token` (or the one of
     /// [`Registry::with_token`]): registering, deregistering and updating
-    /// the checks of `shardscope-node` services, and KV under `shardscope/`.
-    /// Other services and keys stay as open as the rest.
+    /// the checks of `shardscope-node` services (and the agent node's own
+    /// checks and maintenance, which decide their health too), and KV under
+    /// `shardscope/` (and the sessions that hold locks there). Other
+    /// services and keys stay as open as the rest.
     pub fn with_node_token(mut self, token: Token) -> Self {
         self.node_token = Some(token);
         self
     }
 
-    /// Whether a write may be made by whoever `presented` a token: with a
-    /// token every write needs it; a write to the nodes' names (`nodes`)
-    /// needs the node token or that one. Refused as Consul's ACLs refuse:
-    /// 403, "Permission denied", naming the permission (`what`).
     /// Whether `presented` is one of the registry's tokens (the admin or the
     /// node token): such a client gets the reserve past the limits and
     /// blocking queries that do not count against anyone else's.
@@ -394,6 +508,10 @@ impl Registry {
         [&self.token, &self.node_token].into_iter().flatten().any(|t| t.accepts(presented.0.as_deref()))
     }
 
+    /// Whether a write may be made by whoever `presented` a token: with a
+    /// token every write needs it; a write to the nodes' names (`nodes`)
+    /// needs the node token or that one. Refused as Consul's ACLs refuse:
+    /// 403, "Permission denied", naming the permission (`what`).
     fn authorize(&self, presented: &Presented, nodes: bool, what: &str) -> Result<(), Refusal> {
         let accepts = |t: &Option<Token>| t.as_ref().is_some_and(|t| t.accepts(presented.0.as_deref()));
         let open = self.token.is_none() && !(nodes && self.node_token.is_some());
@@ -412,40 +530,47 @@ impl Registry {
         ))
     }
 
-    /// Makes a client's write: `change` edits the tables at the next index,
-    /// which it is given. With a data dir the changed tables are saved before
-    /// they replace the live ones, so no one sees, and no client is told of,
-    /// a write that is not on disk; a failed save changes nothing. Wakes
-    /// blocking queries. The caller holds the lock, so writes are saved in
-    /// index order.
-    fn commit(&self, t: &mut Tables, change: impl FnOnce(&mut Tables, u64)) -> Result<(), SaveError> {
+    /// Makes a client's write: `change` edits a copy of the tables at the
+    /// next index, which it is given, and may refuse (nothing changes);
+    /// the copy must stay within the count limits (`trusted` gets the
+    /// reserve), sessions it ends are ended, and with a data dir it is saved
+    /// before it replaces the live tables, so no one sees, and no client is
+    /// told of, a write that is not on disk; a failed save changes nothing.
+    /// Wakes blocking queries. The caller holds the lock, so writes are saved
+    /// in index order.
+    fn commit<T>(
+        &self,
+        t: &mut Tables,
+        trusted: bool,
+        change: impl FnOnce(&mut Tables, u64) -> Result<T, Refusal>,
+    ) -> Result<T, Refused> {
         let index = t.index + 1;
-        match &self.disk {
-            None => change(t, index),
-            Some(disk) => {
-                let mut next = t.clone();
-                change(&mut next, index);
-                next.index = index;
-                disk.save(&next)?;
-                *t = next;
-            }
+        let mut next = t.clone();
+        let out = change(&mut next, index).map_err(Refused)?;
+        self.limits.counts_fit(t, &next, trusted).map_err(Refused)?;
+        next.settle(Instant::now(), index);
+        next.index = index;
+        if let Some(disk) = &self.disk {
+            disk.save(&next).map_err(|e| Refused(e.refusal()))?;
         }
-        t.index = index;
+        *t = next;
         self.changes.send_replace(index);
-        Ok(())
+        Ok(out)
     }
 
     /// Records a change the registry made itself (a check's status from a
     /// probe or a TTL, a deregistration after
-    /// `DeregisterCriticalServiceAfter`): bumps the index, saves the tables
-    /// when there is a data dir, and wakes blocking queries. Such a change
-    /// stands even if the save fails (the health view must not lag behind
-    /// the checks): the failure is logged and the next save carries it.
-    fn record(&self, t: &mut Tables) {
+    /// `DeregisterCriticalServiceAfter`, a session's end) at `t.index + 1`:
+    /// ends the sessions it ends, bumps the index, saves the tables when
+    /// there is a data dir, and wakes blocking queries. Such a change stands
+    /// even if the save fails (the health view must not lag behind the
+    /// checks): the failure is logged and the next save carries it.
+    fn record(&self, t: &mut Tables, now: Instant) {
+        t.settle(now, t.index + 1);
         t.index += 1;
         if let Some(disk) = &self.disk {
             if let Err(e) = disk.save(t) {
-                tracing::error!("registry: a check's change is not saved: {e}");
+                tracing::error!("registry: a change of its own is not saved: {e}");
             }
         }
         self.changes.send_replace(t.index);
@@ -486,16 +611,16 @@ impl Registry {
     }
 
     pub fn router(self) -> Router {
-        let registration = DefaultBodyLimit::max(self.limits.registration);
+        let body = DefaultBodyLimit::max(self.limits.registration);
         Router::new()
-            .route("/v1/agent/service/register", put(register).layer(registration))
-            .route("/v1/agent/service/deregister/{id}", put(deregister))
-            .route("/v1/agent/check/{verb}/{id}", put(update_check))
-            .route("/v1/health/service/{name}", get(health_service))
-            .route("/v1/catalog/services", get(catalog_services))
-            .route("/v1/catalog/service/{name}", get(catalog_service))
-            .route("/v1/kv/{*key}", get(kv_get).put(kv_put).delete(kv_delete))
-            .route("/v1/status/leader", get(|| async { Json("127.0.0.1:8300") }))
+            .merge(agent::routes().layer(body))
+            .merge(catalog::routes().layer(body))
+            .merge(session::routes().layer(body))
+            .merge(kv::routes())
+            .route("/v1/status/leader", get(|| async { Json(LEADER) }))
+            .route("/v1/status/peers", get(|| async { Json([LEADER]) }))
+            .route("/v1/acl/{*rest}", any(acl_disabled))
+            .route("/v1/agent/token/{*rest}", put(acl_disabled))
             .fallback(|| async { (StatusCode::NOT_FOUND, "Unsupported endpoint\n") })
             .layer(DefaultBodyLimit::max(self.limits.value))
             .layer(axum::middleware::from_fn_with_state(self.clone(), answers::hold))
@@ -511,67 +636,70 @@ impl Registry {
         }
     }
 
-    /// Expires TTLs, deregisters services critical for too long, and starts
-    /// the HTTP and TCP probes due at `now`; returns the probes' tasks.
+    /// Expires TTLs (of checks and sessions), deregisters services critical
+    /// for too long, and starts the HTTP and TCP probes due at `now`;
+    /// returns the probes' tasks.
     fn run_due_checks(&self, now: Instant) -> Vec<tokio::task::JoinHandle<()>> {
         let mut due = Vec::new();
         {
             let mut t = self.tables.lock().unwrap();
+            let index = t.index + 1;
             let mut changed = false;
             let mut expired = Vec::new();
-            for (sid, svc) in t.services.iter_mut() {
-                let Some(check) = svc.check.as_mut() else {
-                    continue;
-                };
+            let agent = t.agent_mut();
+            for check in agent.checks.values_mut() {
                 match &check.probe {
                     Probe::Ttl(_) => {
                         if check.ttl_deadline.is_some_and(|d| now >= d) && check.status != "critical" {
-                            check.status = "critical".into();
-                            check.output = "TTL expired".into();
-                            check.critical_since = Some(now);
-                            changed = true;
+                            changed |= check.set("critical", "TTL expired".into(), now, index);
+                            check.ttl_deadline = None;
                         }
                     }
                     Probe::Http(_) | Probe::Tcp(_) => {
                         if now >= check.next_probe && !check.probing {
                             check.next_probe = now + check.interval;
                             check.probing = true;
-                            due.push((sid.clone(), check.probe.clone(), check.timeout));
+                            due.push((check.id.clone(), check.probe.clone(), check.timeout));
                         }
                     }
+                    Probe::Fixed => {}
                 }
                 if let (Some(after), Some(since)) = (check.deregister_after, check.critical_since) {
-                    if now.duration_since(since) >= after {
-                        expired.push(sid.clone());
+                    if now.duration_since(since) >= after && !check.service_id.is_empty() {
+                        expired.push(check.service_id.clone());
                     }
                 }
             }
             for sid in expired {
-                t.services.remove(&sid);
+                agent.remove_service(&sid);
                 tracing::info!(service = %sid, "deregistered after being critical too long");
                 changed = true;
             }
-            if changed {
-                self.record(&mut t);
+            let lapsed = t.sessions.values().any(|s| s.lapsed(now));
+            t.lock_delays.retain(|_, until| *until > now);
+            if changed || lapsed {
+                self.record(&mut t, now);
             }
         }
-        let probe = |(sid, probe, timeout): (String, Probe, Duration)| {
+        let probe = |(id, probe, timeout): (String, Probe, Duration)| {
             let registry = self.clone();
             tokio::spawn(async move {
                 let (status, output) = run_probe(&probe, timeout).await;
-                registry.probed(&sid, status, output);
+                registry.probed(&id, status, output);
             })
         };
         due.into_iter().map(probe).collect()
     }
 
-    /// A probe of service `sid`'s check answered; a new status is recorded.
-    fn probed(&self, sid: &str, status: &str, output: String) {
+    /// A probe of the agent's check `id` answered; a new status is recorded.
+    fn probed(&self, id: &str, status: &str, output: String) {
         let mut t = self.tables.lock().unwrap();
-        let Some(check) = t.services.get_mut(sid).and_then(|s| s.check.as_mut()) else { return };
+        let index = t.index + 1;
+        let Some(check) = t.agent_mut().checks.get_mut(id) else { return };
         check.probing = false;
-        if check.set(status, output, Instant::now()) {
-            self.record(&mut t);
+        let now = Instant::now();
+        if check.set(status, output, now, index) {
+            self.record(&mut t, now);
         }
     }
 
@@ -580,7 +708,7 @@ impl Registry {
     /// already waiting, another is refused at once (429) instead; one that
     /// presents a token (the backend's watch) is not counted, so anonymous
     /// clients cannot starve the cluster's own watch.
-    async fn block(&self, params: &QueryParams, presented: &Presented) -> Result<(), Refusal> {
+    async fn block(&self, params: &QueryParams, presented: &Presented) -> Result<(), Response> {
         let Some(index) = params.index else { return Ok(()) };
         let _permit = match self.trusted(presented) {
             true => None,
@@ -591,7 +719,7 @@ impl Registry {
                         "Too many blocking queries waiting (at most {}): retry later, please rate limit your calls",
                         self.limits.blocking_queries
                     );
-                    return Err((StatusCode::TOO_MANY_REQUESTS, message));
+                    return Err(refuse((StatusCode::TOO_MANY_REQUESTS, message)));
                 }
             },
         };
@@ -600,6 +728,12 @@ impl Registry {
         let _ = tokio::time::timeout(wait, rx.wait_for(|&current| current > index)).await;
         Ok(())
     }
+}
+
+/// What Consul answers on ACL endpoints when ACLs are disabled (the
+/// registry has no ACL system).
+async fn acl_disabled() -> Response {
+    (StatusCode::UNAUTHORIZED, "ACL support disabled\n").into_response()
 }
 
 async fn run_probe(probe: &Probe, timeout: Duration) -> (&'static str, String) {
@@ -624,20 +758,34 @@ async fn run_probe(probe: &Probe, timeout: Duration) -> (&'static str, String) {
                 Err(e) => ("critical", format!("HTTP GET {url}: {e}")),
             }
         }
-        Probe::Ttl(_) => unreachable!("TTL checks are not probed"),
+        Probe::Ttl(_) | Probe::Fixed => unreachable!("only HTTP and TCP checks are probed"),
     }
 }
 
+/// The query parameters the registry reads; Consul ignores the others
+/// (stale, consistent, ...) and so does it.
 #[derive(Default)]
 struct QueryParams {
     index: Option<u64>,
     wait: Option<String>,
     passing: bool,
-    recurse: Option<String>,
-    raw: Option<String>,
+    recurse: bool,
+    raw: bool,
+    keys: bool,
+    separator: Option<String>,
     cas: Option<u64>,
     flags: Option<u64>,
+    acquire: Option<String>,
+    release: Option<String>,
     note: Option<String>,
+    tags: Vec<String>,
+    filter: Option<filter::Filter>,
+    service_id: Option<String>,
+    enable: Option<bool>,
+    reason: Option<String>,
+    state: Option<String>,
+    /// `peer=`: no peers exist, so a query naming one finds nothing.
+    peer: bool,
 }
 
 fn bad_request(msg: impl Into<String>) -> Response {
@@ -649,39 +797,64 @@ fn with_index(index: u64, resp: impl IntoResponse) -> Response {
     let headers: &mut HeaderMap = resp.headers_mut();
     headers.insert("x-consul-index", HeaderValue::from(index));
     headers.insert("x-consul-knownleader", HeaderValue::from_static("true"));
+    headers.insert("x-consul-lastcontact", HeaderValue::from_static("0"));
     resp
 }
 
 impl QueryParams {
-    /// Parses a query string; flags like `?passing` have no value. Consul
-    /// ignores parameters it does not use here (dc, stale, ...).
-    fn parse(raw: &str) -> Result<Self, String> {
+    /// Parses a query string (percent-decoded); flags like `?passing` have
+    /// no value. A datacenter other than this one is Consul's 500, `No path
+    /// to datacenter`.
+    fn parse(raw: &str) -> Result<Self, Refusal> {
+        let bad = |e: String| (StatusCode::BAD_REQUEST, format!("Invalid query parameters: {e}"));
         let mut q = QueryParams::default();
-        for pair in raw.split('&').filter(|p| !p.is_empty()) {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            let num = |v: &str| v.parse::<u64>().map_err(|_| format!("{k}={v:?} is not a number"));
-            match k {
-                "index" => q.index = Some(num(v)?),
-                "cas" => q.cas = Some(num(v)?),
-                "flags" => q.flags = Some(num(v)?),
+        for (k, v) in form_urlencoded::parse(raw.as_bytes()) {
+            let num = |v: &str| v.parse::<u64>().map_err(|_| bad(format!("{k}={v:?} is not a number")));
+            let flag = |v: &str| match v.to_ascii_lowercase().as_str() {
+                "" | "1" | "true" => Ok(true),
+                "0" | "false" => Ok(false),
+                _ => Err(bad(format!("{k}={v:?} is not a boolean"))),
+            };
+            match &*k {
+                "index" => q.index = Some(num(&v)?),
+                "cas" => q.cas = Some(num(&v)?),
+                "flags" => q.flags = Some(num(&v)?),
                 "wait" => {
-                    parse_duration(v).ok_or_else(|| format!("wait={v:?} is not a duration"))?;
-                    q.wait = Some(v.to_string());
+                    parse_duration(&v).ok_or_else(|| bad(format!("wait={v:?} is not a duration")))?;
+                    q.wait = Some(v.into_owned());
                 }
-                "passing" => {
-                    q.passing = match v {
-                        "" | "1" | "true" => true,
-                        "0" | "false" => false,
-                        _ => return Err(format!("passing={v:?} is not a boolean")),
-                    }
+                "passing" => q.passing = flag(&v)?,
+                "recurse" => q.recurse = flag(&v)?,
+                "raw" => q.raw = flag(&v)?,
+                "keys" => q.keys = flag(&v)?,
+                "enable" => q.enable = Some(flag(&v)?),
+                "separator" => q.separator = Some(v.into_owned()),
+                "acquire" => q.acquire = Some(v.into_owned()),
+                "release" => q.release = Some(v.into_owned()),
+                "note" => q.note = Some(v.into_owned()),
+                "reason" => q.reason = Some(v.into_owned()),
+                "tag" => q.tags.push(v.into_owned()),
+                "service_id" => q.service_id = Some(v.into_owned()),
+                "state" => q.state = Some(v.into_owned()),
+                "peer" => q.peer = !v.is_empty(),
+                "filter" => q.filter = Some(filter::Filter::parse(&v).map_err(|e| (StatusCode::BAD_REQUEST, e))?),
+                "dc" if !v.is_empty() && v != DATACENTER => {
+                    return Err((StatusCode::INTERNAL_SERVER_ERROR, "No path to datacenter".into()));
                 }
-                "recurse" => q.recurse = Some(v.to_string()),
-                "raw" => q.raw = Some(v.to_string()),
-                "note" => q.note = Some(v.to_string()),
                 _ => {}
             }
         }
         Ok(q)
+    }
+
+    /// Whether `entry` passes `?filter=` (when given).
+    fn keeps(&self, entry: &serde_json::Value) -> bool {
+        self.filter.as_ref().is_none_or(|f| f.matches(entry))
+    }
+
+    /// The entries `?filter=` keeps.
+    fn filtered(&self, entries: Vec<serde_json::Value>) -> Vec<serde_json::Value> {
+        entries.into_iter().filter(|e| self.keeps(e)).collect()
     }
 }
 
@@ -690,8 +863,7 @@ impl<S: Send + Sync> FromRequestParts<S> for QueryParams {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Response> {
-        QueryParams::parse(parts.uri.query().unwrap_or_default())
-            .map_err(|e| bad_request(format!("Invalid query parameters: {e}")))
+        QueryParams::parse(parts.uri.query().unwrap_or_default()).map_err(refuse)
     }
 }
 
@@ -706,15 +878,15 @@ impl<S: Send + Sync> FromRequestParts<S> for Presented {
     }
 }
 
-/// A failed save: the write was not made.
-impl IntoResponse for SaveError {
-    fn into_response(self) -> Response {
+impl SaveError {
+    /// A failed save's answer: the write was not made.
+    fn refusal(self) -> Refusal {
         tracing::error!("registry: a write is refused: {self}");
         let status = match self {
             SaveError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             SaveError::Io(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
-        (status, format!("{self}\n")).into_response()
+        (status, self.to_string())
     }
 }
 
@@ -727,397 +899,11 @@ fn unread_body(e: BytesRejection, limit: usize) -> Response {
     e.into_response()
 }
 
-async fn register(State(reg): State<Registry>, presented: Presented, body: Result<Bytes, BytesRejection>) -> Response {
-    let body = match body {
-        Ok(body) => body,
-        Err(e) => return unread_body(e, reg.limits.registration),
-    };
-    let r: ServiceRegistration = match serde_json::from_slice(&body) {
-        Ok(r) => r,
-        Err(e) => return bad_request(format!("Request decode failed: {e}")),
-    };
-    let service = match Service::new(r) {
-        Ok(s) => s,
-        Err(e) => return bad_request(e),
-    };
-    let mut t = reg.tables.lock().unwrap();
-    let held = t.services.get(&service.id);
-    let nodes = service.reg.name == NODE_SERVICE || held.is_some_and(|h| h.reg.name == NODE_SERVICE);
-    if let Err(refused) = reg.authorize(&presented, nodes, &format!("'service:write' on {:?}", service.reg.name)) {
-        return refuse(refused);
-    }
-    if let Some(held) = held {
-        if held.reg.name == NODE_SERVICE && held.instance() != service.instance() && held.passing() {
-            let message = id_taken(&service.id, held.address(), held.reg.port, held.instance());
-            return refuse((StatusCode::CONFLICT, message));
-        }
-    } else if let Err(refused) = reg.limits.services_fit(t.services.len() + 1, reg.trusted(&presented)) {
-        return refuse(refused);
-    }
-    let outcome = reg.commit(&mut t, |t, _| {
-        t.services.insert(service.id.clone(), service);
-    });
-    outcome.map(|()| StatusCode::OK).into_response()
-}
-
-/// Checks that a probe of `host` stays at the service's own address
-/// (`address`, or the agent's when empty): the same host, or both on
-/// loopback. A check may not turn the registry into a prober of others.
-fn own_address(address: &str, host: &str, kind: &str) -> Result<(), String> {
-    let address = if address.is_empty() { AGENT_ADDRESS } else { address };
-    let ip = |h: &str| h.parse::<std::net::IpAddr>().ok();
-    let same = host.eq_ignore_ascii_case(address) || ip(host).is_some_and(|a| ip(address) == Some(a));
-    if same || (is_loopback(address) && is_loopback(host)) {
-        return Ok(());
-    }
-    Err(format!(
-        "{kind} check probes {host:?}, not the service's own address {address:?}: a check may only probe its service"
-    ))
-}
-
-/// The host an HTTP check's URL names (http or https only).
-fn http_host(url: &str) -> Result<String, String> {
-    let parsed = reqwest::Url::parse(url).map_err(|e| format!("Invalid HTTP check URL {url:?}: {e}"))?;
-    if !matches!(parsed.scheme(), "http" | "https") {
-        return Err(format!("Invalid HTTP check URL {url:?}: the scheme must be http or https"));
-    }
-    match parsed.host_str() {
-        Some(host) => Ok(host.trim_start_matches('[').trim_end_matches(']').to_string()),
-        None => Err(format!("Invalid HTTP check URL {url:?}: no host")),
-    }
-}
-
-/// The host of a TCP check's `host:port`.
-fn tcp_host(addr: &str) -> Result<String, String> {
-    let bad = || format!("Invalid TCP check address {addr:?}: expected host:port");
-    let (host, port) = addr.rsplit_once(':').ok_or_else(bad)?;
-    port.parse::<u16>().map_err(|_| bad())?;
-    let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
-    if host.is_empty() {
-        return Err(bad());
-    }
-    Ok(host.to_string())
-}
-
-/// The check of service `service_id` as registered in `reg`: one of TTL,
-/// HTTP (to the service's own address) or TCP (likewise), probed no more
-/// often than [`MIN_CHECK_INTERVAL`].
-fn build_check(
-    service_id: &str,
-    reg: &ServiceRegistration,
-    def: &crate::api::CheckDefinition,
-) -> Result<Check, String> {
-    let dur = |field: &str, v: &Option<String>| -> Result<Option<Duration>, String> {
-        v.as_deref().map(|s| parse_duration(s).ok_or(format!("Invalid {field} duration {s:?}"))).transpose()
-    };
-    let interval = dur("Interval", &def.interval)?;
-    let timeout = dur("Timeout", &def.timeout)?;
-    let probe = match (&def.ttl, &def.http, &def.tcp) {
-        (Some(ttl), None, None) => Probe::Ttl(parse_duration(ttl).ok_or(format!("Invalid TTL duration {ttl:?}"))?),
-        (None, Some(url), None) => {
-            own_address(&reg.address, &http_host(url)?, "HTTP")?;
-            Probe::Http(url.clone())
-        }
-        (None, None, Some(addr)) => {
-            own_address(&reg.address, &tcp_host(addr)?, "TCP")?;
-            Probe::Tcp(addr.clone())
-        }
-        (None, None, None) => return Err("Check must be one of TTL, HTTP or TCP".into()),
-        _ => return Err("Check has more than one of TTL, HTTP, TCP".into()),
-    };
-    if !matches!(probe, Probe::Ttl(_)) {
-        if interval.is_none() {
-            return Err("Interval must be > 0 for HTTP and TCP checks".into());
-        }
-        for (field, d) in [("Interval", interval), ("Timeout", timeout)] {
-            if d.is_some_and(|d| d < MIN_CHECK_INTERVAL) {
-                return Err(format!(
-                    "{field} {} is below the minimum of {} for HTTP and TCP checks",
-                    format_duration(d.unwrap_or_default()),
-                    format_duration(MIN_CHECK_INTERVAL)
-                ));
-            }
-        }
-    }
-    let status = def.status.clone().unwrap_or_else(|| "critical".into());
-    if !STATUSES.contains(&status.as_str()) {
-        return Err(format!("Invalid check status {status:?}"));
-    }
-    let now = Instant::now();
-    Ok(Check {
-        id: def.check_id.clone().unwrap_or_else(|| format!("service:{service_id}")),
-        name: def.name.clone().unwrap_or_else(|| format!("Service '{}' check", reg.name)),
-        ttl_deadline: match probe {
-            Probe::Ttl(ttl) => Some(now + ttl),
-            _ => None,
-        },
-        probe,
-        interval: interval.unwrap_or(Duration::from_secs(10)),
-        timeout: timeout.unwrap_or(Duration::from_secs(10)),
-        critical_since: (status == "critical").then_some(now),
-        status,
-        output: String::new(),
-        deregister_after: dur("DeregisterCriticalServiceAfter", &def.deregister_critical_service_after)?,
-        next_probe: now,
-        probing: false,
-    })
-}
-
-async fn deregister(State(reg): State<Registry>, Path(id): Path<String>, presented: Presented) -> Response {
-    let mut t = reg.tables.lock().unwrap();
-    let name = t.services.get(&id).map(|s| s.reg.name.clone()).unwrap_or_default();
-    if let Err(refused) = reg.authorize(&presented, name == NODE_SERVICE, &format!("'service:write' on {name:?}")) {
-        return refuse(refused);
-    }
-    if !t.services.contains_key(&id) {
-        return (
-            StatusCode::NOT_FOUND,
-            format!("Unknown service ID {id:?}. Ensure that the service ID is passed, not the service name.\n"),
-        )
-            .into_response();
-    }
-    let outcome = reg.commit(&mut t, |t, _| {
-        t.services.remove(&id);
-    });
-    outcome.map(|()| StatusCode::OK).into_response()
-}
-
-async fn update_check(
-    State(reg): State<Registry>,
-    Path((verb, id)): Path<(String, String)>,
-    params: QueryParams,
-    presented: Presented,
-) -> Response {
-    let status = match verb.as_str() {
-        "pass" => "passing",
-        "warn" => "warning",
-        "fail" => "critical",
-        _ => return (StatusCode::NOT_FOUND, "Unsupported endpoint\n").into_response(),
-    };
-    let note = params.note.unwrap_or_default();
-    let now = Instant::now();
-    let mut t = reg.tables.lock().unwrap();
-    let name = t.service_of_check(&id).unwrap_or_default().to_string();
-    if let Err(refused) = reg.authorize(&presented, name == NODE_SERVICE, &format!("'service:write' on {name:?}")) {
-        return refuse(refused);
-    }
-    let Some(check) = t.check_mut(&id) else {
-        return (StatusCode::NOT_FOUND, format!("Unknown check ID {id:?}\n")).into_response();
-    };
-    if check.status == status {
-        // A heartbeat: the TTL window starts again, nothing else changes.
-        check.set(status, note, now);
-        return StatusCode::OK.into_response();
-    }
-    let outcome = reg.commit(&mut t, |t, _| {
-        if let Some(check) = t.check_mut(&id) {
-            check.set(status, note, now);
-        }
-    });
-    outcome.map(|()| StatusCode::OK).into_response()
-}
-
-fn entry(svc: &Service) -> ServiceEntry {
-    let r = &svc.reg;
-    ServiceEntry {
-        node: AgentNode {
-            id: String::new(),
-            node: AGENT.into(),
-            address: "127.0.0.1".into(),
-            datacenter: "dc1".into(),
-        },
-        service: AgentService {
-            id: svc.id.clone(),
-            service: r.name.clone(),
-            tags: Some(r.tags.clone()),
-            address: r.address.clone(),
-            port: r.port,
-            meta: Some(r.meta.clone()),
-        },
-        checks: svc
-            .check
-            .iter()
-            .map(|c| HealthCheck {
-                node: AGENT.into(),
-                check_id: c.id.clone(),
-                name: c.name.clone(),
-                status: c.status.clone(),
-                output: c.output.clone(),
-                service_id: svc.id.clone(),
-                service_name: r.name.clone(),
-            })
-            .collect(),
-    }
-}
-
-async fn health_service(
-    State(reg): State<Registry>,
-    Path(name): Path<String>,
-    params: QueryParams,
-    presented: Presented,
-) -> Response {
-    if let Err(refused) = reg.block(&params, &presented).await {
-        return refuse(refused);
-    }
-    let t = reg.tables.lock().unwrap();
-    let entries: Vec<ServiceEntry> = t
-        .services
-        .values()
-        .filter(|s| s.reg.name == name)
-        .filter(|s| !params.passing || s.check.as_ref().is_none_or(|c| c.status == "passing"))
-        .map(entry)
-        .collect();
-    with_index(t.index, Json(entries))
-}
-
-async fn catalog_services(State(reg): State<Registry>, params: QueryParams, presented: Presented) -> Response {
-    if let Err(refused) = reg.block(&params, &presented).await {
-        return refuse(refused);
-    }
-    let t = reg.tables.lock().unwrap();
-    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for s in t.services.values() {
-        let tags = out.entry(s.reg.name.clone()).or_default();
-        for tag in &s.reg.tags {
-            if !tags.contains(tag) {
-                tags.push(tag.clone());
-            }
-        }
-    }
-    with_index(t.index, Json(out))
-}
-
-async fn catalog_service(
-    State(reg): State<Registry>,
-    Path(name): Path<String>,
-    params: QueryParams,
-    presented: Presented,
-) -> Response {
-    if let Err(refused) = reg.block(&params, &presented).await {
-        return refuse(refused);
-    }
-    let t = reg.tables.lock().unwrap();
-    let out: Vec<CatalogService> = t
-        .services
-        .values()
-        .filter(|s| s.reg.name == name)
-        .map(|s| CatalogService {
-            node: AGENT.into(),
-            address: "127.0.0.1".into(),
-            service_id: s.id.clone(),
-            service_name: s.reg.name.clone(),
-            service_address: s.reg.address.clone(),
-            service_port: s.reg.port,
-            service_tags: Some(s.reg.tags.clone()),
-        })
-        .collect();
-    with_index(t.index, Json(out))
-}
-
-async fn kv_get(
-    State(reg): State<Registry>,
-    Path(key): Path<String>,
-    params: QueryParams,
-    presented: Presented,
-) -> Response {
-    if let Err(refused) = reg.block(&params, &presented).await {
-        return refuse(refused);
-    }
-    let t = reg.tables.lock().unwrap();
-    if params.recurse.is_some() {
-        let pairs: Vec<KvPair> =
-            t.kv.range(key.clone()..).take_while(|(k, _)| k.starts_with(&key)).map(|(k, e)| e.to_pair(k)).collect();
-        if pairs.is_empty() {
-            return with_index(t.index, StatusCode::NOT_FOUND);
-        }
-        return with_index(t.index, Json(pairs));
-    }
-    match t.kv.get(&key) {
-        None => with_index(t.index, StatusCode::NOT_FOUND),
-        Some(e) if params.raw.is_some() => with_index(t.index, e.value.clone()),
-        Some(e) => with_index(t.index, Json(vec![e.to_pair(&key)])),
-    }
-}
-
-/// Whether `key` is the storage nodes' (under `shardscope/`).
-fn nodes_key(key: &str) -> bool {
-    key.starts_with(NODE_KV_PREFIX)
-}
-
-async fn kv_put(
-    State(reg): State<Registry>,
-    Path(key): Path<String>,
-    params: QueryParams,
-    presented: Presented,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
-    if let Err(refused) = reg.authorize(&presented, nodes_key(&key), &format!("'key:write' on {key:?}")) {
-        return refuse(refused);
-    }
-    let body = match body {
-        Ok(body) => body,
-        Err(e) => return unread_body(e, reg.limits.value),
-    };
-    // The body limit is the value limit (see `router`).
-    if let Err(refused) = reg.limits.key_fits(&key) {
-        return refuse(refused);
-    }
-    let mut t = reg.tables.lock().unwrap();
-    let (keys, bytes) = t.kv_size();
-    let replaced = t.kv.get(&key).map(|e| key.len() + e.value.len());
-    let after = (keys + usize::from(replaced.is_none()), bytes - replaced.unwrap_or(0) + key.len() + body.len());
-    if let Err(refused) = reg.limits.kv_fits(after.0, after.1, reg.trusted(&presented)) {
-        return refuse(refused);
-    }
-    let current = t.kv.get(&key).map(|e| e.modify_index);
-    if let Some(cas) = params.cas {
-        let ok = match (cas, current) {
-            (0, None) => true,
-            (0, Some(_)) => false,
-            (c, Some(m)) => c == m,
-            (_, None) => false,
-        };
-        if !ok {
-            return Json(false).into_response();
-        }
-    }
-    let outcome = reg.commit(&mut t, |t, index| {
-        let create_index = t.kv.get(&key).map_or(index, |e| e.create_index);
-        let entry =
-            KvEntry { value: body.to_vec(), flags: params.flags.unwrap_or(0), create_index, modify_index: index };
-        t.kv.insert(key, entry);
-    });
-    outcome.map(|()| Json(true)).into_response()
-}
-
-async fn kv_delete(
-    State(reg): State<Registry>,
-    Path(key): Path<String>,
-    params: QueryParams,
-    presented: Presented,
-) -> Response {
-    let mut t = reg.tables.lock().unwrap();
-    if let Some(cas) = params.cas {
-        if t.kv.get(&key).map(|e| e.modify_index) != Some(cas) {
-            return Json(false).into_response();
-        }
-    }
-    let doomed: Vec<String> = if params.recurse.is_some() {
-        t.kv.range(key.clone()..).take_while(|(k, _)| k.starts_with(&key)).map(|(k, _)| k.clone()).collect()
-    } else {
-        t.kv.contains_key(&key).then(|| key.clone()).into_iter().collect()
-    };
-    let nodes = nodes_key(&key) || doomed.iter().any(|k| nodes_key(k));
-    if let Err(refused) = reg.authorize(&presented, nodes, &format!("'key:write' on {key:?}")) {
-        return refuse(refused);
-    }
-    if doomed.is_empty() {
-        return Json(true).into_response();
-    }
-    let outcome = reg.commit(&mut t, |t, _| {
-        for k in &doomed {
-            t.kv.remove(k);
-        }
-    });
-    outcome.map(|()| Json(true)).into_response()
+/// A body as Consul decodes it (see [`decode`]), or the answer refusing it.
+fn decoded<T: serde::de::DeserializeOwned>(
+    body: Result<axum::body::Bytes, BytesRejection>,
+    limit: usize,
+) -> Result<T, Box<Response>> {
+    let body = body.map_err(|e| Box::new(unread_body(e, limit)))?;
+    decode::decode(&body).map_err(|e| Box::new(bad_request(e)))
 }
