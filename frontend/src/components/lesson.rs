@@ -533,7 +533,10 @@ fn movement_view(mv: &Movement) -> impl IntoView {
     view! {
         <p class="numbers" data-testid="lesson-moved" data-moved=mv.moves.len().to_string() data-total=mv.total.to_string()
             data-fraction=mv.fraction.to_string() data-ideal=mv.ideal.to_string()>
-            {format!("{} of {} keys change owner: {}; the least any placement must move is {}.", mv.moves.len(), mv.total, pct(mv.fraction), pct(mv.ideal))}
+            {format!(
+                "{} of {} keys change owner: {}; a placement that stays balanced must move {} (the new node's fair share).",
+                mv.moves.len(), mv.total, pct(mv.fraction), pct(mv.ideal)
+            )}
         </p>
         <ul class="flows" data-testid="lesson-flows">{flows}</ul>
     }
