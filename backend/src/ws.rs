@@ -216,7 +216,13 @@ async fn answer(admin: &Admin, may_administer: &Result<(), String>, msg: ClientM
         ClientMsg::GetAll { id, .. } => (id, None, cluster.get_all().await),
         ClientMsg::AddNode { id, rate } => {
             return match admin.add_node(rate).await {
-                Ok(node) => admin_reply(id, Ok((format!("{} launched; it joins through the registry", node.id), None))),
+                Ok(node) => ServerMsg::AdminReply {
+                    id,
+                    ok: true,
+                    message: format!("{} launched; it joins through the registry", node.id),
+                    progress: None,
+                    node: Some(node.id),
+                },
                 Err(e) => admin_reply(id, Err(e.to_string())),
             };
         }
@@ -289,8 +295,8 @@ async fn run_op(cluster: &Cluster, op: &NodeRequest) -> Result<NodeReply, String
 
 fn admin_reply(id: u64, outcome: Result<(String, Option<Progress>), String>) -> ServerMsg {
     match outcome {
-        Ok((message, progress)) => ServerMsg::AdminReply { id, ok: true, message, progress },
-        Err(message) => ServerMsg::AdminReply { id, ok: false, message, progress: None },
+        Ok((message, progress)) => ServerMsg::AdminReply { id, ok: true, message, progress, node: None },
+        Err(message) => ServerMsg::AdminReply { id, ok: false, message, progress: None, node: None },
     }
 }
 

@@ -456,6 +456,19 @@ async fn the_lesson_and_a_live_step_run_with_the_keyboard_only() {
     )
     .await;
     save_screenshot(&client, "lesson-keyboard-4.png").await;
+    // The ring focused, the arrows pan it and do not turn the page.
+    within("the lesson's ring focused", 20, || async {
+        press(&client, Key::Tab).await;
+        let js = "const e = document.activeElement; return !!(e && e.closest('[data-testid=lesson]') && e.dataset.testid === 'ring')";
+        (client.execute(js, vec![]).await.ok()? == serde_json::Value::Bool(true)).then_some(())
+    })
+    .await;
+    let view_box = || async { attr(&client, "[data-testid=lesson] [data-testid=ring]", "viewBox").await.unwrap() };
+    press(&client, Key::Add).await;
+    let zoomed = view_box().await;
+    press(&client, Key::Right).await;
+    within("the ring to pan", 10, || async { (view_box().await != zoomed).then_some(()) }).await;
+    at_step(&client, 4).await;
     client.close().await.unwrap();
 }
 

@@ -511,3 +511,79 @@ async fn blocking_queries_past_the_limit_are_answered_429_and_the_waiting_ones_s
     assert!(full.to_string().contains("Too many services"), "{full}");
     trusted.register(&service("with-token", ttl())).await.unwrap();
 }
+
+/// Every write saves the whole state: anonymous writes may not grow it past
+/// `anonymous_state`, while token holders (the cluster's own nodes and
+/// state) still can; a write that shrinks it is always taken.
+#[tokio::test]
+async fn anonymous_writes_may_not_grow_the_state_past_its_bound_and_the_cluster_still_writes() {
+    use shardscope_consul::registry::Limits;
+    let limits = Limits { anonymous_state: 16 * 1024, ..Limits::default() };
+    let token = shardscope_consul::token::Token::new("node-secret");
+    let url = serve(Registry::with_limits(limits).with_node_token(token)).await;
+    let filler = |i: usize| {
+        let ttl = CheckDefinition { ttl: Some("1m".into()), ..Default::default() };
+        let reg = ServiceRegistration { tags: vec!["t".repeat(3000)], ..service(&format!("fill-{i}"), ttl) };
+        serde_json::to_vec(&reg).unwrap()
+    };
+    let mut stored = 0;
+    let refusal = loop {
+        let (status, text) = put_as(&url, "/v1/agent/service/register", None, filler(stored)).await;
+        if status != 200 {
+            break (status, text);
+        }
+        stored += 1;
+        assert!(stored < 100, "16 KiB of state held {stored} registrations of 3 KB");
+    };
+    assert_eq!(refusal.0, 413, "{}", refusal.1);
+    assert!(refusal.1.contains("anonymous writes may fill"), "{}", refusal.1);
+    let (before, _) = catalog(&url).await;
+    assert!(!before.iter().any(|(id, _, _)| id == &format!("fill-{stored}")), "the refused write changed nothing");
+
+    // The cluster's own writes, with the node token, still land.
+    let t = Some("node-secret");
+    assert_eq!(put_as(&url, "/v1/agent/service/register", t, node("node-1", 1, "a")).await.0, 200);
+    assert_eq!(put_as(&url, "/v1/kv/shardscope/cluster", t, vec![b'x'; 8000]).await.0, 200);
+    // A write that shrinks the state is taken, and then there is room again.
+    assert_eq!(put_as(&url, "/v1/agent/service/deregister/fill-0", None, "").await.0, 200);
+    let (status, text) = put_as(&url, "/v1/agent/service/register", None, filler(stored)).await;
+    assert_eq!(status, 413, "still over the bound with the cluster's state: {text}");
+    assert_eq!(put_as(&url, "/v1/kv/shardscope/cluster", t, "{}").await.0, 200);
+    for i in 1..4 {
+        assert_eq!(put_as(&url, &format!("/v1/agent/service/deregister/fill-{i}"), None, "").await.0, 200);
+    }
+    assert_eq!(put_as(&url, "/v1/agent/service/register", None, filler(stored)).await.0, 200);
+}
+
+/// A session that holds the storage nodes' keys may not be ended by an
+/// anonymous write to what it depends on (its node, its checks), since its
+/// keys go with it.
+#[tokio::test]
+async fn anonymous_writes_cannot_end_a_session_holding_the_nodes_keys() {
+    let token = shardscope_consul::token::Token::new("node-secret");
+    let url = serve(Registry::new().with_node_token(token)).await;
+    let t = Some("node-secret");
+    let ext = |status: &str| {
+        serde_json::to_vec(&serde_json::json!({"Node": "ext1", "Address": "10.0.0.5",
+            "Check": {"CheckID": "ext-ok", "Name": "ok", "Status": status}}))
+        .unwrap()
+    };
+    assert_eq!(put_as(&url, "/v1/catalog/register", None, ext("passing")).await.0, 200);
+    let body = serde_json::json!({"Node": "ext1", "Behavior": "delete", "NodeChecks": ["ext-ok"]});
+    let (status, text) = put_as(&url, "/v1/session/create", t, serde_json::to_vec(&body).unwrap()).await;
+    assert_eq!(status, 200, "{text}");
+    let id = serde_json::from_str::<serde_json::Value>(&text).unwrap()["ID"].as_str().unwrap().to_string();
+    assert_eq!(put_as(&url, &format!("/v1/kv/shardscope/leader?acquire={id}"), t, "me").await, (200, "true".into()));
+
+    let (status, text) = put_as(&url, "/v1/catalog/register", None, ext("critical")).await;
+    assert_eq!(status, 403, "{text}");
+    assert!(text.contains("would end that session"), "{text}");
+    let drop_node = serde_json::to_vec(&serde_json::json!({"Node": "ext1"})).unwrap();
+    assert_eq!(put_as(&url, "/v1/catalog/deregister", None, drop_node.clone()).await.0, 403);
+    let key = reqwest::get(format!("{url}/v1/kv/shardscope/leader?raw&token=node-secret")).await.unwrap();
+    assert_eq!(key.text().await.unwrap(), "me", "the key and its lock are still there");
+    // The token holder may end it so.
+    assert_eq!(put_as(&url, "/v1/catalog/deregister", t, drop_node).await.0, 200);
+    let gone = reqwest::get(format!("{url}/v1/kv/shardscope/leader?token=node-secret")).await.unwrap();
+    assert_eq!(gone.status(), 404, "behavior delete took the key with the session");
+}

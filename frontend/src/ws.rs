@@ -101,7 +101,8 @@ impl Backend {
                     Ok(
                         ServerMsg::Reply { id, .. }
                         | ServerMsg::BatchReply { id, .. }
-                        | ServerMsg::AdminReply { id, .. },
+                        | ServerMsg::AdminReply { id, .. }
+                        | ServerMsg::Stats { id, .. },
                     ) => backend.waiters.try_update_value(|w| w.remove(id)).flatten(),
                     _ => None,
                 };

@@ -663,6 +663,9 @@ pub enum ServerMsg {
         message: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         progress: Option<Progress>,
+        /// The node an `add_node` launched (its join follows, as `join ID`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        node: Option<String>,
     },
     /// The answer to the request with the same `id`; `node` is the node that
     /// served it (the key's owner), when there is one.

@@ -106,6 +106,11 @@ pub struct Limits {
     /// Bytes of anonymous clients' answers held until they read them; past
     /// it an answer is a 503 (see [`answers`]).
     pub answers: usize,
+    /// Bytes of the whole state (as saved) past which anonymous writes that
+    /// grow it are refused (413). Every write saves the whole state under
+    /// the one lock, so this bounds what each write costs everyone; writes
+    /// with a token may go on to [`MAX_STATE`].
+    pub anonymous_state: usize,
 }
 
 impl Default for Limits {
@@ -123,6 +128,7 @@ impl Default for Limits {
             kv_bytes: 4 * 1024 * 1024,
             blocking_queries: 256,
             answers: 64 * 1024 * 1024,
+            anonymous_state: 8 * 1024 * 1024,
         }
     }
 }
@@ -381,6 +387,8 @@ struct Tables {
     /// Keys whose lock may not be acquired again until then, after the
     /// session holding it ended (in memory only, as in Consul).
     lock_delays: BTreeMap<String, Instant>,
+    /// Bytes of these tables as saved, as of the last write.
+    encoded_len: usize,
 }
 
 impl Default for Tables {
@@ -391,6 +399,7 @@ impl Default for Tables {
             kv: BTreeMap::new(),
             sessions: BTreeMap::new(),
             lock_delays: BTreeMap::new(),
+            encoded_len: 0,
         }
     }
 }
@@ -548,11 +557,47 @@ impl Registry {
         let mut next = t.clone();
         let out = change(&mut next, index).map_err(Refused)?;
         self.limits.counts_fit(t, &next, trusted).map_err(Refused)?;
-        next.settle(Instant::now(), index);
-        next.index = index;
-        if let Some(disk) = &self.disk {
-            disk.save(&next).map_err(|e| Refused(e.refusal()))?;
+        let now = Instant::now();
+        // A session holding the storage nodes' keys ends with its node or
+        // checks, and its keys with it: an anonymous write may not be what
+        // ends it (say, a catalog change to the node or check it names).
+        if !trusted {
+            let ended = next.sessions.iter().find(|(id, s)| {
+                !s.holds(&next, now)
+                    && next.locks_nodes_keys(id)
+                    && t.sessions.get(*id).is_some_and(|s| s.holds(t, now))
+            });
+            if let Some((id, _)) = ended {
+                return Err(Refused((
+                    StatusCode::FORBIDDEN,
+                    format!(
+                        "Permission denied: anonymous token lacks permission 'session:write' on {id:?}: \
+                         this write would end that session, which holds the storage nodes' keys"
+                    ),
+                )));
+            }
         }
+        next.settle(now, index);
+        next.index = index;
+        // Measured whether or not there is a disk: the state's size is what
+        // every later write copies and saves.
+        let bytes = state_file::encode(&next).map_err(|e| Refused(e.refusal()))?;
+        let limit = self.limits.anonymous_state;
+        if !trusted && bytes.len() > limit && bytes.len() > t.encoded_len {
+            return Err(Refused((
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!(
+                    "the registry's state would be {} bytes, over the {} MiB anonymous writes may fill \
+                     (remove some registrations, sessions or keys first)",
+                    bytes.len(),
+                    limit >> 20
+                ),
+            )));
+        }
+        if let Some(disk) = &self.disk {
+            disk.write(&bytes).map_err(|e| Refused(e.refusal()))?;
+        }
+        next.encoded_len = bytes.len();
         *t = next;
         self.changes.send_replace(index);
         Ok(out)

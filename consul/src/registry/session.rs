@@ -140,7 +140,7 @@ impl Tables {
     }
 
     /// Whether session `id` locks a key of the storage nodes'.
-    fn locks_nodes_keys(&self, id: &str) -> bool {
+    pub(super) fn locks_nodes_keys(&self, id: &str) -> bool {
         self.kv.iter().any(|(k, e)| e.session.as_deref() == Some(id) && nodes_key(k))
     }
 }

@@ -204,17 +204,29 @@ impl StateDir {
             VERSION => serde_json::from_slice::<Saved>(&bytes).map_err(corrupt)?.into_tables(now, limits),
             v => Err(format!("version {v} (this registry reads versions 1 and {VERSION})")),
         };
-        Ok(Some(tables.map_err(anyhow::Error::msg)?))
+        let mut tables = tables.map_err(anyhow::Error::msg)?;
+        tables.encoded_len = bytes.len();
+        Ok(Some(tables))
     }
 
     /// Replaces the state file with `tables`, durably.
     pub(super) fn save(&self, tables: &Tables) -> Result<(), SaveError> {
-        let bytes = serde_json::to_vec(&Saved::of(tables)).map_err(|e| SaveError::Io(e.into()))?;
-        if bytes.len() > MAX_STATE {
-            return Err(SaveError::TooLarge);
-        }
-        crate::file::replace(&self.path, &bytes, 0o600).map_err(SaveError::Io)
+        self.write(&encode(tables)?)
     }
+
+    /// Replaces the file with `bytes` (an [`encode`]d state).
+    pub(super) fn write(&self, bytes: &[u8]) -> Result<(), SaveError> {
+        crate::file::replace(&self.path, bytes, 0o600).map_err(SaveError::Io)
+    }
+}
+
+/// The state as saved; an error past [`MAX_STATE`].
+pub(super) fn encode(tables: &Tables) -> Result<Vec<u8>, SaveError> {
+    let bytes = serde_json::to_vec(&Saved::of(tables)).map_err(|e| SaveError::Io(e.into()))?;
+    if bytes.len() > MAX_STATE {
+        return Err(SaveError::TooLarge);
+    }
+    Ok(bytes)
 }
 
 impl Saved {

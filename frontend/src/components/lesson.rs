@@ -89,6 +89,23 @@ fn join(
     (build(spec, members), after)
 }
 
+/// The keys the cluster holds (its nodes' counts), else `fallback`.
+async fn cluster_keys(backend: Backend, fallback: usize) -> usize {
+    match backend.call(|id| ClientMsg::Stats { id }).await {
+        Some(ServerMsg::Stats { stats, .. }) if !stats.is_empty() => {
+            usize::try_from(stats.values().map(|s| s.keys).sum::<u64>()).unwrap_or(usize::MAX)
+        }
+        _ => fallback,
+    }
+}
+
+/// Of `keys` in the cluster, as many as `moved` of the lesson's `hashes`
+/// are of them (shared's fraction, applied to what the cluster holds).
+fn scaled(moved: usize, hashes: &[u64], keys: usize) -> usize {
+    let fraction = moved as f64 / hashes.len().max(1) as f64;
+    (fraction * keys.max(hashes.len()) as f64).ceil() as usize
+}
+
 /// A change's rate: the keys it moves over [`SECONDS`], within [`RATE`].
 fn rate_for(keys: usize) -> u64 {
     (keys as u64).div_ceil(SECONDS).clamp(*RATE.start(), *RATE.end())
@@ -143,9 +160,11 @@ impl Phase {
     }
 }
 
-/// The lesson's change to the live cluster.
+/// The lesson's change to the live cluster. It is kept by the App (see
+/// [`provide_live_state`]), not by the lesson, so leaving the lesson and
+/// coming back mid-run still knows what to put back.
 #[derive(Clone, Debug, Default, PartialEq)]
-struct Live {
+pub struct Live {
     /// The step that ran it (0: none).
     step: usize,
     phase: Phase,
@@ -157,10 +176,16 @@ struct Live {
     added: Option<String>,
 }
 
-/// An administrative request; `Err` with the backend's words when refused.
-async fn admin(backend: Backend, make: impl FnOnce(u64) -> ClientMsg) -> Result<String, String> {
+/// Called by the App once: the live run's state, for the page's lifetime.
+pub fn provide_live_state() {
+    provide_context(RwSignal::new(Live::default()));
+}
+
+/// An administrative request: the node it launched, if any; `Err` with the
+/// backend's words when refused.
+async fn admin(backend: Backend, make: impl FnOnce(u64) -> ClientMsg) -> Result<Option<String>, String> {
     match backend.call(make).await {
-        Some(ServerMsg::AdminReply { ok: true, message, .. }) => Ok(message),
+        Some(ServerMsg::AdminReply { ok: true, node, .. }) => Ok(node),
         Some(ServerMsg::AdminReply { message, .. }) => Err(message),
         Some(ServerMsg::Reply { reply: NodeReply::Error { message, .. }, .. }) => Err(message),
         _ => Err("no answer from the backend".into()),
@@ -223,7 +248,11 @@ impl Lesson {
                 let backend = backend();
                 let spec = backend.placement.get().unwrap_or_default();
                 let slots = backend.slots.get();
-                let placement = restore(&spec, &members, slots.as_deref());
+                // Bounded loads places by the keys there are: the lesson's.
+                let placement = match (&spec, &slots) {
+                    (PlacementSpec::Bounded { .. }, _) | (_, None) => build_for_keys(&spec, &members, &hashes),
+                    (_, Some(slots)) => restore(&spec, &members, Some(slots)),
+                };
                 Scene { key: format!("{} {slots:?}", key(&spec)), drawn: Drawn::new(spec, placement), before: None }
             }
             2 => joined(PlacementSpec::Modulo),
@@ -243,7 +272,7 @@ pub fn Lesson() -> impl IntoView {
         vnodes: RwSignal::new(1),
         ring_vnodes: RwSignal::new(None),
         shown_algo: RwSignal::new(Algorithm::Rendezvous),
-        live: RwSignal::new(Live::default()),
+        live: expect_context::<RwSignal<Live>>(),
         answered: RwSignal::new(Vec::new()),
         sample_written: RwSignal::new(None),
     };
@@ -252,7 +281,8 @@ pub fn Lesson() -> impl IntoView {
     // not while the focus is in a field (typing, or a slider's own arrows):
     // Escape leaves the field.
     let keys = window_event_listener(leptos::ev::keydown, move |ev| {
-        if ev.ctrl_key() || ev.alt_key() || ev.meta_key() {
+        // Taken already: the ring pans with the arrows when it has the focus.
+        if ev.ctrl_key() || ev.alt_key() || ev.meta_key() || ev.default_prevented() {
             return;
         }
         let field = ev.target().and_then(|t| t.dyn_into::<web_sys::HtmlElement>().ok()).filter(|e| {
@@ -296,7 +326,12 @@ pub fn Lesson() -> impl IntoView {
     });
     Effect::new(move || {
         if let Some(v) = lesson.ring_vnodes.get().filter(|_| step.get_untracked() == 5) {
-            lesson.vnodes.set(v.clamp(1, MAX_VNODES));
+            let within = v.clamp(1, MAX_VNODES);
+            lesson.vnodes.set(within);
+            if within != v {
+                // The ring's own control went past the slider: both show the slider's.
+                lesson.ring_vnodes.set(Some(within));
+            }
         }
     });
     // The keys the step's change moves, by shared; of those, the share the
@@ -316,13 +351,20 @@ pub fn Lesson() -> impl IntoView {
         }
         match l.phase {
             Phase::Placing => Some(0.0),
-            Phase::Joining => Some(if l.added.is_some() {
-                let expected = moving.get().unwrap_or(0).max(1) as f64;
-                backend
-                    .rebalance
-                    .with(|r| r.as_ref().map_or(0.0, |r| (r.progress.keys_moved as f64 / expected).clamp(0.0, 1.0)))
-            } else {
-                0.0
+            // The cluster may hold other keys than the lesson's: of all it
+            // holds (`keys_total`), shared's fraction is expected to move.
+            Phase::Joining => Some(match &l.added {
+                Some(added) => {
+                    let fraction =
+                        moving.get().unwrap_or(0) as f64 / lesson.hashes.with_value(|h| h.len()).max(1) as f64;
+                    backend.rebalance.with(|r| {
+                        r.as_ref().filter(|r| r.progress.change == format!("join {added}")).map_or(0.0, |r| {
+                            let expected = (fraction * r.progress.keys_total as f64).max(1.0);
+                            (r.progress.keys_moved as f64 / expected).clamp(0.0, 1.0)
+                        })
+                    })
+                }
+                None => 0.0,
             }),
             Phase::Joined => Some(1.0),
             _ => None,
@@ -631,22 +673,33 @@ fn LiveRun(lesson: Lesson, step: usize, progress: Signal<Option<f64>>) -> impl I
                 return;
             }
             let target = target.clone();
-            let members: Vec<Member> = backend.nodes.get_untracked().iter().map(|n| Member::new(&n.id)).collect();
             let Some(current) = backend.placement.get_untracked() else { return };
             let slots = backend.slots.get_untracked();
             let hashes = lesson.hashes.get_value();
+            // A run refused half-way keeps what it recorded: the members
+            // and the placement from before the lesson changed anything.
+            let earlier = live.get_untracked();
+            let (members, placement_before) = match earlier.restore {
+                Some(p) if earlier.step != 0 => (earlier.members, p),
+                _ => (backend.nodes.get_untracked().iter().map(|n| Member::new(&n.id)).collect(), current.clone()),
+            };
+            if earlier.added.is_some() {
+                return; // a node of the lesson's is on the cluster: put it back first
+            }
             live.set(Live {
                 step,
                 phase: Phase::Placing,
                 members: members.clone(),
-                restore: Some(current.clone()),
+                restore: Some(placement_before),
                 added: None,
             });
             spawn_local(async move {
+                let keys = cluster_keys(backend, hashes.len()).await;
                 if current != target {
                     let from = restore(&current, &members, slots.as_deref());
+                    let to = build(&target, &members);
                     let rate =
-                        rate_for(moved_keys(from.as_ref(), build(&target, &members).as_ref(), &hashes).moves.len());
+                        rate_for(scaled(moved_keys(from.as_ref(), to.as_ref(), &hashes).moves.len(), &hashes, keys));
                     let placement = target.clone();
                     if let Err(why) =
                         admin(backend, |id| ClientMsg::ChangePlacement { id, placement, rate: Some(rate) }).await
@@ -656,32 +709,30 @@ fn LiveRun(lesson: Lesson, step: usize, progress: Signal<Option<f64>>) -> impl I
                     }
                 }
                 let (before, after) = join(&target, &members, &next_id(&members), &hashes);
-                let rate = rate_for(moved_keys(before.as_ref(), after.as_ref(), &hashes).moves.len());
+                let rate =
+                    rate_for(scaled(moved_keys(before.as_ref(), after.as_ref(), &hashes).moves.len(), &hashes, keys));
                 live.update(|l| l.phase = Phase::Joining);
-                if let Err(why) = admin(backend, |id| ClientMsg::AddNode { id, rate: Some(rate) }).await {
-                    live.update(|l| l.phase = Phase::Refused(why));
+                match admin(backend, |id| ClientMsg::AddNode { id, rate: Some(rate) }).await {
+                    // The lesson's node is the one the backend launched, and
+                    // only its join (`join ID`) is the lesson's.
+                    Ok(added) => live.update(|l| l.added = added),
+                    Err(why) => live.update(|l| l.phase = Phase::Refused(why)),
                 }
             });
         }
     };
-    // The join's rebalance: which node it adds, and when it is done.
+    // The join of the node the backend launched for the lesson: done when
+    // its rebalance is (another client's join is not the lesson's).
     Effect::new(move || {
         let Some(r) = backend.rebalance.get() else { return };
-        let l = live.get_untracked();
+        let l = live.get();
         if l.step != step || !matches!(l.phase, Phase::Joining) {
             return;
         }
-        let Some(joiner) = r.progress.change.strip_prefix("join ") else { return };
-        if l.members.iter().any(|m| m.id == joiner) {
-            return;
+        let Some(added) = &l.added else { return };
+        if r.done && r.progress.change == format!("join {added}") {
+            live.update(|l| l.phase = Phase::Joined);
         }
-        let joiner = joiner.to_string();
-        live.update(|l| {
-            l.added = Some(joiner);
-            if r.done {
-                l.phase = Phase::Joined;
-            }
-        });
     });
     let put_back = move |_| {
         let l = live.get_untracked();
@@ -689,17 +740,21 @@ fn LiveRun(lesson: Lesson, step: usize, progress: Signal<Option<f64>>) -> impl I
         live.update(|l| l.phase = Phase::Restoring);
         spawn_local(async move {
             let spec = backend.placement.get_untracked().unwrap_or_default();
+            let keys = cluster_keys(backend, hashes.len()).await;
             if let Some(node) = l.added.clone() {
                 let (before, after) = join(&spec, &l.members, &node, &hashes);
-                let rate = rate_for(moved_keys(after.as_ref(), before.as_ref(), &hashes).moves.len());
+                let rate =
+                    rate_for(scaled(moved_keys(after.as_ref(), before.as_ref(), &hashes).moves.len(), &hashes, keys));
                 if let Err(why) = admin(backend, |id| ClientMsg::RemoveNode { id, node, rate: Some(rate) }).await {
                     live.update(|l| l.phase = Phase::Refused(why));
                     return;
                 }
+                // Gone: a retry after a refusal below only restores the placement.
+                live.update(|l| l.added = None);
             }
             if let Some(placement) = l.restore.filter(|r| *r != spec) {
                 let (from, to) = (build(&spec, &l.members), build(&placement, &l.members));
-                let rate = rate_for(moved_keys(from.as_ref(), to.as_ref(), &hashes).moves.len());
+                let rate = rate_for(scaled(moved_keys(from.as_ref(), to.as_ref(), &hashes).moves.len(), &hashes, keys));
                 if let Err(why) =
                     admin(backend, |id| ClientMsg::ChangePlacement { id, placement, rate: Some(rate) }).await
                 {

@@ -105,6 +105,7 @@ pub fn App() -> impl IntoView {
         sims: RwSignal::new(initial.sims),
     };
     provide_context(page);
+    lesson::provide_live_state();
     let Page { keyset, settings, demo, lesson_step, sims, .. } = page;
     // The URL follows the view, so a link reproduces it.
     Effect::new(move || {

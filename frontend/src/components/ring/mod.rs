@@ -15,7 +15,7 @@ use leptos::prelude::*;
 use shardscope_shared::hash::{key_hash, ring_fraction};
 use shardscope_shared::placement::analysis::{distribution, Distribution};
 use shardscope_shared::placement::ring::{OwnedArc, Ring};
-use shardscope_shared::placement::{build, restore, Member, Placement, PlacementSpec, VNODES};
+use shardscope_shared::placement::{build, build_for_keys, restore, Member, Placement, PlacementSpec, VNODES};
 use wasm_bindgen::JsCast;
 
 use geometry::{decimals, push_arc, push_dot, View, R};
@@ -90,21 +90,27 @@ impl Drawn {
 pub fn ClusterRing() -> impl IntoView {
     let backend = backend();
     let page = page();
+    let sample = KeySet::generated(SAMPLE).hashes;
+    let set = Signal::derive(move || {
+        Some(page.keyset.with(|k| k.as_ref().map(|k| k.hashes.clone())).unwrap_or_else(|| sample.clone()))
+    });
+    // Bounded loads places by the keys there are: the drawn set's, as if
+    // they were the cluster's (the others ignore them).
+    let placed = move |spec: &PlacementSpec, members: &[Member], slots: Option<&[Option<String>]>| match spec {
+        PlacementSpec::Bounded { .. } => set.with(|h| build_for_keys(spec, members, h.as_deref().unwrap_or(&[]))),
+        _ => restore(spec, members, slots),
+    };
     let shown = Signal::derive(move || {
         let members: Vec<Member> = backend.nodes.get().iter().map(|n| Member::new(&n.id)).collect();
         let spec = backend.placement.get()?;
         let slots = backend.slots.get();
-        Some(Drawn::new(spec.clone(), restore(&spec, &members, slots.as_deref())))
+        Some(Drawn::new(spec.clone(), placed(&spec, &members, slots.as_deref())))
     });
     let before = Signal::derive(move || {
         backend.previous.get().map(|(nodes, spec, slots)| {
             let members: Vec<Member> = nodes.iter().map(|n| Member::new(&n.id)).collect();
-            Arc::from(restore(&spec, &members, slots.as_deref()))
+            Arc::from(placed(&spec, &members, slots.as_deref()))
         })
-    });
-    let sample = KeySet::generated(SAMPLE).hashes;
-    let set = Signal::derive(move || {
-        Some(page.keyset.with(|k| k.as_ref().map(|k| k.hashes.clone())).unwrap_or_else(|| sample.clone()))
     });
     let caption = move || {
         page.keyset.with(|k| match k {
