@@ -90,7 +90,7 @@ fuzz_target!(|data: &[u8]| {
                 let answer = call(&app, Method::PUT, "/v1/agent/service/register", arg);
                 if let (Some(a), Ok(reg)) = (&answer, serde_json::from_slice::<ServiceRegistration>(arg)) {
                     names.insert(reg.name.clone());
-                    if a.status == StatusCode::OK {
+                    if a.status == StatusCode::OK && spelled_as_the_model_reads(arg) {
                         check_registered(&app, &reg);
                     }
                 }
@@ -149,6 +149,26 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(reads(&reopened), want, "a reopened registry answers otherwise");
     }
 });
+
+/// Whether the fields the model compares are spelled as its serde types
+/// read them: the registry reads field names in any case and with or
+/// without underscores, as Consul does (`CHeck` is `Check`), the model
+/// only the exact ones.
+fn spelled_as_the_model_reads(body: &[u8]) -> bool {
+    const FIELDS: [&str; 6] = ["ID", "Name", "Port", "Check", "Checks", "Status"];
+    fn keys_ok(v: &serde_json::Value) -> bool {
+        match v {
+            serde_json::Value::Object(map) => map.iter().all(|(k, v)| {
+                let folded = k.to_lowercase().replace('_', "");
+                let other_spelling = FIELDS.iter().any(|f| f.to_lowercase() == folded && *f != k.as_str());
+                !other_spelling && keys_ok(v)
+            }),
+            serde_json::Value::Array(items) => items.iter().all(keys_ok),
+            _ => true,
+        }
+    }
+    serde_json::from_slice::<serde_json::Value>(body).is_ok_and(|v| keys_ok(&v))
+}
 
 /// The health endpoint lists a registration answered 200, under its id,
 /// with its checks in the status they were given (critical by default).
