@@ -11,7 +11,7 @@ use std::sync::Arc;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 use shardscope_shared::hash::{key_hash, ring_fraction};
-use shardscope_shared::placement::analysis::{distribution, moved_keys, Distribution, Movement};
+use shardscope_shared::placement::analysis::{self, distribution, moved_keys, Distribution, Movement};
 use shardscope_shared::placement::ring::Ring;
 use shardscope_shared::placement::{
     build, build_for_keys, restore, Algorithm, Member, Placement, PlacementSpec, Settings,
@@ -71,22 +71,16 @@ fn next_id(members: &[Member]) -> String {
     format!("node-{}", last + 1)
 }
 
-/// `spec` over `members`, and after `joiner` joins it (as the cluster does:
-/// the placement gets one more member; bounded places the keys afresh).
+/// `spec` over `members`, and after `joiner` joins it, as the cluster does
+/// it (shared's `analysis::joined`).
 fn join(
     spec: &PlacementSpec,
     members: &[Member],
     joiner: &str,
     hashes: &[u64],
 ) -> (Box<dyn Placement>, Box<dyn Placement>) {
-    if matches!(spec, PlacementSpec::Bounded { .. }) {
-        let mut with = members.to_vec();
-        with.push(Member::new(joiner));
-        return (build_for_keys(spec, members, hashes), build_for_keys(spec, &with, hashes));
-    }
-    let mut after = build(spec, members);
-    after.add_member(Member::new(joiner));
-    (build(spec, members), after)
+    let after = analysis::joined(spec, build_for_keys(spec, members, hashes), hashes, Member::new(joiner));
+    (build_for_keys(spec, members, hashes), after)
 }
 
 /// The keys the cluster holds (its nodes' counts), else `fallback`.
